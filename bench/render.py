@@ -1,0 +1,219 @@
+"""Benchmark render_thumbnail on a 4096x4096 RICE-compressed float32 frame.
+
+Times, interleaved round by round: astropy only decompressing the frame (the floor),
+render_thumbnail to a 500x500 JPEG, and fits2image 1.1's fits_to_jpg to the same size.
+Peak memory of one render is measured in a fresh subprocess. Prints a table, writes a
+JSON file under bench/results/ and exits 1 if a target is missed.
+
+    python -m bench.render [--rounds 7]      (or: python bench/render.py)
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FRAME_SIZE = 4096
+BOX = 500
+# Targets from the issue.
+MAX_RENDER_OVER_DECOMPRESS = 1.5
+MIN_FITS2IMAGE_OVER_RENDER = 2.0
+MAX_PEAK_OVER_FRAME = 3.0
+FRAME_BYTES = FRAME_SIZE * FRAME_SIZE * 4
+MIB = 2**20
+
+
+def benchmark_frame() -> Path:
+    """The 4096x4096 star field (no NaN, so fits2image can render it), made once."""
+    from thumbproxy.sampledata import star_field
+
+    path = RESULTS / f"star_field_{FRAME_SIZE}.fits.fz"
+    if not path.exists():
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        star_field(path, FRAME_SIZE)
+    return path
+
+
+def decompress(path: Path) -> None:
+    """The floor: what astropy alone takes to hand over the decompressed pixels."""
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        hdul["SCI"].data
+
+
+def render(path: Path) -> bytes:
+    from thumbproxy.render import RenderOptions, render_thumbnail
+
+    return render_thumbnail(path, RenderOptions(width=BOX, height=BOX))
+
+
+def fits2image(path: Path, output: Path) -> None:
+    from fits2image.conversions import fits_to_jpg
+
+    if not fits_to_jpg(str(path), str(output), width=BOX, height=BOX):
+        raise RuntimeError("fits2image failed")
+
+
+def _seconds(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def time_interleaved(path: Path, rounds: int) -> dict[str, list[float]]:
+    """Seconds per run of each contender, one run of each per round after a warm-up round."""
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "fits2image.jpg"
+        contenders = {
+            "decompress": lambda: decompress(path),
+            "render": lambda: render(path),
+            "fits2image": lambda: fits2image(path, output),
+        }
+        for call in contenders.values():
+            call()
+        times: dict[str, list[float]] = {name: [] for name in contenders}
+        for _ in range(rounds):
+            for name, call in contenders.items():
+                times[name].append(_seconds(call))
+    return times
+
+
+def _status_bytes(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure_memory_here(what: str, method: str, path: Path) -> int:
+    """Run in a fresh process: bytes one call of `what` adds at its peak, by `method`.
+
+    "rss": peak RSS (VmHWM) minus the RSS before the call. Not ru_maxrss: Linux carries
+    that over fork and exec, so a child reports the benchmark parent's peak. VmHWM belongs
+    to the process image and is reset before the call. "tracemalloc": Python and numpy
+    allocations only (not astropy's C buffers); measured separately because tracing
+    itself costs memory.
+    """
+    call = {"render": render, "decompress": decompress}[what]
+    from thumbproxy.sampledata import star_field
+
+    # A tiny run first, so lazily imported modules and one-off buffers are not counted.
+    with tempfile.TemporaryDirectory() as scratch:
+        call(star_field(Path(scratch) / "tiny.fits.fz", 64))
+    if method == "tracemalloc":
+        tracemalloc.start()
+        call(path)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak
+    # Writing 5 to clear_refs resets VmHWM to the current RSS.
+    Path("/proc/self/clear_refs").write_text("5")
+    baseline = _status_bytes("VmRSS")
+    call(path)
+    return _status_bytes("VmHWM") - baseline
+
+
+def measure_memory(what: str, path: Path) -> dict[str, int]:
+    """measure_memory_here by each method, each in a fresh interpreter."""
+    figures = {}
+    for method in ("rss", "tracemalloc"):
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "--memory-of", what, method, str(path)],
+            check=True, capture_output=True, text=True,
+        )
+        figures[method] = int(result.stdout)
+    return figures
+
+
+def _summary(seconds: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
+
+
+def _versions() -> dict[str, str]:
+    import astropy
+    import fits2image
+    import numpy
+    import PIL
+
+    return {"python": platform.python_version(), "numpy": numpy.__version__,
+            "astropy": astropy.__version__, "pillow": PIL.__version__,
+            "fits2image": getattr(fits2image, "__version__", "1.1.0"),
+            "machine": platform.machine(), "cpus": str(len(__import__("os").sched_getaffinity(0)))}
+
+
+def run(rounds: int) -> bool:
+    """Run the whole benchmark, print the table, write the JSON; True if every target is met."""
+    path = benchmark_frame()
+    times = time_interleaved(path, rounds)
+    memory = {what: measure_memory(what, path) for what in ("decompress", "render")}
+    summary = {name: _summary(seconds) for name, seconds in times.items()}
+    render_median = summary["render"]["median"]
+    checks = {
+        "render / decompress": (render_median / summary["decompress"]["median"],
+                                f"<= {MAX_RENDER_OVER_DECOMPRESS}",
+                                render_median / summary["decompress"]["median"] <= MAX_RENDER_OVER_DECOMPRESS),
+        "fits2image / render": (summary["fits2image"]["median"] / render_median,
+                                f">= {MIN_FITS2IMAGE_OVER_RENDER}",
+                                summary["fits2image"]["median"] / render_median >= MIN_FITS2IMAGE_OVER_RENDER),
+        "render peak RSS growth / frame": (memory["render"]["rss"] / FRAME_BYTES,
+                                           f"<= {MAX_PEAK_OVER_FRAME}",
+                                           memory["render"]["rss"] / FRAME_BYTES <= MAX_PEAK_OVER_FRAME),
+    }
+
+    print(f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frame {path.name}, {BOX}x{BOX} JPEG, "
+          f"{rounds} interleaved rounds")
+    print(f"{'seconds':<28}{'median':>8}{'min':>8}{'max':>8}")
+    labels = {"decompress": "astropy decompress (floor)", "render": "thumbproxy render_thumbnail",
+              "fits2image": "fits2image 1.1 fits_to_jpg"}
+    for name, label in labels.items():
+        row = summary[name]
+        print(f"{label:<28}{row['median']:>8.3f}{row['min']:>8.3f}{row['max']:>8.3f}")
+    print(f"\n{'memory, one call (MiB)':<28}{'RSS peak growth':>16}{'tracemalloc peak':>18}")
+    for what, figures in memory.items():
+        print(f"{what:<28}{figures['rss'] / MIB:>16.1f}{figures['tracemalloc'] / MIB:>18.1f}")
+    print(f"(decompressed frame: {FRAME_BYTES / MIB:.0f} MiB; each figure from its own fresh process "
+          "after imports and a tiny warm-up call; RSS growth = peak RSS (VmHWM) minus RSS before the call)")
+    print(f"\n{'target':<34}{'measured':>9}{'limit':>9}  result")
+    for name, (value, limit, passed) in checks.items():
+        print(f"{name:<34}{value:>9.2f}{limit:>9}  {'PASS' if passed else 'FAIL'}")
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report = {"when": stamp, "frame": path.name, "box": BOX, "rounds": rounds,
+              "versions": _versions(), "seconds": times, "summary": summary, "memory_bytes": memory,
+              "frame_bytes": FRAME_BYTES,
+              "checks": {name: {"measured": value, "limit": limit, "passed": passed}
+                         for name, (value, limit, passed) in checks.items()}}
+    output = RESULTS / f"render-{stamp}.json"
+    output.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {output}")
+    return all(passed for _, _, passed in checks.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
+    parser.add_argument("--memory-of", nargs=3, metavar=("WHAT", "METHOD", "FRAME"),
+                        help=argparse.SUPPRESS)
+    arguments = parser.parse_args()
+    if arguments.memory_of:
+        what, method, frame = arguments.memory_of
+        print(measure_memory_here(what, method, Path(frame)))
+        return 0
+    return 0 if run(arguments.rounds) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""The render pool survives dying workers."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from thumbproxy.errors import ThumbproxyError
+from thumbproxy.renderpool import RenderPool
+from workerjobs import add, die, sleep_then_pid
+
+
+@pytest.fixture
+async def pool():
+    render_pool = RenderPool(workers=2)
+    await render_pool.start()
+    yield render_pool
+    await render_pool.close()
+
+
+async def test_runs_work_in_other_processes(pool: RenderPool) -> None:
+    assert await pool.run(add, 2, 3) == 5
+    pid = await pool.run(sleep_then_pid, 0)
+    assert pid != os.getpid() and pid in pool.worker_pids()
+
+
+async def test_worker_dying_mid_job_answers_500_then_recovers(pool: RenderPool) -> None:
+    with pytest.raises(ThumbproxyError) as raised:
+        await pool.run(die)
+    assert raised.value.status == 500
+    assert await pool.run(add, 1, 1) == 2
+
+
+async def test_every_job_on_a_broken_pool_answers_500_and_the_pool_recovers(pool: RenderPool) -> None:
+    results = await asyncio.gather(pool.run(sleep_then_pid, 0.5), pool.run(die), return_exceptions=True)
+    assert all(isinstance(result, ThumbproxyError) for result in results)
+    assert await pool.run(add, 20, 22) == 42
+
+
+async def test_worker_killed_while_idle_does_not_fail_the_next_job(pool: RenderPool) -> None:
+    for pid in pool.worker_pids():
+        os.kill(pid, signal.SIGKILL)
+    await asyncio.sleep(0.3)
+    # Nothing of the next job ran on the broken pool, so it is retried on a new one.
+    assert await pool.run(add, 3, 4) == 7

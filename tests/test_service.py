@@ -1,0 +1,469 @@
+"""The thumbnail endpoints end to end: real HTTP to the service, real HTTP to a fake archive."""
+
+import asyncio
+import io
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from PIL import Image
+
+from fakearchive import FUTURE_DATE, FakeArchive, Fault
+from thumbproxy.app import RENDER_POOL, create_app
+from thumbproxy.config import load_settings
+from thumbproxy.tempfiles import temp_path
+from thumbproxy.web.routes import THUMBNAILER
+from workerjobs import die
+
+WIDE = (300, 400)  # rows, columns: a landscape frame
+
+
+class Service:
+    """The running service, its fake archive, and what a test looks at."""
+
+    def __init__(self, client: TestClient, archive: FakeArchive, tmp_dir: Path) -> None:
+        self.client = client
+        self.archive = archive
+        self.tmp_dir = tmp_dir
+
+    @property
+    def app(self) -> web.Application:
+        return self.client.app  # type: ignore[return-value]
+
+    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        return await self.client.get(path, **kwargs)
+
+    async def image(self, path: str, **kwargs: Any) -> Image.Image:
+        response = await self.get(path, **kwargs)
+        assert response.status == 200, await response.text()
+        assert response.content_type == "image/jpeg"
+        image = Image.open(io.BytesIO(await response.read()))
+        image.load()
+        return image
+
+    def temp_files(self) -> list[Path]:
+        return [path for path in self.tmp_dir.iterdir()]
+
+
+ServiceFactory = Callable[..., Awaitable[Service]]
+
+
+@pytest.fixture
+async def start_service(fake_archive: FakeArchive, tmp_path: Path) -> AsyncIterator[ServiceFactory]:
+    """Start the service against the fake archive; keyword arguments are extra environment settings."""
+    clients: list[TestClient] = []
+
+    async def start(**env: str) -> Service:
+        tmp_dir = tmp_path / "tmp"
+        settings = load_settings(env={
+            "ARCHIVE_API_URL": fake_archive.base_url,
+            "TMP_DIR": str(tmp_dir),
+            "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+            "THUMBPROXY_WORKERS": "1",
+            "THUMBPROXY_ARCHIVE_TIMEOUT": "2",
+            **env,
+        })
+        client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
+        await client.start_server()
+        clients.append(client)
+        return Service(client, fake_archive, tmp_dir)
+
+    yield start
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def service(start_service: ServiceFactory) -> Service:
+    return await start_service()
+
+
+@pytest.fixture
+def frame(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
+    """A public, compressed, landscape frame registered with the fake archive."""
+    path = write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz", shape=WIDE, compressed=True)
+    return fake_archive.add_frame(path)
+
+
+def assert_json_error(body: dict[str, Any], *words: str) -> None:
+    assert set(body) == {"message"}
+    assert "Traceback" not in body["message"]
+    for word in words:
+        assert word in body["message"]
+
+
+# Answers -----------------------------------------------------------------------------------
+
+
+async def test_image_mode_answers_a_jpeg_fitting_the_default_box(service: Service, frame: dict) -> None:
+    image = await service.image(f"/{frame['id']}/?image=true")
+    assert image.format == "JPEG"
+    assert image.size == (200, 150)
+
+
+async def test_width_and_height_bound_the_thumbnail(service: Service, frame: dict) -> None:
+    assert (await service.image(f"/{frame['id']}/?image=1&width=100&height=100")).size == (100, 75)
+    assert (await service.image(f"/{frame['id']}/?image=1&width=1000&height=30")).size == (40, 30)
+    # Never upscaled: the frame is 400x300.
+    assert (await service.image(f"/{frame['id']}/?image=1&width=2000&height=2000")).size == (400, 300)
+
+
+async def test_json_answer_has_a_working_url_and_the_proposal(service: Service, frame: dict) -> None:
+    response = await service.get(f"/{frame['id']}/?width=120&label=M42")
+    assert response.status == 200
+    body = await response.json()
+    assert body["propid"] == "LCOEPO2018B-002"
+    assert set(body) == {"url", "propid"}
+    url = body["url"]
+    assert url.startswith(str(service.client.make_url("/")))
+    async with aiohttp.ClientSession() as session, session.get(url) as followed:
+        assert followed.status == 200
+        assert followed.content_type == "image/jpeg"
+        direct = await service.get(f"/{frame['id']}/?image=yes&width=120&label=M42")
+        assert await followed.read() == await direct.read()
+
+
+async def test_public_url_setting_is_the_base_of_the_json_url(start_service: ServiceFactory, frame: dict) -> None:
+    service = await start_service(THUMBPROXY_PUBLIC_URL="https://thumbs.example.org/")
+    body = await (await service.get(f"/{frame['id']}")).json()
+    assert body["url"].startswith(f"https://thumbs.example.org/{frame['id']}/?")
+    assert "image=true" in body["url"]
+
+
+@pytest.mark.parametrize("suffix", ["/", ""])
+async def test_basename_and_id_routes_answer_with_or_without_slash(
+    service: Service, frame: dict, suffix: str
+) -> None:
+    by_id = await (await service.get(f"/{frame['id']}{suffix}?image=true")).read()
+    by_name = await (await service.get(f"/{frame['basename']}{suffix}?image=true")).read()
+    assert by_id == by_name and by_id[:2] == b"\xff\xd8"
+
+
+async def test_second_identical_request_downloads_nothing(service: Service, frame: dict) -> None:
+    first = await (await service.get(f"/{frame['id']}/?image=true")).read()
+    assert service.archive.downloads[frame["id"]] == 1
+    second = await (await service.get(f"/{frame['basename']}/?image=true")).read()
+    json_answer = await service.get(f"/{frame['id']}/")
+    assert json_answer.status == 200
+    assert first == second
+    assert service.archive.downloads[frame["id"]] == 1
+
+
+async def test_cache_survives_a_restart(start_service: ServiceFactory, frame: dict) -> None:
+    first = await start_service()
+    before = await (await first.get(f"/{frame['id']}/?image=true")).read()
+    await first.client.close()
+    second = await start_service()
+    assert await (await second.get(f"/{frame['id']}/?image=true")).read() == before
+    assert second.archive.downloads[frame["id"]] == 1
+
+
+async def test_new_version_of_a_frame_gets_a_new_thumbnail(
+    service: Service, frame: dict, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    old = await (await service.get(f"/{frame['id']}/?image=true")).read()
+    reprocessed = write_fits(tmp_path / "v2.fits.fz", shape=WIDE, compressed=True, seed=7)
+    service.archive.new_version(frame["id"], reprocessed)
+    new = await (await service.get(f"/{frame['id']}/?image=true")).read()
+    assert new != old
+    assert service.archive.downloads[frame["id"]] == 2
+
+
+# Parameters --------------------------------------------------------------------------------
+
+
+async def test_label_is_drawn_in_the_lower_left(service: Service, frame: dict) -> None:
+    plain = np.asarray((await service.image(f"/{frame['id']}/?image=true&width=400")).convert("L"), float)
+    labelled = np.asarray(
+        (await service.image(f"/{frame['id']}/?image=true&width=400&label=NGC%201976")).convert("L"), float
+    )
+    difference = np.abs(plain - labelled)
+    height, width = difference.shape
+    assert difference[height - 30:, : width // 2].max() > 100
+    assert difference[: height // 2].max() < 40
+
+
+async def test_median_and_percentile_change_the_stretch(service: Service, frame: dict) -> None:
+    plain = await (await service.get(f"/{frame['id']}/?image=true")).read()
+    median = await (await service.get(f"/{frame['id']}/?image=true&median=true")).read()
+    median_low = await (await service.get(f"/{frame['id']}/?image=true&median=on&percentile=50")).read()
+    assert len({plain, median, median_low}) == 3
+
+
+async def test_quality_and_progressive(service: Service, frame: dict) -> None:
+    low = await (await service.get(f"/{frame['id']}/?image=true&quality=10")).read()
+    high = await (await service.get(f"/{frame['id']}/?image=true&quality=95")).read()
+    assert len(low) < len(high)
+    progressive = await service.image(f"/{frame['id']}/?image=true&progressive=true")
+    baseline = await service.image(f"/{frame['id']}/?image=true")
+    assert progressive.info.get("progressive") and not baseline.info.get("progressive")
+
+
+async def test_unknown_parameters_are_ignored_and_share_the_cache(service: Service, frame: dict) -> None:
+    await service.get(f"/{frame['id']}/?image=true")
+    response = await service.get(f"/{frame['id']}/?image=true&_=1712345")
+    assert response.status == 200
+    assert service.archive.downloads[frame["id"]] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("width=0", "width"),
+        ("width=abc", "width"),
+        ("width=2001", "width"),
+        ("width=12.5", "width"),
+        ("height=-5", "height"),
+        ("height=99999999999999999999", "height"),
+        ("percentile=0", "percentile"),
+        ("percentile=100.5", "percentile"),
+        ("percentile=nan", "percentile"),
+        ("percentile=inf", "percentile"),
+        ("quality=0", "quality"),
+        ("quality=96", "quality"),
+        ("median=maybe", "median"),
+        ("progressive=2", "progressive"),
+        ("color=perhaps", "color"),
+        ("label=" + "x" * 201, "label"),
+        ("width=100&width=200", "width"),
+    ],
+)
+async def test_bad_parameter_is_a_400_naming_it(service: Service, frame: dict, query: str, parameter: str) -> None:
+    response = await service.get(f"/{frame['id']}/?image=true&{query}")
+    assert response.status == 400
+    assert_json_error(await response.json(), parameter)
+    assert service.archive.downloads[frame["id"]] == 0
+
+
+@pytest.mark.parametrize("value", ["false", "0", "No", "OFF"])
+async def test_false_ish_image_answers_json(service: Service, frame: dict, value: str) -> None:
+    response = await service.get(f"/{frame['id']}/?image={value}")
+    assert response.content_type == "application/json"
+
+
+async def test_max_size_setting_bounds_width(start_service: ServiceFactory, frame: dict) -> None:
+    service = await start_service(THUMBPROXY_MAX_SIZE="300")
+    assert (await service.get(f"/{frame['id']}/?image=true&width=300")).status == 200
+    assert (await service.get(f"/{frame['id']}/?image=true&width=301")).status == 400
+
+
+# Frame checks ------------------------------------------------------------------------------
+
+
+async def test_color_is_checked_then_answered_not_implemented(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_fits(tmp_path / "c.fits.fz", compressed=True)
+    expose = fake_archive.add_frame(path)
+    bias = fake_archive.add_frame(path, basename="bias", configuration_type="BIAS")
+    no_request = fake_archive.add_frame(path, basename="manual", request_id=None)
+    response = await service.get(f"/{bias['id']}/?color=true")
+    assert response.status == 400
+    assert_json_error(await response.json(), "Cannot generate color thumbnail for configuration_type=BIAS")
+    response = await service.get(f"/{no_request['id']}/?color=true")
+    assert response.status == 400
+    assert_json_error(await response.json(), "does not have a request")
+    response = await service.get(f"/{expose['id']}/?color=true")
+    assert response.status == 501
+    assert_json_error(await response.json())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"configuration_type": "CATALOG"}, "Cannot generate thumbnail for configuration_type=CATALOG"),
+        ({"filename": "ogg-e91-cat.txt"}, "Cannot generate thumbnail for non FITS-type frame"),
+    ],
+)
+async def test_frames_that_get_no_thumbnail(
+    service: Service, frame: dict, overrides: dict, message: str
+) -> None:
+    service.archive.record(frame["id"]).update(overrides)
+    response = await service.get(f"/{frame['id']}/?image=true")
+    assert response.status == 400
+    assert_json_error(await response.json(), message)
+    assert service.archive.downloads[frame["id"]] == 0
+
+
+async def test_frame_missing_a_required_key(service: Service, frame: dict) -> None:
+    del service.archive.record(frame["id"])["request_id"]
+    response = await service.get(f"/{frame['id']}/")
+    assert response.status == 400
+    assert_json_error(await response.json(), "Cannot generate thumbnail for given frame")
+
+
+async def test_required_keys_and_types_are_settings(start_service: ServiceFactory, frame: dict) -> None:
+    service = await start_service(VALID_CONFIGURATION_TYPES="BIAS", REQUIRED_FRAME_VALIDATION_KEYS="filename")
+    del service.archive.record(frame["id"])["request_id"]
+    response = await service.get(f"/{frame['id']}/")
+    assert_json_error(await response.json(), "configuration_type=EXPOSE")
+
+
+async def test_basename_matching_none_or_several_is_404(
+    service: Service, frame: dict, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    assert (await service.get("/ogg0m404-kb82-20190321-9999-e91/")).status == 404
+    twin = write_fits(tmp_path / "twin.fits", shape=WIDE)
+    fake_archive.add_frame(twin, basename=frame["basename"])
+    response = await service.get(f"/{frame['basename']}/")
+    assert response.status == 404
+    assert_json_error(await response.json(), "Not found")
+
+
+@pytest.mark.parametrize("path", ["/..%2F..%2Fetc%2Fpasswd/", "/a b/", "/frame$1/", "/x/y/z/"])
+async def test_paths_outside_the_routes_are_json_404(service: Service, path: str) -> None:
+    response = await service.get(path)
+    assert response.status in (400, 404)
+    assert_json_error(await response.json())
+
+
+# Authorization -----------------------------------------------------------------------------
+
+
+async def test_proprietary_frame_only_for_its_proposal(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True)
+    secret = fake_archive.add_frame(path, proposal_id="SECRET-1", public_date=FUTURE_DATE)
+    fake_archive.add_token("alice", "SECRET-1")
+    fake_archive.add_token("bob", "OTHER")
+    alice = await service.get(f"/{secret['id']}/?image=true", headers={"Authorization": "Token alice"})
+    assert alice.status == 200
+    # Cached now, and still nobody else's.
+    for headers in ({"Authorization": "Token bob"}, {}):
+        response = await service.get(f"/{secret['id']}/?image=true", headers=headers)
+        assert response.status == 404
+        assert_json_error(await response.json(), "Not found")
+    assert (await service.get(f"/{secret['id']}/?image=true", headers={"Authorization": "Bearer alice"})).status == 200
+    downloads = fake_archive.received("download")
+    assert downloads and all("Authorization" not in request.headers for request in downloads)
+
+
+# Archive failures --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Fault(status=404), 404),
+        (Fault(status=401), 401),
+        (Fault(status=403), 403),
+        (Fault(status=500), 502),
+        (Fault(status=503), 502),
+        (Fault(body=b"<html>maintenance</html>"), 502),
+        (Fault(truncate=True), 502),
+        (Fault(delay=5), 504),
+    ],
+)
+async def test_archive_failures_map_to_statuses(service: Service, frame: dict, fault: Fault, status: int) -> None:
+    service.archive.api_fault = fault
+    response = await service.get(f"/{frame['id']}/?image=true")
+    assert response.status == status
+    assert_json_error(await response.json())
+
+
+async def test_archive_throttling_keeps_retry_after(service: Service, frame: dict) -> None:
+    service.archive.api_fault = Fault(status=429, headers={"Retry-After": "17"})
+    response = await service.get(f"/{frame['id']}/")
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "17"
+
+
+async def test_archive_down_is_502(start_service: ServiceFactory, frame: dict) -> None:
+    service = await start_service(ARCHIVE_API_URL="http://127.0.0.1:9/")
+    response = await service.get(f"/{frame['id']}/")
+    assert response.status == 502
+    assert_json_error(await response.json())
+
+
+# Temporary files ---------------------------------------------------------------------------
+
+
+async def test_temp_files_removed_after_success_and_failure(
+    service: Service, frame: dict, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+    assert service.temp_files() == []
+    broken = tmp_path / "broken.fits.fz"
+    broken.write_bytes(b"SIMPLE  =                    T" + b"\0" * 100)
+    bad = fake_archive.add_frame(broken)
+    response = await service.get(f"/{bad['id']}/?image=true")
+    assert response.status == 422
+    assert_json_error(await response.json(), "cannot render")
+    assert service.temp_files() == []
+    # The pool is unharmed.
+    assert (await service.get(f"/{frame['id']}/?image=true&width=50")).status == 200
+
+
+async def test_fits_over_the_size_limit_is_refused(
+    start_service: ServiceFactory, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    service = await start_service(THUMBPROXY_MAX_FITS_MB="1")
+    big = fake_archive.add_frame(write_fits(tmp_path / "big.fits", shape=(800, 800)))
+    response = await service.get(f"/{big['id']}/?image=true")
+    assert response.status == 413
+    assert_json_error(await response.json(), "1 MB")
+    assert service.temp_files() == []
+
+
+async def test_temp_file_removed_when_the_client_disconnects(service: Service, frame: dict) -> None:
+    # The download stalls half-way, so the client gives up while the file is being written.
+    service.archive.download_fault = Fault(stall_after_bytes=2880, delay=1.0)
+    with pytest.raises(asyncio.TimeoutError):
+        await service.get(f"/{frame['id']}/?image=true", timeout=aiohttp.ClientTimeout(total=0.4))
+    assert service.temp_files() != []
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if not service.temp_files():
+            break
+    assert service.temp_files() == []
+
+
+async def test_stale_temp_files_are_swept_at_start(
+    start_service: ServiceFactory, tmp_path: Path
+) -> None:
+    tmp_dir = tmp_path / "tmp"
+    tmp_dir.mkdir()
+    leftover = temp_path(tmp_dir, "frame.fits.fz")
+    leftover.write_bytes(b"partial")
+    dead = leftover.with_name(leftover.name.replace(f"-{os.getpid()}-", "-999999999-", 1))
+    leftover.rename(dead)
+    unrelated = tmp_dir / "someone-elses.txt"
+    unrelated.write_text("keep")
+    await start_service()
+    assert not dead.exists() and unrelated.exists()
+
+
+# Render workers ----------------------------------------------------------------------------
+
+
+async def test_render_worker_dying_answers_500_then_recovers(service: Service, frame: dict) -> None:
+    thumbnailer = service.app[THUMBNAILER]
+    real_render = thumbnailer.render
+    thumbnailer.render = die
+    response = await service.get(f"/{frame['id']}/?image=true")
+    assert response.status == 500
+    assert_json_error(await response.json(), "render worker")
+    thumbnailer.render = real_render
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+    assert service.app[RENDER_POOL].worker_pids()
+    assert service.temp_files() == []
+
+
+# Fixed pages -------------------------------------------------------------------------------
+
+
+async def test_index_robots_and_favicon(service: Service) -> None:
+    index = await service.get("/")
+    assert index.status == 200 and "thumbproxy" in await index.text()
+    robots = await service.get("/robots.txt")
+    assert "Disallow: /" in await robots.text()
+    favicon = await service.get("/favicon.ico")
+    assert favicon.content_type == "image/x-icon"
+    assert Image.open(io.BytesIO(await favicon.read())).format == "ICO"

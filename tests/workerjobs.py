@@ -1,0 +1,18 @@
+"""Functions the render pool runs in tests; module level so workers can import them by name."""
+
+import os
+import time
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def die(*_: object) -> bytes:
+    # What a segfault or the OOM killer looks like from the pool's side.
+    os._exit(1)
+
+
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()

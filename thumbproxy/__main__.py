@@ -1,0 +1,3 @@
+from thumbproxy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""The frame record and the small interface every archive implementation offers."""
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from thumbproxy.errors import ThumbproxyError
+
+# What a client hears about a frame that is missing or that it may not see: the same answer.
+NOT_FOUND_MESSAGE = "Not found"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """The fields of an archive frame record that thumbproxy reads, plus the record itself."""
+
+    id: int
+    basename: str
+    filename: str | None
+    url: str | None
+    proposal_id: str | None
+    configuration_type: str | None
+    request_id: int | None
+    reduction_level: int | None
+    primary_optical_element: str | None
+    observation_date: datetime | None
+    public_date: datetime | None
+    # Newest version_set entry's md5 (or key): a re-processed frame gets a new thumbnail.
+    version: str
+    record: Mapping[str, Any] = field(repr=False, compare=False)
+
+
+def only_frame(matches: Sequence[Frame]) -> Frame:
+    """The single frame of a basename lookup; ThumbproxyError(404) for none or several."""
+    if len(matches) != 1:
+        raise ThumbproxyError(404, NOT_FOUND_MESSAGE)
+    return matches[0]
+
+
+class Archive(Protocol):
+    """Where frames come from. Every call takes the caller's Authorization header, or None."""
+
+    async def frame(self, frame_id: int, authorization: str | None) -> Frame:
+        """The frame with this id; ThumbproxyError(404) if missing or not visible to the caller."""
+        ...
+
+    async def frame_by_basename(self, basename: str, authorization: str | None) -> Frame:
+        """The one frame with this basename; ThumbproxyError(404) for none or several."""
+        ...
+
+    async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
+        """Every frame matching the archive's exact-match filters, all pages followed."""
+        ...
+
+    def fits_file(self, frame: Frame) -> AbstractAsyncContextManager[Path]:
+        """A local path to the frame's FITS file for the duration of the context."""
+        ...

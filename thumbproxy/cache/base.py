@@ -1,0 +1,15 @@
+"""The interface every cache level offers: bytes by key, asynchronously."""
+
+from typing import Protocol
+
+
+class ThumbnailCache(Protocol):
+    """A store of rendered thumbnails keyed by thumbnail key."""
+
+    async def get(self, key: str) -> bytes | None:
+        """The thumbnail stored under key, or None."""
+        ...
+
+    async def put(self, key: str, thumbnail: bytes) -> None:
+        """Store a thumbnail under key."""
+        ...

@@ -1,0 +1,105 @@
+"""The command line: thumbproxy serve | demo | render."""
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDict
+
+from thumbproxy.config import Settings, SettingsError, load_settings
+from thumbproxy.errors import ThumbproxyError
+
+DEMO_HOST = "127.0.0.1"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="thumbproxy", description="Thumbnails of FITS frames in a Science Archive.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--host", help="address to listen on (THUMBPROXY_HOST)")
+    serve.add_argument("--port", help="port to listen on (THUMBPROXY_PORT)")
+    serve.add_argument("--config", help="config file (THUMBPROXY_CONFIG; default config/thumbproxy.toml)")
+
+    demo = commands.add_parser("demo", help="run the server on a generated sample archive: no S3, no network")
+    demo.add_argument("--port", help="port to listen on (default 8080)")
+    demo.add_argument("--config", help="config file")
+
+    render = commands.add_parser("render", help="render a local FITS file with the server's code")
+    render.add_argument("file", type=Path, help="FITS file (.fits or .fits.fz)")
+    render.add_argument("-o", "--output", type=Path, help="JPEG to write (default: <basename>.jpg here)")
+    for option in ("width", "height", "label", "percentile", "quality"):
+        render.add_argument(f"--{option}")
+    for flag in ("median", "progressive"):
+        render.add_argument(f"--{flag}", action="store_const", const="true")
+    render.add_argument("--config", help="config file")
+    return parser
+
+
+def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
+    from thumbproxy.app import create_app
+
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce)
+
+
+def _demo(settings: Settings) -> None:
+    from thumbproxy.sampledata import demo_archive
+
+    archive_dir = Path(settings.cache_dir) / "demo-archive"
+    print(f"Preparing the sample archive in {archive_dir} ...", flush=True)
+    basenames = [path.name.split(".")[0] for path in sorted(demo_archive(archive_dir))]
+    settings = replace(settings, archive_api_url=archive_dir.resolve().as_uri() + "/")
+    base = f"http://{settings.host}:{settings.port}"
+
+    def announce(message: str) -> None:
+        lines = [f"thumbproxy demo is serving {archive_dir} on {base}/ - try:"]
+        lines += [f"  {base}/{name}/?image=true&width=500&height=500" for name in basenames]
+        lines += [f"  {base}/{basenames[0]}/?image=true&label=Demo&median=true", "(Ctrl-C to stop)"]
+        print("\n".join(lines), flush=True)
+
+    _serve(settings, announce)
+
+
+def _render(arguments: argparse.Namespace, settings: Settings) -> None:
+    from thumbproxy.render import RenderError, render_thumbnail
+    from thumbproxy.web.query import parse_query
+
+    given = {name: getattr(arguments, name) for name in
+             ("width", "height", "label", "percentile", "quality", "median", "progressive")}
+    query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
+    output = arguments.output or Path(arguments.file.name.split(".")[0] + ".jpg")
+    try:
+        output.write_bytes(render_thumbnail(arguments.file, query.options))
+    except RenderError as error:
+        raise ThumbproxyError(422, str(error)) from None
+    print(output)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `thumbproxy` command; returns the exit status."""
+    arguments = _parser().parse_args(argv)
+    cli: dict[str, Any] = {"host": getattr(arguments, "host", None), "port": getattr(arguments, "port", None)}
+    if arguments.command == "demo":
+        cli["host"] = DEMO_HOST
+    try:
+        settings = load_settings(cli=cli, config_file=arguments.config)
+    except SettingsError as error:
+        print(f"thumbproxy: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if arguments.command == "serve":
+            _serve(settings)
+        elif arguments.command == "demo":
+            _demo(settings)
+        else:
+            _render(arguments, settings)
+    except ThumbproxyError as error:
+        print(f"thumbproxy: {error.message}", file=sys.stderr)
+        return 1
+    return 0

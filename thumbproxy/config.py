@@ -1,0 +1,219 @@
+"""Settings: one typed, immutable object read from CLI > environment > config file > defaults."""
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_CONFIG_FILE = Path("config/thumbproxy.toml")
+CONFIG_ENV = "THUMBPROXY_CONFIG"
+
+ALL_CONFIGURATION_TYPES = (
+    "ARC", "BIAS", "BPM", "DARK", "DOUBLE", "EXPERIMENTAL", "EXPOSE", "GUIDE",
+    "LAMPFLAT", "SKYFLAT", "SPECTRUM", "STANDARD", "TARGET", "TRAILED",
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message names the setting."""
+
+
+def _default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "thumbproxy")
+
+
+def _default_workers() -> int:
+    # The CPUs this process may run on, which a container's cpuset limits; cpu_count() does not.
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _text(value: Any) -> str:
+    return str(value).strip()
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _upper_names(value: Any) -> tuple[str, ...]:
+    return tuple(name.upper() for name in _names(value))
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("must be a whole number")
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise ValueError("must be a whole number") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise ValueError(f"must be {bound}")
+        return number
+    return parse
+
+
+def _seconds(value: Any) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 < number < float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _archive_url(value: Any) -> str:
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
+        raise ValueError("must be an http(s):// URL or a file:// directory")
+    # Endpoints are joined onto it, as the existing service does.
+    return url if url.endswith("/") else url + "/"
+
+
+def _optional_http_url(value: Any) -> str:
+    url = str(value).strip().rstrip("/")
+    if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc):
+        raise ValueError("must be an http(s):// URL or empty")
+    return url
+
+
+def _log_level(value: Any) -> str:
+    level = str(value).strip().upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is named in the environment and the config file, parsed and defaulted."""
+
+    field: str
+    env: str
+    parse: Callable[[Any], Any]
+    default: Callable[[], Any]
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("archive_api_url", "ARCHIVE_API_URL", _archive_url, lambda: "https://archive-api.lco.global/",
+            "Archive API root ending in a slash, or a file:// directory of FITS files"),
+    Setting("tmp_dir", "TMP_DIR", _text, lambda: "/tmp/",
+            "Directory for downloaded FITS files while they are rendered"),
+    Setting("aws_bucket", "AWS_BUCKET", _text, lambda: "",
+            "S3 bucket for the second cache level (read and validated; the S3 level is not built yet)"),
+    Setting("aws_access_key_id", "AWS_ACCESS_KEY_ID", _text, lambda: "", "S3 access key id"),
+    Setting("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", _text, lambda: "", "S3 secret access key"),
+    Setting("aws_default_region", "AWS_DEFAULT_REGION", _text, lambda: "us-west-2", "S3 region"),
+    Setting("storage_url", "STORAGE_URL", _optional_http_url, lambda: "",
+            "Endpoint of an S3-compatible store; empty means AWS"),
+    Setting("required_frame_validation_keys", "REQUIRED_FRAME_VALIDATION_KEYS", _names,
+            lambda: ("configuration_type", "request_id", "filename"),
+            "Comma-separated record keys a frame must have to be thumbnailed"),
+    Setting("valid_configuration_types", "VALID_CONFIGURATION_TYPES", _upper_names,
+            lambda: ALL_CONFIGURATION_TYPES, "Comma-separated configuration types that get thumbnails"),
+    Setting("valid_configuration_types_for_color_thumbs", "VALID_CONFIGURATION_TYPES_FOR_COLOR_THUMBS",
+            _upper_names, lambda: ("EXPOSE", "STANDARD"),
+            "Comma-separated configuration types that get colour thumbnails"),
+    Setting("host", "THUMBPROXY_HOST", _text, lambda: "0.0.0.0", "Address to listen on"),
+    Setting("port", "THUMBPROXY_PORT", _integer(1, 65535), lambda: 8080, "Port to listen on"),
+    Setting("cache_dir", "THUMBPROXY_CACHE_DIR", _text, _default_cache_dir,
+            "Directory of the disk cache (and of the demo archive)"),
+    Setting("cache_size_mb", "THUMBPROXY_CACHE_SIZE_MB", _integer(1), lambda: 1024,
+            "Size bound of the disk cache in MiB; least recently used thumbnails go first"),
+    Setting("workers", "THUMBPROXY_WORKERS", _integer(1, 256), _default_workers,
+            "Render processes"),
+    Setting("public_url", "THUMBPROXY_PUBLIC_URL", _optional_http_url, lambda: "",
+            "Base URL clients reach this service at, for the JSON url; empty: taken from the request"),
+    Setting("max_size", "THUMBPROXY_MAX_SIZE", _integer(1, 20000), lambda: 2000,
+            "Largest width or height a caller may ask for"),
+    Setting("max_fits_mb", "THUMBPROXY_MAX_FITS_MB", _integer(1), lambda: 512,
+            "Largest FITS file that is downloaded, in MiB"),
+    Setting("archive_connect_timeout", "THUMBPROXY_ARCHIVE_CONNECT_TIMEOUT", _seconds, lambda: 5.0,
+            "Seconds to connect to the archive"),
+    Setting("archive_timeout", "THUMBPROXY_ARCHIVE_TIMEOUT", _seconds, lambda: 30.0,
+            "Seconds for one archive API call"),
+    Setting("download_timeout", "THUMBPROXY_DOWNLOAD_TIMEOUT", _seconds, lambda: 300.0,
+            "Seconds to download one FITS file"),
+    Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO", "Logging level"),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service, validated; see SETTINGS for names and help."""
+
+    archive_api_url: str
+    tmp_dir: str
+    aws_bucket: str
+    aws_access_key_id: str
+    aws_secret_access_key: str = field(repr=False)
+    aws_default_region: str
+    storage_url: str
+    required_frame_validation_keys: tuple[str, ...]
+    valid_configuration_types: tuple[str, ...]
+    valid_configuration_types_for_color_thumbs: tuple[str, ...]
+    host: str
+    port: int
+    cache_dir: str
+    cache_size_mb: int
+    workers: int
+    public_url: str
+    max_size: int
+    max_fits_mb: int
+    archive_connect_timeout: float
+    archive_timeout: float
+    download_timeout: float
+    log_level: str
+
+
+def _read_config_file(path: Path, required: bool) -> Mapping[str, Any]:
+    try:
+        with path.open("rb") as config_file:
+            values = tomllib.load(config_file)
+    except FileNotFoundError:
+        if required:
+            raise SettingsError(f"{CONFIG_ENV}: config file {path} does not exist") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise SettingsError(f"{CONFIG_ENV}: cannot read config file {path}: {error}") from None
+    known = {setting.field for setting in SETTINGS}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise SettingsError(f"{path}: unknown setting {unknown[0]!r}")
+    return values
+
+
+def load_settings(
+    cli: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Settings from CLI values > environment > config file > defaults; SettingsError when invalid.
+
+    The config file is `config_file`, else $THUMBPROXY_CONFIG, else config/thumbproxy.toml if present.
+    """
+    env = os.environ if env is None else env
+    cli = {name: value for name, value in (cli or {}).items() if value is not None}
+    explicit_file = config_file or env.get(CONFIG_ENV)
+    from_file = _read_config_file(Path(explicit_file or DEFAULT_CONFIG_FILE), required=bool(explicit_file))
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        for source, name in ((cli, setting.field), (env, setting.env), (from_file, setting.field)):
+            if name in source:
+                try:
+                    values[setting.field] = setting.parse(source[name])
+                except ValueError as error:
+                    raise SettingsError(f"{setting.env}: {error} (got {source[name]!r})") from None
+                break
+        else:
+            values[setting.field] = setting.default()
+    return Settings(**values)

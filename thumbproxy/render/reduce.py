@@ -1,0 +1,74 @@
+"""Shrink a full-resolution frame to thumbnail size: output size, block mean, Lanczos."""
+
+import math
+
+import numpy as np
+from PIL import Image
+
+# As Pillow's Image.thumbnail: the integer block reduction leaves at least this much
+# shrinking to Lanczos, which is then close to resampling the full frame with Lanczos.
+REDUCING_GAP = 2.0
+
+
+def thumbnail_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """The (width, height) Pillow's Image.thumbnail(box) gives an image of this (width, height).
+
+    It fits inside box, keeps the aspect ratio with the same rounding, and is never
+    larger than size.
+    """
+    width, height = size
+    box_width, box_height = box
+    if box_width >= width and box_height >= height:
+        return width, height
+
+    def round_aspect(number: float, error) -> int:
+        return max(min(math.floor(number), math.ceil(number), key=error), 1)
+
+    aspect = width / height
+    if box_width / box_height >= aspect:
+        return round_aspect(box_height * aspect, lambda n: abs(aspect - n / box_height)), box_height
+    return box_width, round_aspect(box_width / aspect,
+                                   lambda n: 0 if n == 0 else abs(aspect - box_width / n))
+
+
+def reduction_factor(shape: tuple[int, int], target: tuple[int, int]) -> int:
+    """The block size to average over before resampling an image of shape (rows, columns)
+    to target (width, height)."""
+    rows, columns = shape
+    width, height = target
+    return max(1, int(min(columns / width, rows / height) / REDUCING_GAP))
+
+
+def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks as float32, non-finite pixels left out of the mean.
+
+    Trailing rows and columns that do not fill a block are dropped: fewer than factor
+    pixels, which is less than one pixel of the thumbnail. A block with no finite pixel
+    is NaN.
+    """
+    rows, columns = data.shape[0] // factor, data.shape[1] // factor
+    data = data[:rows * factor, :columns * factor]
+    # Summing the row blocks first reads the frame once in memory order; the column
+    # blocks are then added as strided slices, much faster than reducing a short last axis.
+    row_sums = data.reshape(rows, factor, -1).sum(axis=1, dtype=np.float32)
+    means = row_sums[:, 0::factor].copy()
+    for offset in range(1, factor):
+        means += row_sums[:, offset::factor]
+    means /= np.float32(factor * factor)
+    bad = ~np.isfinite(means)
+    if bad.any():
+        # Only blocks containing NaN or inf are averaged again, over their finite pixels.
+        block_rows, block_columns = np.nonzero(bad)
+        blocks = data.reshape(rows, factor, columns, factor)[block_rows, :, block_columns, :]
+        finite = np.isfinite(blocks)
+        counts = finite.sum(axis=(1, 2))
+        totals = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means[bad] = totals / counts
+    return means
+
+
+def resample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample a finite float32 image to size (width, height) with a Lanczos filter."""
+    resized = Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)
+    return np.asarray(resized)

@@ -1,0 +1,70 @@
+"""The process pool that renders: CPU work never runs on the event loop."""
+
+import asyncio
+import logging
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
+
+from thumbproxy.errors import ThumbproxyError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _warm_up() -> None:
+    # Importing the renderer in each worker moves astropy's import cost out of the first request.
+    import thumbproxy.render  # noqa: F401
+
+
+class RenderPool:
+    """A ProcessPoolExecutor that is rebuilt when a worker dies."""
+
+    def __init__(self, workers: int) -> None:
+        self._workers = workers
+        self._executor = self._new_executor()
+
+    def _new_executor(self) -> ProcessPoolExecutor:
+        # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["thumbproxy.render"])
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context, initializer=_warm_up)
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""
+        executor = self._executor
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(executor, function, *args)
+        except BrokenProcessPool:
+            # The pool broke before this job was submitted: nothing of it ran, so retry on a new one.
+            executor = self._replace(executor)
+            future = loop.run_in_executor(executor, function, *args)
+        try:
+            return await future
+        except BrokenProcessPool:
+            self._replace(executor)
+            log.error("a render worker died; the render pool was rebuilt")
+            raise ThumbproxyError(500, "render worker died while rendering; please retry") from None
+
+    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
+        # Many requests can see the same breakage; only the first replaces the executor.
+        if self._executor is broken:
+            self._executor = self._new_executor()
+            broken.shutdown(wait=False, cancel_futures=True)
+        return self._executor
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [process.pid for process in list(getattr(self._executor, "_processes", {}).values())]
+
+    async def start(self) -> None:
+        """Start the workers and import the renderer in them before the first request."""
+        await asyncio.gather(*(self.run(_warm_up) for _ in range(self._workers)))
+
+    async def close(self) -> None:
+        """Stop the workers, waiting for renders under way (in a thread: shutdown blocks)."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)

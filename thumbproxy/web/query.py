@@ -1,0 +1,116 @@
+"""Query parameters: parsed, validated and normalised into what a thumbnail request means."""
+
+import math
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from multidict import MultiMapping
+
+from thumbproxy.errors import ThumbproxyError
+from thumbproxy.render.options import RenderOptions
+
+MAX_LABEL_LENGTH = 200
+MAX_QUALITY = 95
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+KNOWN_PARAMETERS = frozenset(
+    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive"}
+)
+
+
+@dataclass(frozen=True)
+class ThumbnailQuery:
+    """A validated request: how to render, whether in colour, and whether to answer with the image."""
+
+    options: RenderOptions
+    color: bool = False
+    image: bool = False
+
+
+def _bad(name: str, why: str) -> ThumbproxyError:
+    return ThumbproxyError(400, f"Invalid parameter {name}: {why}")
+
+
+def _flag(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    # A bare ?median counts as set, as it did in the existing service.
+    if word in TRUE_WORDS or word == "":
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise _bad(name, "must be one of true/false, 1/0, yes/no, on/off")
+
+
+def _whole_number(name: str, value: str, low: int, high: int) -> int:
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise _bad(name, f"must be a whole number from {low} to {high}")
+    number = int(text)
+    if not low <= number <= high:
+        raise _bad(name, f"must be a whole number from {low} to {high}")
+    return number
+
+
+def _percentile(value: str) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise _bad("percentile", "must be a number greater than 0 and at most 100") from None
+    if not (math.isfinite(number) and 0 < number <= 100):
+        raise _bad("percentile", "must be a number greater than 0 and at most 100")
+    return number
+
+
+def _label(value: str) -> str:
+    if len(value) > MAX_LABEL_LENGTH:
+        raise _bad("label", f"must be at most {MAX_LABEL_LENGTH} characters")
+    # Control characters (CR, LF, tabs) draw as nothing useful; one label line is what users see.
+    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in value).strip()
+
+
+def _single_values(query: MultiMapping[str]) -> Mapping[str, str]:
+    values: dict[str, str] = {}
+    for name in KNOWN_PARAMETERS & set(query.keys()):
+        given = query.getall(name)
+        if len(given) > 1:
+            raise _bad(name, "given more than once")
+        values[name] = given[0]
+    return values
+
+
+def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
+    """Validate the query string; unknown parameters (cache busters and the like) are ignored."""
+    given = _single_values(query)
+    defaults = RenderOptions()
+    options = RenderOptions(
+        width=_whole_number("width", given["width"], 1, max_size) if "width" in given else defaults.width,
+        height=_whole_number("height", given["height"], 1, max_size) if "height" in given else defaults.height,
+        label=_label(given.get("label", "")),
+        median=_flag("median", given["median"]) if "median" in given else defaults.median,
+        percentile=_percentile(given["percentile"]) if "percentile" in given else defaults.percentile,
+        quality=(_whole_number("quality", given["quality"], 1, MAX_QUALITY)
+                 if "quality" in given else defaults.quality),
+        progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
+    )
+    return ThumbnailQuery(
+        options=options,
+        color=_flag("color", given["color"]) if "color" in given else False,
+        # Present and not false-ish means "answer with the image", whatever the value.
+        image="image" in given and given["image"].strip().lower() not in FALSE_WORDS,
+    )
+
+
+def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
+    """The query string that asks for exactly this thumbnail: non-default options only, sorted."""
+    defaults = RenderOptions()
+    canonical: dict[str, str] = {}
+    for option in fields(RenderOptions):
+        value = getattr(query.options, option.name)
+        if option.name in KNOWN_PARAMETERS and value != getattr(defaults, option.name):
+            canonical[option.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    if query.color:
+        canonical["color"] = "true"
+    if query.image:
+        canonical["image"] = "true"
+    return dict(sorted(canonical.items()))

@@ -1,0 +1,65 @@
+"""The thumbnail endpoints: /<frame_id>/ and /<basename>/, with or without the trailing slash."""
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from thumbproxy.archive.base import Archive, Frame
+from thumbproxy.errors import ThumbproxyError
+from thumbproxy.framechecks import FramePolicy, check_frame
+from thumbproxy.thumbnails import Thumbnailer
+from thumbproxy.web import pages
+from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query
+
+ARCHIVE = web.AppKey("archive", Archive)
+THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
+FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
+MAX_SIZE = web.AppKey("max_size", int)
+PUBLIC_URL = web.AppKey("public_url", str)
+
+FRAME_ID = r"{frame_id:\d{1,18}}"
+BASENAME = r"{basename:[A-Za-z0-9._-]{1,200}}"
+
+
+def thumbnail_url(request: web.Request, frame: Frame, query: ThumbnailQuery) -> str:
+    """An absolute URL of this service that answers with the same thumbnail's image."""
+    base = request.app[PUBLIC_URL] or str(request.url.origin())
+    image_query = canonical_query(ThumbnailQuery(options=query.options, color=query.color, image=True))
+    return f"{base}/{frame.id}/?{urlencode(image_query)}"
+
+
+async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> web.Response:
+    check_frame(frame, request.app[FRAME_POLICY], query.color)
+    if query.color:
+        raise ThumbproxyError(501, "Colour thumbnails are not available on this server yet")
+    # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL then hits the cache.
+    thumbnail = await request.app[THUMBNAILER].thumbnail(frame, query.options)
+    if query.image:
+        return web.Response(body=thumbnail, content_type="image/jpeg")
+    return web.json_response({"url": thumbnail_url(request, frame, query), "propid": frame.proposal_id})
+
+
+async def by_frame_id(request: web.Request) -> web.Response:
+    """Thumbnail of the frame with this archive id."""
+    query = parse_query(request.query, request.app[MAX_SIZE])
+    frame_id = int(request.match_info["frame_id"])
+    frame = await request.app[ARCHIVE].frame(frame_id, request.headers.get("Authorization"))
+    return await _answer(request, frame, query)
+
+
+async def by_basename(request: web.Request) -> web.Response:
+    """Thumbnail of the one frame with this basename."""
+    query = parse_query(request.query, request.app[MAX_SIZE])
+    basename = request.match_info["basename"]
+    frame = await request.app[ARCHIVE].frame_by_basename(basename, request.headers.get("Authorization"))
+    return await _answer(request, frame, query)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register every route; fixed paths before the patterns that would also match them."""
+    app.router.add_get("/", pages.index)
+    app.router.add_get("/robots.txt", pages.robots)
+    app.router.add_get("/favicon.ico", pages.favicon)
+    for suffix in ("/", ""):
+        app.router.add_get(f"/{FRAME_ID}{suffix}", by_frame_id)
+        app.router.add_get(f"/{BASENAME}{suffix}", by_basename)
