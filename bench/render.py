@@ -10,6 +10,7 @@ JSON file under bench/results/ and exits 1 if a target is missed.
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -19,6 +20,7 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -131,10 +133,17 @@ def measure_memory(what: str, path: Path) -> dict[str, int]:
     for method in ("rss", "tracemalloc"):
         result = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--memory-of", what, method, str(path)],
-            check=True, capture_output=True, text=True,
+            capture_output=True, text=True,
         )
+        if result.returncode:
+            raise RuntimeError(f"measuring {what} by {method} failed:\n{result.stderr}")
         figures[method] = int(result.stdout)
     return figures
+
+
+def _check(measured: float, relation: str, limit: float) -> dict:
+    passed = measured <= limit if relation == "<=" else measured >= limit
+    return {"measured": measured, "limit": f"{relation} {limit}", "passed": passed}
 
 
 def _summary(seconds: list[float]) -> dict[str, float]:
@@ -143,14 +152,13 @@ def _summary(seconds: list[float]) -> dict[str, float]:
 
 def _versions() -> dict[str, str]:
     import astropy
-    import fits2image
     import numpy
     import PIL
 
     return {"python": platform.python_version(), "numpy": numpy.__version__,
             "astropy": astropy.__version__, "pillow": PIL.__version__,
-            "fits2image": getattr(fits2image, "__version__", "1.1.0"),
-            "machine": platform.machine(), "cpus": str(len(__import__("os").sched_getaffinity(0)))}
+            "fits2image": metadata.version("fits2image"), "machine": platform.machine(),
+            "cpus": str(len(os.sched_getaffinity(0)))}
 
 
 def run(rounds: int) -> bool:
@@ -161,15 +169,12 @@ def run(rounds: int) -> bool:
     summary = {name: _summary(seconds) for name, seconds in times.items()}
     render_median = summary["render"]["median"]
     checks = {
-        "render / decompress": (render_median / summary["decompress"]["median"],
-                                f"<= {MAX_RENDER_OVER_DECOMPRESS}",
-                                render_median / summary["decompress"]["median"] <= MAX_RENDER_OVER_DECOMPRESS),
-        "fits2image / render": (summary["fits2image"]["median"] / render_median,
-                                f">= {MIN_FITS2IMAGE_OVER_RENDER}",
-                                summary["fits2image"]["median"] / render_median >= MIN_FITS2IMAGE_OVER_RENDER),
-        "render peak RSS growth / frame": (memory["render"]["rss"] / FRAME_BYTES,
-                                           f"<= {MAX_PEAK_OVER_FRAME}",
-                                           memory["render"]["rss"] / FRAME_BYTES <= MAX_PEAK_OVER_FRAME),
+        "render / decompress": _check(render_median / summary["decompress"]["median"],
+                                      "<=", MAX_RENDER_OVER_DECOMPRESS),
+        "fits2image / render": _check(summary["fits2image"]["median"] / render_median,
+                                      ">=", MIN_FITS2IMAGE_OVER_RENDER),
+        "render peak RSS growth / frame": _check(memory["render"]["rss"] / FRAME_BYTES,
+                                                 "<=", MAX_PEAK_OVER_FRAME),
     }
 
     print(f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frame {path.name}, {BOX}x{BOX} JPEG, "
@@ -183,23 +188,23 @@ def run(rounds: int) -> bool:
     print(f"\n{'memory, one call (MiB)':<28}{'RSS peak growth':>16}{'tracemalloc peak':>18}")
     for what, figures in memory.items():
         print(f"{what:<28}{figures['rss'] / MIB:>16.1f}{figures['tracemalloc'] / MIB:>18.1f}")
-    print(f"(decompressed frame: {FRAME_BYTES / MIB:.0f} MiB; each figure from its own fresh process "
-          "after imports and a tiny warm-up call; RSS growth = peak RSS (VmHWM) minus RSS before the call)")
+    print(f"(decompressed frame: {FRAME_BYTES / MIB:.0f} MiB; each figure from its own fresh "
+          "process after imports and a tiny warm-up call;\n RSS growth = peak RSS (VmHWM) minus "
+          "RSS before the call)")
     print(f"\n{'target':<34}{'measured':>9}{'limit':>9}  result")
-    for name, (value, limit, passed) in checks.items():
-        print(f"{name:<34}{value:>9.2f}{limit:>9}  {'PASS' if passed else 'FAIL'}")
+    for name, check in checks.items():
+        print(f"{name:<34}{check['measured']:>9.2f}{check['limit']:>9}  "
+              f"{'PASS' if check['passed'] else 'FAIL'}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     report = {"when": stamp, "frame": path.name, "box": BOX, "rounds": rounds,
-              "versions": _versions(), "seconds": times, "summary": summary, "memory_bytes": memory,
-              "frame_bytes": FRAME_BYTES,
-              "checks": {name: {"measured": value, "limit": limit, "passed": passed}
-                         for name, (value, limit, passed) in checks.items()}}
+              "versions": _versions(), "seconds": times, "summary": summary,
+              "memory_bytes": memory, "frame_bytes": FRAME_BYTES, "checks": checks}
     output = RESULTS / f"render-{stamp}.json"
     output.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {output}")
-    return all(passed for _, _, passed in checks.values())
+    return all(check["passed"] for check in checks.values())
 
 
 def main() -> int:

@@ -19,6 +19,9 @@ PathLike = str | os.PathLike
 # 0.4 m telescope with an SBIG camera: the instrument the demo basenames name.
 PIXEL_SCALE_DEG = 0.571 / 3600.0
 SATURATE = 60000.0
+# Stars per pixel, and the total flux (counts) of the brightest.
+STAR_DENSITY = 1.0 / 8000.0
+BRIGHTEST_FLUX = 2e7
 RAW_SATURATE = 65535
 DEMO_DAY = "20190321"
 
@@ -36,13 +39,16 @@ class _Stars:
     colour: np.ndarray
 
 
-def _field_stars(shape: tuple[int, int], seed: int, density: float, brightest: float) -> _Stars:
+def _field_stars(shape: tuple[int, int], seed: int) -> _Stars:
     """Stars of a field: drawn from the seed alone, so frames of one field share them."""
     rng = np.random.default_rng(seed)
     ny, nx = shape
-    count = max(1, int(nx * ny * density))
-    # A Pareto tail gives many faint stars and a few that saturate.
-    flux = np.minimum(400.0 * (1.0 + rng.pareto(1.2, count)), brightest)
+    count = max(1, int(nx * ny * STAR_DENSITY))
+    # A Pareto tail gives many faint stars; one in a hundred (at least two) is bright
+    # enough to saturate its core over a few pixels.
+    flux = np.minimum(400.0 * (1.0 + rng.pareto(1.2, count)), BRIGHTEST_FLUX)
+    saturated = min(count, max(2, count // 100))
+    flux[:saturated] = rng.uniform(0.1 * BRIGHTEST_FLUX, BRIGHTEST_FLUX, saturated)
     return _Stars(
         x=rng.uniform(0, nx, count),
         y=rng.uniform(0, ny, count),
@@ -83,8 +89,8 @@ def _sky(shape: tuple[int, int], rng: np.random.Generator, level: float) -> np.n
     ny, nx = shape
     sky = rng.standard_normal(shape, dtype=np.float32)
     sky *= np.float32(math.sqrt(level))
-    sky += np.linspace(level, 1.15 * level, nx, dtype=np.float32)[None, :]
-    sky += np.linspace(0.0, 0.05 * level, ny, dtype=np.float32)[:, None]
+    sky += np.linspace(level, 1.02 * level, nx, dtype=np.float32)[None, :]
+    sky += np.linspace(0.0, 0.01 * level, ny, dtype=np.float32)[:, None]
     return sky
 
 
@@ -125,7 +131,8 @@ def _image_hdu(data: np.ndarray, header: fits.Header, compression: str | None,
                              dither_seed=1)
 
 
-def _write(path: PathLike, primary: fits.PrimaryHDU, *extensions: fits.ImageHDU | fits.CompImageHDU) -> Path:
+def _write(path: PathLike, primary: fits.PrimaryHDU,
+           *extensions: fits.ImageHDU | fits.CompImageHDU) -> Path:
     """Write the HDUs to path, replacing any file already there."""
     fits.HDUList([primary, *extensions]).writeto(path, overwrite=True)
     return Path(path)
@@ -145,7 +152,7 @@ def star_field(path: PathLike, size: int = 4096, seed: int = 404, north_angle: f
     depends on the filter. compression is a FITS tile compression type or None.
     """
     shape = (height or size, size)
-    stars = _field_stars(shape, seed, density=1.0 / 8000.0, brightest=5e7)
+    stars = _field_stars(shape, seed)
     noise_seed = [seed, sum(map(ord, filter_name))]
     rng = np.random.default_rng(noise_seed)
     image = _sky(shape, rng, level=1000.0)
@@ -174,7 +181,7 @@ def raw_frame(path: PathLike, size: int = 2048, seed: int = 82, *, height: int |
     shape = (height or size, size)
     rng = np.random.default_rng(seed)
     image = _sky(shape, rng, level=300.0)
-    stars = _field_stars(shape, seed, density=1.0 / 8000.0, brightest=5e7)
+    stars = _field_stars(shape, seed)
     _add_stars(image, stars.x, stars.y, stars.flux)
     image += np.float32(500.0)
     counts = np.clip(np.rint(image), 0, RAW_SATURATE).astype(np.uint16)

@@ -11,6 +11,8 @@ from astropy.io import fits
 
 SCIENCE_EXTENSION = "SCI"
 
+HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
+
 
 class UnreadableFrame(Exception):
     """The file holds no image this module can read."""
@@ -25,13 +27,13 @@ class Frame:
     header: Mapping[str, Any]
 
 
-def _holds_image(hdu: fits.hdu.base._BaseHDU) -> bool:
+def _holds_image(hdu: HDU) -> bool:
     """Whether hdu declares at least two non-empty axes; decided from its header alone."""
     shape = getattr(hdu, "shape", ()) if hdu.is_image else ()
     return len(shape) >= 2 and all(shape)
 
 
-def pick_image_hdu(hdul: fits.HDUList) -> fits.hdu.base._BaseHDU:
+def pick_image_hdu(hdul: fits.HDUList) -> HDU:
     """The SCI extension when it holds an image, else the first HDU that does."""
     try:
         science = hdul[SCIENCE_EXTENSION]
@@ -45,7 +47,7 @@ def pick_image_hdu(hdul: fits.HDUList) -> fits.hdu.base._BaseHDU:
     raise UnreadableFrame("no HDU holds a 2-D image")
 
 
-def _first_plane(hdu: fits.hdu.base._BaseHDU) -> np.ndarray:
+def _first_plane(hdu: HDU) -> np.ndarray:
     """The image of hdu, or the first plane of a cube without reading the other planes."""
     extra_axes = len(hdu.shape) - 2
     if extra_axes:

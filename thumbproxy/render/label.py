@@ -7,18 +7,20 @@ MAX_FONT_SIZE = 20
 OFFSET = 4
 WHITE = 255
 
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+
 
 def single_line(text: str) -> str:
     """text with line breaks, tabs and other control characters turned into single spaces."""
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> Font:
     # Pillow's built-in scalable font: no font file has to exist on the machine.
     return ImageFont.load_default(size=size)
 
 
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> float:
+def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Font) -> float:
     left, _, right, _ = draw.textbbox((0, 0), text, font=font)
     return right - left
 
@@ -27,7 +29,7 @@ def add_label(image: Image.Image, text: str) -> Image.Image:
     """A copy of the greyscale image with text in white in its lower-left corner.
 
     The font starts at 20 px and shrinks until the text fits the width. Line breaks are
-    drawn as spaces: a caption is one line. Characters the font lacks show as boxes.
+    drawn as spaces: a caption is one line. Characters the font lacks do not raise.
     """
     labelled = image.copy()
     text = single_line(text)

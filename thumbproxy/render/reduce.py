@@ -1,6 +1,7 @@
 """Shrink a full-resolution frame to thumbnail size: output size, block mean, Lanczos."""
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -21,7 +22,7 @@ def thumbnail_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, in
     if box_width >= width and box_height >= height:
         return width, height
 
-    def round_aspect(number: float, error) -> int:
+    def round_aspect(number: float, error: Callable[[int], float]) -> int:
         return max(min(math.floor(number), math.ceil(number), key=error), 1)
 
     aspect = width / height

@@ -58,8 +58,9 @@ def pixel_noise(data: np.ndarray) -> float:
     flat = data.reshape(-1)
     stride = _stride(flat.size, SAMPLE_COUNT)
     left = flat[stride:-1:stride].astype(np.float64)
-    differences = flat[stride + 1::stride][:left.size] - left
-    differences = differences[np.isfinite(differences)]
+    right = flat[stride + 1::stride][:left.size].astype(np.float64)
+    finite = np.isfinite(left) & np.isfinite(right)
+    differences = right[finite] - left[finite]
     if differences.size == 0:
         return 0.0
     return float(mad_std(differences)) / math.sqrt(2.0)
@@ -94,10 +95,10 @@ def pixel_stretch(limits: Limits, gamma: float = GAMMA) -> BaseTransform:
     return PowerStretch(1.0 / gamma) + ManualInterval(limits.lower, limits.upper)
 
 
-def subtract_median(stretch: BaseTransform, samples: np.ndarray, percentile: float) -> BaseTransform:
+def subtract_median(stretch: BaseTransform, samples: np.ndarray,
+                    percentile: float) -> BaseTransform:
     """stretch followed by fits2image's recalculate_median, measured on the samples: black at
-    the median of the stretched samples and white at their percentile, so the background
-    goes black."""
+    the median of the stretched samples and white at their percentile."""
     if samples.size == 0:
         return stretch
     median, top = AsymmetricPercentileInterval(50.0, percentile).get_limits(stretch(samples))
@@ -110,6 +111,11 @@ def subtract_median(stretch: BaseTransform, samples: np.ndarray, percentile: flo
 def black_value(limits: Limits, noise: float = 0.0) -> float:
     """A pixel value to_grey(..., limits, noise) draws black."""
     return limits.lower - CURVE_MARGIN * noise
+
+
+def white_value(limits: Limits, noise: float = 0.0) -> float:
+    """A pixel value to_grey(..., limits, noise) draws white."""
+    return limits.upper + CURVE_MARGIN * noise
 
 
 def _noise_averaged_curve(stretch: BaseTransform, limits: Limits,

@@ -16,7 +16,8 @@ from thumbproxy.render.orient import Orientation, display_orientation, orient
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample, thumbnail_size
 from thumbproxy.render.stretch import (MEDIAN_SAMPLE_COUNT, Limits, black_value, display_limits,
                                        noise_averaged_away, pixel_noise, pixel_stretch,
-                                       sample_pixels, subtract_median, to_grey)
+                                       sample_pixels, subtract_median, to_grey,
+                                       white_value)
 
 
 class RenderError(Exception):
@@ -65,6 +66,9 @@ def _shrink(path: str | os.PathLike, options: RenderOptions) -> _Shrunk:
     # Non-finite blocks take a value drawn black, so Lanczos does not spread NaN into
     # their neighbours.
     reduced[~finite] = black_value(limits, noise)
+    # Lanczos rings around stars far brighter than white; clipped to the drawn range first,
+    # the rings stay invisible, as they do when the stretch comes before the resampling.
+    np.clip(reduced, black_value(limits, noise), white_value(limits, noise), out=reduced)
     return _Shrunk(resample(reduced, size), stretch, limits, noise, orientation)
 
 
