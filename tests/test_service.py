@@ -189,6 +189,13 @@ async def test_label_is_drawn_in_the_lower_left(service: Service, frame: dict) -
     assert difference[: height // 2].max() < 40
 
 
+async def test_line_breaks_in_labels_draw_as_spaces(service: Service, frame: dict) -> None:
+    broken = await (await service.get(f"/{frame['id']}/?image=true&label=M42%0D%0A%09Orion")).read()
+    spaced = await (await service.get(f"/{frame['id']}/?image=true&label=M42%20Orion")).read()
+    assert broken == spaced
+    assert service.archive.downloads[frame["id"]] == 1
+
+
 async def test_median_and_percentile_change_the_stretch(service: Service, frame: dict) -> None:
     plain = await (await service.get(f"/{frame['id']}/?image=true")).read()
     median = await (await service.get(f"/{frame['id']}/?image=true&median=true")).read()

@@ -52,7 +52,7 @@ def _demo(settings: Settings) -> None:
 
     archive_dir = Path(settings.cache_dir) / "demo-archive"
     print(f"Preparing the sample archive in {archive_dir} ...", flush=True)
-    basenames = [path.name.split(".")[0] for path in sorted(demo_archive(archive_dir))]
+    basenames = [path.name.split(".")[0] for path in demo_archive(archive_dir)]
     settings = replace(settings, archive_api_url=archive_dir.resolve().as_uri() + "/")
     base = f"http://{settings.host}:{settings.port}"
 

@@ -272,7 +272,8 @@ def demo_archive(directory: PathLike) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     spectrum_name = lco_basename(12, 0, telescope="2m001", instrument="en06")
     writers = [
-        (directory / f"{lco_basename(273, 91)}.fits.fz", star_field),
+        # North a third of a turn from up, so the thumbnail shows the rotation to north up.
+        (directory / f"{lco_basename(273, 91)}.fits.fz", partial(star_field, north_angle=120.0)),
         (directory / f"{lco_basename(273, 0)}.fits.fz", raw_frame),
         (directory / f"{spectrum_name}.fits.fz", spectrum),
         *_rvb_writers(directory, 2048, 404, 1766530, 280),

@@ -1,13 +1,13 @@
 """Query parameters: parsed, validated and normalised into what a thumbnail request means."""
 
 import math
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
 from multidict import MultiMapping
 
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.render.label import single_line
 from thumbproxy.render.options import RenderOptions
 
 MAX_LABEL_LENGTH = 200
@@ -65,8 +65,8 @@ def _percentile(value: str) -> float:
 def _label(value: str) -> str:
     if len(value) > MAX_LABEL_LENGTH:
         raise _bad("label", f"must be at most {MAX_LABEL_LENGTH} characters")
-    # Control characters (CR, LF, tabs) draw as nothing useful; one label line is what users see.
-    return "".join(" " if unicodedata.category(c).startswith("C") else c for c in value).strip()
+    # Normalised as it is drawn, so labels differing only in control characters share a cache entry.
+    return single_line(value)
 
 
 def _single_values(query: MultiMapping[str]) -> Mapping[str, str]:
