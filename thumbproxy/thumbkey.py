@@ -12,7 +12,10 @@ IMAGE_FORMAT = "jpeg"
 
 
 def thumbnail_key(frame_id: int, frame_version: str, options: RenderOptions) -> str:
-    """A stable hex digest of the frame, its version, every render option and the renderer."""
+    """"<frame id>/<hex digest of the frame, its version, every render option and the renderer>".
+
+    The frame id leads so that stored objects group by frame (and S3 lifecycle rules can use it).
+    """
     identity = {
         "frame_id": frame_id,
         "frame_version": frame_version,
@@ -20,4 +23,4 @@ def thumbnail_key(frame_id: int, frame_version: str, options: RenderOptions) -> 
         "renderer": RENDERER_VERSION,
         "options": asdict(options),
     }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{frame_id}/{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()}"

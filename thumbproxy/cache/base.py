@@ -10,6 +10,6 @@ class ThumbnailCache(Protocol):
         """The thumbnail stored under key, or None."""
         ...
 
-    async def put(self, key: str, thumbnail: bytes) -> None:
-        """Store a thumbnail under key."""
+    async def put(self, key: str, thumbnail: bytes) -> bool:
+        """Store a thumbnail under key; False when the level could not store it (never raises)."""
         ...

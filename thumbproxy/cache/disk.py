@@ -25,12 +25,13 @@ class DiskCache:
             log.warning("disk cache read failed; serving without it", exc_info=True)
             return None
 
-    async def put(self, key: str, thumbnail: bytes) -> None:
-        """Store a thumbnail; a full or unwritable disk is logged, never raised."""
+    async def put(self, key: str, thumbnail: bytes) -> bool:
+        """Store a thumbnail; a full or unwritable disk is logged and answers False, never raises."""
         try:
-            await asyncio.to_thread(self._cache.set, key, thumbnail)
+            return await asyncio.to_thread(self._cache.set, key, thumbnail)
         except Exception:
             log.warning("disk cache write failed; serving without it", exc_info=True)
+            return False
 
     def close(self) -> None:
         """Release the cache's database connections."""
