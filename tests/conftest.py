@@ -1,12 +1,17 @@
-"""Shared fixtures: the fake archive and tiny FITS files."""
+"""Shared fixtures: the fake archive, tiny FITS files, and moto's S3 over real HTTP."""
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import urllib.request
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from astropy.io import fits
+from moto.server import ThreadedMotoServer
 
 from fakearchive import FakeArchive
 
@@ -53,3 +58,93 @@ def write_fits() -> Callable[..., Path]:
 def fits_path(tmp_path: Path) -> Path:
     """A small uncompressed FITS image."""
     return write_fits_file(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits")
+
+
+class MotoS3:
+    """moto's S3 served over HTTP on 127.0.0.1 with one bucket; `stop()`/`start()` take it away and back."""
+
+    bucket = "thumbnails"
+    region = "us-east-1"
+    access_key = "testing"
+    secret_key = "testing"
+
+    def __init__(self) -> None:
+        # Port 0 lets the OS pick a free port; restarts then reuse that port, so URLs stay valid.
+        self._server: ThreadedMotoServer | None = ThreadedMotoServer("127.0.0.1", 0, verbose=False)
+        self._server.start()
+        self.port = self._server.get_host_and_port()[1]
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+    def start(self) -> None:
+        """Serve again on the same port, with the objects stored before `stop()`."""
+        if self._server is None:
+            self._server = ThreadedMotoServer("127.0.0.1", self.port, verbose=False)
+            self._server.start()
+
+    def stop(self) -> None:
+        """Close the listening socket, so connections are refused until `start()`."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def reset(self) -> None:
+        """Running, with every object and bucket gone and an empty `bucket` created."""
+        self.start()
+        # moto keeps its state in this process, so a reset between tests makes them independent.
+        with urllib.request.urlopen(urllib.request.Request(f"{self.endpoint_url}/moto-api/reset", method="POST")):
+            pass
+        self._client.create_bucket(Bucket=self.bucket)
+
+    def list_keys(self) -> list[str]:
+        """The keys of every object in the bucket."""
+        listing = self._client.list_objects_v2(Bucket=self.bucket)
+        return [entry["Key"] for entry in listing.get("Contents", [])]
+
+    def get_object(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """An object's bytes and its response headers (lower-case names)."""
+        response = self._client.get_object(Bucket=self.bucket, Key=key)
+        return response["Body"].read(), response["ResponseMetadata"]["HTTPHeaders"]
+
+
+@pytest.fixture(scope="session")
+def _moto_s3() -> Iterator[MotoS3]:
+    """One moto server for the session; `s3_server` resets it for each test."""
+    s3 = MotoS3()
+    yield s3
+    s3.stop()
+
+
+@pytest.fixture
+def s3_server(_moto_s3: MotoS3) -> MotoS3:
+    """moto's S3 on 127.0.0.1, running, with only an empty bucket `.bucket` (see `MotoS3`)."""
+    _moto_s3.reset()
+    return _moto_s3
+
+
+@pytest.fixture
+async def s3_client(s3_server: MotoS3) -> AsyncIterator[Any]:
+    """An aiobotocore S3 client for `s3_server`: SigV4, path-style, and quick to give up when it is down."""
+    config = AioConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+        connect_timeout=1,
+        read_timeout=2,
+        # "max_attempts" would count retries only; this is one attempt in all, so failures are quick.
+        retries={"total_max_attempts": 1},
+    )
+    async with get_session().create_client(
+        "s3",
+        endpoint_url=s3_server.endpoint_url,
+        region_name=s3_server.region,
+        aws_access_key_id=s3_server.access_key,
+        aws_secret_access_key=s3_server.secret_key,
+        config=config,
+    ) as client:
+        yield client

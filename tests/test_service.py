@@ -165,11 +165,14 @@ async def test_cache_survives_a_restart(start_service: ServiceFactory, frame: di
 
 
 async def test_new_version_of_a_frame_gets_a_new_thumbnail(
-    service: Service, frame: dict, write_fits: Callable[..., Path], tmp_path: Path
+    start_service: ServiceFactory, frame: dict, write_fits: Callable[..., Path], tmp_path: Path
 ) -> None:
+    # Public records are reused for THUMBPROXY_METADATA_TTL; a new version shows once it is re-read.
+    service = await start_service(THUMBPROXY_METADATA_TTL="0.3")
     old = await (await service.get(f"/{frame['id']}/?image=true")).read()
     reprocessed = write_fits(tmp_path / "v2.fits.fz", shape=WIDE, compressed=True, seed=7)
     service.archive.new_version(frame["id"], reprocessed)
+    await asyncio.sleep(0.4)
     new = await (await service.get(f"/{frame['id']}/?image=true")).read()
     assert new != old
     assert service.archive.downloads[frame["id"]] == 2

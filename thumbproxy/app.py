@@ -1,32 +1,38 @@
 """The application factory: settings in, a wired web.Application out."""
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
 from aiohttp import web
 
 from thumbproxy.archive.base import Archive
+from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.local import LocalArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.cache.disk import DiskCache
+from thumbproxy.cache.memory import MemoryCache
+from thumbproxy.cache.s3 import S3Cache
+from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.config import Settings
 from thumbproxy.framechecks import FramePolicy
+from thumbproxy.metrics import Metrics
 from thumbproxy.renderpool import RenderPool
+from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web.errors import json_errors
-from thumbproxy.web.routes import ARCHIVE, FRAME_POLICY, MAX_SIZE, PUBLIC_URL, THUMBNAILER, add_routes
-
-log = logging.getLogger(__name__)
+from thumbproxy.web.routes import ARCHIVE, FRAME_POLICY, MAX_SIZE, METRICS, PUBLIC_URL, THUMBNAILER, add_routes
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
-DISK_CACHE = web.AppKey("disk_cache", DiskCache)
-HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+CACHE = web.AppKey("cache", TieredCache)
 
 MIB = 1024 * 1024
 
@@ -38,14 +44,7 @@ async def _temp_dir(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def _http_session(app: web.Application) -> AsyncIterator[None]:
-    # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
-    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
-        app[HTTP_SESSION] = session
-        yield
-
-
-def _archive(settings: Settings, session: aiohttp.ClientSession) -> Archive:
+def _raw_archive(settings: Settings, session: aiohttp.ClientSession) -> Archive:
     url = urlsplit(settings.archive_api_url)
     if url.scheme == "file":
         return LocalArchive(Path(unquote(url.path)))
@@ -60,34 +59,63 @@ def _archive(settings: Settings, session: aiohttp.ClientSession) -> Archive:
     )
 
 
-async def _disk_cache(app: web.Application) -> AsyncIterator[None]:
+async def _s3_level(settings: Settings, metrics: Metrics, stack: AsyncExitStack) -> S3Cache | None:
+    """The S3 level over one client for the app's lifetime, or None when no bucket is configured."""
+    if not settings.aws_bucket:
+        return None
+    config = AioConfig(
+        signature_version="s3v4",
+        s3={"addressing_style": settings.s3_addressing_style},
+        connect_timeout=min(2.0, settings.s3_timeout),
+        read_timeout=settings.s3_timeout,
+        # One retry at most: a failing S3 is skipped, never waited on.
+        retries={"mode": "standard", "total_max_attempts": 2},
+    )
+    credentials: dict[str, Any] = {}
+    if settings.aws_access_key_id:
+        credentials = {"aws_access_key_id": settings.aws_access_key_id,
+                       "aws_secret_access_key": settings.aws_secret_access_key}
+    client = await stack.enter_async_context(get_session().create_client(
+        "s3", region_name=settings.aws_default_region, endpoint_url=settings.storage_url or None,
+        config=config, **credentials,
+    ))
+    return S3Cache(client, settings.aws_bucket, settings.s3_prefix, settings.url_expiry, metrics.s3_requests)
+
+
+async def _services(app: web.Application) -> AsyncIterator[None]:
+    """Everything with a lifetime, opened in order and closed in reverse."""
     settings = app[SETTINGS]
-    directory = Path(settings.cache_dir) / "thumbnails"
-    cache = await asyncio.to_thread(DiskCache, directory, settings.cache_size_mb * MIB)
-    app[DISK_CACHE] = cache
-    yield
-    await asyncio.to_thread(cache.close)
-
-
-async def _render_pool(app: web.Application) -> AsyncIterator[None]:
-    pool = RenderPool(app[SETTINGS].workers)
-    app[RENDER_POOL] = pool
-    await pool.start()
-    yield
-    await pool.close()
-
-
-async def _thumbnailer(app: web.Application) -> AsyncIterator[None]:
-    archive = _archive(app[SETTINGS], app[HTTP_SESSION])
-    app[ARCHIVE] = archive
-    app[THUMBNAILER] = Thumbnailer(archive, app[DISK_CACHE], app[RENDER_POOL])
-    yield
+    metrics = app[METRICS]
+    async with AsyncExitStack() as stack:
+        # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
+        session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
+        s3 = await _s3_level(settings, metrics, stack)
+        disk = await asyncio.to_thread(DiskCache, Path(settings.cache_dir) / "thumbnails", settings.cache_size_mb * MIB)
+        stack.push_async_callback(asyncio.to_thread, disk.close)
+        cache = TieredCache(MemoryCache(settings.memory_cache_mb * MIB), disk, s3, metrics.cache_requests)
+        # Closed before the S3 client, so background uploads can finish.
+        stack.push_async_callback(cache.close)
+        pool = RenderPool(settings.workers)
+        stack.push_async_callback(pool.close)
+        await pool.start()
+        raw_archive = _raw_archive(settings, session)
+        archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
+                                private_ttl=settings.private_metadata_ttl)
+        stack.push_async_callback(archive.close)
+        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics)
+        stack.push_async_callback(thumbnailer.close)
+        app[CACHE] = cache
+        app[RENDER_POOL] = pool
+        app[ARCHIVE] = archive
+        app[THUMBNAILER] = thumbnailer
+        yield
 
 
 def create_app(settings: Settings) -> web.Application:
     """The service: routes, error handling, and everything with a lifetime in cleanup_ctx."""
     app = web.Application(middlewares=[json_errors])
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
     app[FRAME_POLICY] = FramePolicy(
@@ -95,6 +123,6 @@ def create_app(settings: Settings) -> web.Application:
         valid_types=settings.valid_configuration_types,
         valid_color_types=settings.valid_configuration_types_for_color_thumbs,
     )
-    app.cleanup_ctx.extend([_temp_dir, _http_session, _disk_cache, _render_pool, _thumbnailer])
+    app.cleanup_ctx.extend([_temp_dir, _services])
     add_routes(app)
     return app

@@ -85,6 +85,13 @@ def _optional_http_url(value: Any) -> str:
     return url
 
 
+def _addressing_style(value: Any) -> str:
+    style = str(value).strip().lower()
+    if style not in ("auto", "virtual", "path"):
+        raise ValueError("must be one of auto, virtual, path")
+    return style
+
+
 def _log_level(value: Any) -> str:
     level = str(value).strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -109,12 +116,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tmp_dir", "TMP_DIR", _text, lambda: "/tmp/",
             "Directory for downloaded FITS files while they are rendered"),
     Setting("aws_bucket", "AWS_BUCKET", _text, lambda: "",
-            "S3 bucket for the second cache level (read and validated; the S3 level is not built yet)"),
+            "S3 bucket of the second cache level; empty: the disk level alone"),
     Setting("aws_access_key_id", "AWS_ACCESS_KEY_ID", _text, lambda: "", "S3 access key id"),
     Setting("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", _text, lambda: "", "S3 secret access key"),
     Setting("aws_default_region", "AWS_DEFAULT_REGION", _text, lambda: "us-west-2", "S3 region"),
     Setting("storage_url", "STORAGE_URL", _optional_http_url, lambda: "",
             "Endpoint of an S3-compatible store; empty means AWS"),
+    Setting("s3_prefix", "THUMBPROXY_S3_PREFIX", _text, lambda: "thumbnails",
+            "Key prefix of thumbnails in the bucket (objects are `<prefix>/<frame id>/<key>.jpg`)"),
+    Setting("s3_addressing_style", "THUMBPROXY_S3_ADDRESSING_STYLE", _addressing_style, lambda: "auto",
+            "S3 addressing: auto, virtual or path (path for most MinIO and Ceph set-ups)"),
+    Setting("s3_timeout", "THUMBPROXY_S3_TIMEOUT", _seconds, lambda: 5.0,
+            "Seconds for one S3 call; a slower S3 is skipped, never waited on"),
+    Setting("url_expiry", "THUMBPROXY_URL_EXPIRY", _integer(1, 604800), lambda: 604800,
+            "Seconds a pre-signed thumbnail URL stays valid (SigV4 allows at most a week)"),
     Setting("required_frame_validation_keys", "REQUIRED_FRAME_VALIDATION_KEYS", _names,
             lambda: ("configuration_type", "request_id", "filename"),
             "Comma-separated record keys a frame must have to be thumbnailed"),
@@ -129,6 +144,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Directory of the disk cache (and of the demo archive)"),
     Setting("cache_size_mb", "THUMBPROXY_CACHE_SIZE_MB", _integer(1), lambda: 1024,
             "Size bound of the disk cache in MiB; least recently used thumbnails go first"),
+    Setting("memory_cache_mb", "THUMBPROXY_MEMORY_CACHE_MB", _integer(0), lambda: 64,
+            "Size bound in MiB of the in-process level in front of the disk cache; 0 turns it off"),
     Setting("workers", "THUMBPROXY_WORKERS", _integer(1, 256), _default_workers,
             "Render processes"),
     Setting("public_url", "THUMBPROXY_PUBLIC_URL", _optional_http_url, lambda: "",
@@ -143,6 +160,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds for one archive API call"),
     Setting("download_timeout", "THUMBPROXY_DOWNLOAD_TIMEOUT", _seconds, lambda: 300.0,
             "Seconds to download one FITS file"),
+    Setting("metadata_ttl", "THUMBPROXY_METADATA_TTL", _seconds, lambda: 300.0,
+            "Seconds a public frame's archive record is reused for every caller"),
+    Setting("private_metadata_ttl", "THUMBPROXY_PRIVATE_METADATA_TTL", _seconds, lambda: 60.0,
+            "Seconds a proprietary frame's record is reused, for the same Authorization header only"),
     Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO", "Logging level"),
 )
 
@@ -158,6 +179,10 @@ class Settings:
     aws_secret_access_key: str = field(repr=False)
     aws_default_region: str
     storage_url: str
+    s3_prefix: str
+    s3_addressing_style: str
+    s3_timeout: float
+    url_expiry: int
     required_frame_validation_keys: tuple[str, ...]
     valid_configuration_types: tuple[str, ...]
     valid_configuration_types_for_color_thumbs: tuple[str, ...]
@@ -165,6 +190,7 @@ class Settings:
     port: int
     cache_dir: str
     cache_size_mb: int
+    memory_cache_mb: int
     workers: int
     public_url: str
     max_size: int
@@ -172,6 +198,8 @@ class Settings:
     archive_connect_timeout: float
     archive_timeout: float
     download_timeout: float
+    metadata_ttl: float
+    private_metadata_ttl: float
     log_level: str
 
 

@@ -3,10 +3,12 @@
 from urllib.parse import urlencode
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import FramePolicy, check_frame
+from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
 from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query
@@ -16,6 +18,7 @@ THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
 FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
 MAX_SIZE = web.AppKey("max_size", int)
 PUBLIC_URL = web.AppKey("public_url", str)
+METRICS = web.AppKey("metrics", Metrics)
 
 FRAME_ID = r"{frame_id:\d{1,18}}"
 BASENAME = r"{basename:[A-Za-z0-9._-]{1,200}}"
@@ -32,11 +35,13 @@ async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
     check_frame(frame, request.app[FRAME_POLICY], query.color)
     if query.color:
         raise ThumbproxyError(501, "Colour thumbnails are not available on this server yet")
-    # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL then hits the cache.
-    thumbnail = await request.app[THUMBNAILER].thumbnail(frame, query.options)
+    thumbnailer = request.app[THUMBNAILER]
+    # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL works when followed.
+    thumbnail = await thumbnailer.thumbnail(frame, query.options)
     if query.image:
-        return web.Response(body=thumbnail, content_type="image/jpeg")
-    return web.json_response({"url": thumbnail_url(request, frame, query), "propid": frame.proposal_id})
+        return web.Response(body=thumbnail.data, content_type="image/jpeg")
+    url = await thumbnailer.s3_url(thumbnail) or thumbnail_url(request, frame, query)
+    return web.json_response({"url": url, "propid": frame.proposal_id})
 
 
 async def by_frame_id(request: web.Request) -> web.Response:
@@ -55,11 +60,18 @@ async def by_basename(request: web.Request) -> web.Response:
     return await _answer(request, frame, query)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the service's metrics."""
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def add_routes(app: web.Application) -> None:
     """Register every route; fixed paths before the patterns that would also match them."""
     app.router.add_get("/", pages.index)
     app.router.add_get("/robots.txt", pages.robots)
     app.router.add_get("/favicon.ico", pages.favicon)
+    app.router.add_get("/metrics", metrics)
     for suffix in ("/", ""):
         app.router.add_get(f"/{FRAME_ID}{suffix}", by_frame_id)
         app.router.add_get(f"/{BASENAME}{suffix}", by_basename)

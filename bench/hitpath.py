@@ -1,0 +1,195 @@
+"""Benchmark the cache-hit path: disk-hit throughput against a minimal aiohttp app, and S3-hit latency.
+
+Throughput: the service (`thumbproxy serve`, one process, a local archive, the frame's record
+cached) answers `?image=true` 200x200 disk hits; `bench.minimal` answers the same bytes with
+nothing else to do. Both are loaded by wrk (Debian package `wrk`) with the same connections,
+round after round, interleaved. S3 hits: a second service with an empty disk level and the
+bucket a first one filled (moto's server on loopback) answers distinct thumbnails one at a time.
+
+    python -m bench.hitpath [--rounds 3] [--seconds 5] [--connections 32] [--s3-requests 200]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import aiohttp
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MIN_HIT_THROUGHPUT_RATIO = 0.6
+BUCKET = "thumbproxy-bench"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port} after {seconds} s")
+
+
+@contextmanager
+def server(command: list[str], port: int, env: Mapping[str, str]) -> Iterator[str]:
+    """Run a server process until the block ends; yields its base URL."""
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def thumbproxy_server(port: int, archive: Path, cache: Path, **env: str) -> Iterator[str]:
+    settings = {"ARCHIVE_API_URL": archive.as_uri() + "/", "THUMBPROXY_CACHE_DIR": str(cache),
+                "TMP_DIR": str(cache / "tmp"), "THUMBPROXY_WORKERS": "1", "THUMBPROXY_CONFIG": os.devnull, **env}
+    return server([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                  port, settings)
+
+
+def wrk(url: str, seconds: float, connections: int) -> float:
+    """Requests per second wrk measured; any non-2xx answer is an error."""
+    result = subprocess.run(
+        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds}s", url],
+        capture_output=True, text=True, check=True,
+    )
+    if "Non-2xx" in result.stdout or "Socket errors" in result.stdout:
+        raise RuntimeError(f"errors under load:\n{result.stdout}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", result.stdout).group(1))
+
+
+async def fetch(url: str) -> bytes:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        if response.status != 200:
+            raise RuntimeError(f"{url} answered {response.status}: {await response.text()}")
+        return await response.read()
+
+
+def hit_throughput(work: Path, archive: Path, basename: str, rounds: int, seconds: float,
+                   connections: int) -> dict:
+    """Disk-hit requests per second of thumbproxy and of the minimal app, interleaved."""
+    thumbproxy_port, minimal_port = free_port(), free_port()
+    path = f"/{basename}/?image=true&width=200&height=200"
+    with thumbproxy_server(thumbproxy_port, archive, work / "cache-hits") as thumbproxy_url:
+        thumbnail = asyncio.run(fetch(thumbproxy_url + path))
+        (work / "thumbnail.jpg").write_bytes(thumbnail)
+        minimal = [sys.executable, "-m", "bench.minimal", str(minimal_port), str(work / "thumbnail.jpg")]
+        with server(minimal, minimal_port, {}) as minimal_url:
+            assert asyncio.run(fetch(minimal_url + path)) == thumbnail
+            runs: dict[str, list[float]] = {"thumbproxy": [], "minimal aiohttp": []}
+            for _ in range(rounds):
+                runs["thumbproxy"].append(wrk(thumbproxy_url + path, seconds, connections))
+                runs["minimal aiohttp"].append(wrk(minimal_url + path, seconds, connections))
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    return {"connections": connections, "runs": runs, "medians": medians,
+            "ratio": medians["thumbproxy"] / medians["minimal aiohttp"]}
+
+
+def s3_hit_latency(work: Path, archive: Path, basename: str, requests: int) -> dict:
+    """Latency of requests served from S3 (moto on loopback) by a service whose disk level is empty."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    s3_port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
+    moto.start()
+    try:
+        endpoint = f"http://127.0.0.1:{s3_port}"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="bench",
+                     aws_secret_access_key="bench").create_bucket(Bucket=BUCKET)
+        s3 = {"AWS_BUCKET": BUCKET, "STORAGE_URL": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+              "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+              "THUMBPROXY_S3_ADDRESSING_STYLE": "path", "THUMBPROXY_LOG_LEVEL": "WARNING"}
+        urls = [f"/{basename}/?image=true&width={100 + number}" for number in range(requests)]
+        port = free_port()
+        with thumbproxy_server(port, archive, work / "cache-fill", **s3) as base:
+            asyncio.run(_get_all(base, urls))
+        port = free_port()
+        with thumbproxy_server(port, archive, work / "cache-empty", **s3) as base:
+            asyncio.run(fetch(base + "/robots.txt"))
+            latencies = asyncio.run(_get_all(base, urls))
+    finally:
+        moto.stop()
+    ordered = sorted(latencies)
+    return {"requests": requests, "median_ms": 1000 * statistics.median(ordered),
+            "p99_ms": 1000 * ordered[max(0, int(0.99 * len(ordered)) - 1)]}
+
+
+async def _get_all(base: str, paths: list[str]) -> list[float]:
+    """Seconds each request took, one after another."""
+    latencies = []
+    async with aiohttp.ClientSession() as session:
+        for path in paths:
+            started = time.perf_counter()
+            async with session.get(base + path) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{path} answered {response.status}")
+            latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--s3-requests", type=int, default=200)
+    arguments = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install wrk", file=sys.stderr)
+        return 2
+    from thumbproxy.sampledata import star_field
+
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        archive = work / "archive"
+        archive.mkdir()
+        basename = "ogg0m404-kb82-20190321-0273-e91"
+        star_field(archive / f"{basename}.fits.fz", size=1024)
+        hits = hit_throughput(work, archive, basename, arguments.rounds, arguments.seconds, arguments.connections)
+        s3 = s3_hit_latency(work, archive, basename, arguments.s3_requests)
+
+    passed = hits["ratio"] >= MIN_HIT_THROUGHPUT_RATIO
+    print(f"disk hits, {hits['connections']} connections, {arguments.rounds} rounds of {arguments.seconds:g} s")
+    print(f"{'requests/s':<28}{'median':>10}{'min':>10}{'max':>10}")
+    for name, values in hits["runs"].items():
+        print(f"{name:<28}{statistics.median(values):>10.0f}{min(values):>10.0f}{max(values):>10.0f}")
+    print(f"ratio thumbproxy / minimal: {hits['ratio']:.2f} (target >= {MIN_HIT_THROUGHPUT_RATIO}) "
+          f"{'PASS' if passed else 'FAIL'}")
+    print(f"S3 hits (moto on loopback), {s3['requests']} requests: median {s3['median_ms']:.1f} ms, "
+          f"p99 {s3['p99_ms']:.1f} ms")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    output = RESULTS / f"hitpath-{stamp}.json"
+    output.write_text(json.dumps({"disk_hits": hits, "s3_hits": s3, "cpus": os.cpu_count()}, indent=2))
+    print(f"wrote {output}")
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
