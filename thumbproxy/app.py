@@ -1,6 +1,7 @@
 """The application factory: settings in, a wired web.Application out."""
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -27,6 +28,7 @@ from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
+from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.errors import json_errors
 from thumbproxy.web.routes import ARCHIVE, FRAME_POLICY, MAX_SIZE, METRICS, PUBLIC_URL, THUMBNAILER, add_routes
 
@@ -87,6 +89,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     async with AsyncExitStack() as stack:
+        access_log = AccessLogWriter(sys.stderr)
+        access_log.start()
+        stack.push_async_callback(asyncio.to_thread, access_log.close)
         # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
         session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
         s3 = await _s3_level(settings, metrics, stack)
@@ -104,6 +109,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         stack.push_async_callback(archive.close)
         thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics)
         stack.push_async_callback(thumbnailer.close)
+        app[ACCESS_LOG] = access_log
         app[CACHE] = cache
         app[RENDER_POOL] = pool
         app[ARCHIVE] = archive

@@ -43,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     from thumbproxy.app import create_app
+    from thumbproxy.web.accesslog import AccessLogger
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce)
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce,
+                access_log_class=AccessLogger)
 
 
 def _demo(settings: Settings) -> None:

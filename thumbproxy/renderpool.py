@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -13,6 +14,12 @@ from thumbproxy.errors import ThumbproxyError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def _start_worker() -> None:
+    # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _warm_up()
 
 
 def _warm_up() -> None:
@@ -31,7 +38,7 @@ class RenderPool:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context, initializer=_warm_up)
+        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context, initializer=_start_worker)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""

@@ -16,8 +16,8 @@ from pathlib import Path
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.singleflight import SingleFlight
 
-# Whose records an entry holds: PUBLIC, or the hash of one caller's Authorization header.
-PUBLIC = "public"
+# Whose records an entry holds: _PUBLIC, or the hash of one caller's Authorization header.
+_PUBLIC = "public"
 # (scope, "id" or "basename", the id or basename looked up)
 _Key = tuple[str, str, int | str]
 # A lookup in flight: the caller's scope (None for anonymous), then what is looked up.
@@ -37,7 +37,7 @@ class CachedArchive:
     ) -> None:
         """Public records are kept `public_ttl` seconds, a caller's proprietary ones `private_ttl`.
 
-        At most `max_records` lookups are remembered, least recently used dropped first.
+        At most `max_records` entries (one per id or basename) are kept, least recently used dropped first.
         """
         self._archive = archive
         self._public_ttl = public_ttl
@@ -72,7 +72,7 @@ class CachedArchive:
     ) -> Frame:
         """A remembered record the caller may see, else one fetch shared by the caller's identical lookups."""
         scope = _scope_of(authorization)
-        for candidate in (PUBLIC,) if scope is None else (PUBLIC, scope):
+        for candidate in (_PUBLIC,) if scope is None else (_PUBLIC, scope):
             cached = self._records.get((candidate, field, value))
             if cached is not None:
                 return cached
@@ -88,7 +88,7 @@ class CachedArchive:
     def _remember(self, frame: Frame, scope: str | None, field: str, value: int | str) -> None:
         """Keep a fetched record for everyone if public, else for its caller alone (never anonymous)."""
         if _is_public(frame):
-            scope, ttl = PUBLIC, self._public_ttl
+            scope, ttl = _PUBLIC, self._public_ttl
         elif scope is not None:
             ttl = self._private_ttl
         else:

@@ -88,7 +88,8 @@ class OcsArchive:
             await self._download(frame.url, path)
             yield path
         finally:
-            await asyncio.to_thread(tempfiles.remove, path)
+            # Shielded: a cancelled caller must not leave the file behind.
+            await asyncio.shield(asyncio.to_thread(tempfiles.remove, path))
 
     async def _get_json(self, url: URL, authorization: str | None) -> Any:
         """The decoded JSON body of a successful API GET; archive failures become ThumbproxyError."""

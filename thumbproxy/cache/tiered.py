@@ -27,6 +27,7 @@ class TieredCache:
         self._disk = disk
         self._s3 = s3
         self._cache_requests = cache_requests
+        self._counters: dict[tuple[str, str], Any] = {}
         # Uploads under way by key: strong references (the loop keeps only weak ones), and a
         # JSON request for a thumbnail being uploaded waits for that upload instead of repeating it.
         self._uploads: dict[str, asyncio.Task[bool]] = {}
@@ -103,4 +104,8 @@ class TieredCache:
             log.error("background S3 upload failed", exc_info=error)
 
     def _count(self, level: str, result: str) -> None:
-        self._cache_requests.labels(level=level, result=result).inc()
+        counter = self._counters.get((level, result))
+        if counter is None:
+            # labels() takes a lock and builds a key each time: kept per pair, off the hit path.
+            counter = self._counters[(level, result)] = self._cache_requests.labels(level=level, result=result)
+        counter.inc()

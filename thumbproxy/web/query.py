@@ -3,8 +3,10 @@
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import lru_cache
+from urllib.parse import parse_qsl
 
-from multidict import MultiMapping
+from multidict import MultiDict, MultiMapping
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.render.label import single_line
@@ -99,6 +101,12 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
         # Present and not false-ish means "answer with the image", whatever the value.
         image="image" in given and given["image"].strip().lower() not in FALSE_WORDS,
     )
+
+
+@lru_cache(maxsize=4096)
+def parse_query_string(raw_query: str, max_size: int) -> ThumbnailQuery:
+    """parse_query of a raw (percent-encoded) query string, remembered: hits repeat the same few."""
+    return parse_query(MultiDict(parse_qsl(raw_query, keep_blank_values=True)), max_size)
 
 
 def canonical_query(query: ThumbnailQuery) -> dict[str, str]:

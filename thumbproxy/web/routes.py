@@ -11,7 +11,7 @@ from thumbproxy.framechecks import FramePolicy, check_frame
 from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
-from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query
+from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query_string
 
 ARCHIVE = web.AppKey("archive", Archive)
 THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
@@ -46,7 +46,7 @@ async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
 
 async def by_frame_id(request: web.Request) -> web.Response:
     """Thumbnail of the frame with this archive id."""
-    query = parse_query(request.query, request.app[MAX_SIZE])
+    query = parse_query_string(request.rel_url.raw_query_string, request.app[MAX_SIZE])
     frame_id = int(request.match_info["frame_id"])
     frame = await request.app[ARCHIVE].frame(frame_id, request.headers.get("Authorization"))
     return await _answer(request, frame, query)
@@ -54,7 +54,7 @@ async def by_frame_id(request: web.Request) -> web.Response:
 
 async def by_basename(request: web.Request) -> web.Response:
     """Thumbnail of the one frame with this basename."""
-    query = parse_query(request.query, request.app[MAX_SIZE])
+    query = parse_query_string(request.rel_url.raw_query_string, request.app[MAX_SIZE])
     basename = request.match_info["basename"]
     frame = await request.app[ARCHIVE].frame_by_basename(basename, request.headers.get("Authorization"))
     return await _answer(request, frame, query)
