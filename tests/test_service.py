@@ -3,93 +3,21 @@
 import asyncio
 import io
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import numpy as np
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from PIL import Image
 
+from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy.app import RENDER_POOL, create_app
-from thumbproxy.config import load_settings
+from thumbproxy.app import RENDER_POOL
 from thumbproxy.tempfiles import temp_path
 from thumbproxy.web.routes import THUMBNAILER
 from workerjobs import die
-
-WIDE = (300, 400)  # rows, columns: a landscape frame
-
-
-class Service:
-    """The running service, its fake archive, and what a test looks at."""
-
-    def __init__(self, client: TestClient, archive: FakeArchive, tmp_dir: Path) -> None:
-        self.client = client
-        self.archive = archive
-        self.tmp_dir = tmp_dir
-
-    @property
-    def app(self) -> web.Application:
-        return self.client.app  # type: ignore[return-value]
-
-    async def get(self, path: str, **kwargs: Any) -> aiohttp.ClientResponse:
-        return await self.client.get(path, **kwargs)
-
-    async def image(self, path: str, **kwargs: Any) -> Image.Image:
-        response = await self.get(path, **kwargs)
-        assert response.status == 200, await response.text()
-        assert response.content_type == "image/jpeg"
-        image = Image.open(io.BytesIO(await response.read()))
-        image.load()
-        return image
-
-    def temp_files(self) -> list[Path]:
-        return [path for path in self.tmp_dir.iterdir()]
-
-
-ServiceFactory = Callable[..., Awaitable[Service]]
-
-
-@pytest.fixture
-async def start_service(fake_archive: FakeArchive, tmp_path: Path) -> AsyncIterator[ServiceFactory]:
-    """Start the service against the fake archive; keyword arguments are extra environment settings."""
-    clients: list[TestClient] = []
-
-    async def start(**env: str) -> Service:
-        tmp_dir = tmp_path / "tmp"
-        settings = load_settings(env={
-            "ARCHIVE_API_URL": fake_archive.base_url,
-            "TMP_DIR": str(tmp_dir),
-            "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
-            "THUMBPROXY_WORKERS": "1",
-            "THUMBPROXY_ARCHIVE_TIMEOUT": "2",
-            **env,
-        })
-        client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
-        await client.start_server()
-        clients.append(client)
-        return Service(client, fake_archive, tmp_dir)
-
-    yield start
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
-async def service(start_service: ServiceFactory) -> Service:
-    return await start_service()
-
-
-@pytest.fixture
-def frame(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
-    """A public, compressed, landscape frame registered with the fake archive."""
-    path = write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz", shape=WIDE, compressed=True)
-    return fake_archive.add_frame(path)
-
 
 def assert_json_error(body: dict[str, Any], *words: str) -> None:
     assert set(body) == {"message"}

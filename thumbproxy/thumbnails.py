@@ -28,7 +28,7 @@ class Thumbnail:
     data: bytes
     # "memory", "disk", "s3" or "render".
     source: str
-    # Whether this request joined a render another request had started.
+    # Whether this request joined a lookup or render another request had started.
     coalesced: bool = False
 
 
@@ -47,22 +47,24 @@ class Thumbnailer:
         self._files = files
         self._pool = pool
         self._metrics = metrics
-        self._renders: SingleFlight[str, bytes] = SingleFlight()
+        self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
         # Module-level function: it is pickled by name into a pool worker.
         self.render = render
 
     async def thumbnail(self, frame: Frame, options: RenderOptions) -> Thumbnail:
-        """The thumbnail, from the first cache level holding it, else rendered once for all askers."""
+        """The thumbnail from the first cache level holding it, else rendered once for all askers."""
         if is_spectrum(frame):
             options = dataclasses.replace(options, spectrum=True)
         key = cached_thumbnail_key(frame.id, frame.version, options)
-        found = await self._cache.get(key)
-        if found is not None:
-            return Thumbnail(key, found[0], found[1])
-        data, joined = await self._renders.run(key, lambda: self._render_and_store(key, frame, options))
+        hot = self._cache.memory_hit(key)
+        if hot is not None:
+            return Thumbnail(key, hot, "memory")
+        # Lookup and render share one flight: identical requests ask the slower levels once, and
+        # none can miss them just before another request's render lands there.
+        (data, source), joined = await self._flights.run(key, lambda: self._find_or_render(key, frame, options))
         if joined:
             self._metrics.coalesced_requests.inc()
-        return Thumbnail(key, data, "render", coalesced=joined)
+        return Thumbnail(key, data, source, coalesced=joined)
 
     async def s3_url(self, thumbnail: Thumbnail) -> str | None:
         """A pre-signed URL of the thumbnail in S3, stored there first if need be; None without S3."""
@@ -72,7 +74,13 @@ class Thumbnailer:
 
     async def close(self) -> None:
         """Stop renders still under way at shutdown."""
-        await self._renders.close()
+        await self._flights.close()
+
+    async def _find_or_render(self, key: str, frame: Frame, options: RenderOptions) -> tuple[bytes, str]:
+        found = await self._cache.get(key)
+        if found is not None:
+            return found
+        return await self._render_and_store(key, frame, options), "render"
 
     async def _render_and_store(self, key: str, frame: Frame, options: RenderOptions) -> bytes:
         async with self._files.fits_file(frame) as fits_path:

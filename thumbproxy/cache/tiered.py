@@ -32,11 +32,17 @@ class TieredCache:
         # JSON request for a thumbnail being uploaded waits for that upload instead of repeating it.
         self._uploads: dict[str, asyncio.Task[bool]] = {}
 
-    async def get(self, key: str) -> tuple[bytes, str] | None:
-        """The thumbnail and the level that held it ("memory", "disk" or "s3"), or None everywhere."""
+    def memory_hit(self, key: str) -> bytes | None:
+        """The thumbnail if the memory level holds it: no await, no thread, no copy."""
         thumbnail = self._memory.get(key)
         if thumbnail is not None:
             self._count("memory", "hit")
+        return thumbnail
+
+    async def get(self, key: str) -> tuple[bytes, str] | None:
+        """The thumbnail and the level that held it ("memory", "disk" or "s3"), or None everywhere."""
+        thumbnail = self.memory_hit(key)
+        if thumbnail is not None:
             return thumbnail, "memory"
         thumbnail = await self._disk.get(key)
         self._count("disk", "miss" if thumbnail is None else "hit")

@@ -1,0 +1,197 @@
+"""The service with its S3 level (moto over real HTTP): shared results, coalesced work, private thumbnails."""
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+import pytest
+
+from conftest import WIDE, MotoS3, Service, ServiceFactory
+from fakearchive import FUTURE_DATE, FakeArchive, Fault
+from thumbproxy.web.routes import METRICS
+
+KEY_PATTERN = r"thumbnails/{frame_id}/[0-9a-f]{{64}}\.jpg"
+
+
+@pytest.fixture
+def s3_settings(s3_server: MotoS3) -> dict[str, str]:
+    return {
+        "AWS_BUCKET": s3_server.bucket,
+        "STORAGE_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+        "THUMBPROXY_S3_ADDRESSING_STYLE": "path",
+        "THUMBPROXY_S3_TIMEOUT": "1",
+    }
+
+
+@pytest.fixture
+async def service(start_service: ServiceFactory, s3_settings: dict[str, str]) -> Service:
+    return await start_service(**s3_settings)
+
+
+@pytest.fixture
+def frame(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
+    path = write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz", shape=WIDE, compressed=True)
+    return fake_archive.add_frame(path)
+
+
+def count(service: Service, name: str, **labels: str) -> float:
+    value = service.app[METRICS].registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def fetch(url: str) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.read()
+
+
+async def test_json_url_is_a_presigned_s3_url_that_works(
+    service: Service, frame: dict, s3_server: MotoS3
+) -> None:
+    body = await (await service.get(f"/{frame['id']}/?width=150")).json()
+    url = body["url"]
+    assert url.startswith(s3_server.endpoint_url) and "X-Amz-Signature=" in url
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["604800"]
+    status, data = await fetch(url)
+    assert status == 200
+    assert data == await (await service.get(f"/{frame['id']}/?width=150&image=true")).read()
+    [key] = s3_server.list_keys()
+    assert key.startswith(f"thumbnails/{frame['id']}/") and key.endswith(".jpg") and len(key.split("/")[2]) == 68
+    _, headers = s3_server.get_object(key)
+    assert headers["content-type"] == "image/jpeg"
+    assert "max-age" in headers["cache-control"]
+
+
+async def test_url_expiry_and_prefix_are_settings(
+    start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict, s3_server: MotoS3
+) -> None:
+    service = await start_service(**s3_settings, THUMBPROXY_URL_EXPIRY="3600", THUMBPROXY_S3_PREFIX="site/thumbs")
+    url = (await (await service.get(f"/{frame['id']}/")).json())["url"]
+    assert parse_qs(urlsplit(url).query)["X-Amz-Expires"] == ["3600"]
+    assert s3_server.list_keys()[0].startswith(f"site/thumbs/{frame['id']}/")
+
+
+async def test_another_instance_serves_from_s3_without_download_or_render(
+    start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict, tmp_path: Path
+) -> None:
+    first = await start_service(**s3_settings)
+    rendered = await (await first.get(f"/{frame['id']}/?image=true")).read()
+    await first.get(f"/{frame['id']}/")  # the JSON answer waits for the upload
+    # A replica with an empty disk level, sharing the bucket.
+    second = await start_service(**s3_settings, THUMBPROXY_CACHE_DIR=str(tmp_path / "other-cache"))
+    assert await (await second.get(f"/{frame['id']}/?image=true")).read() == rendered
+    assert second.archive.downloads[frame["id"]] == 1
+    assert count(second, "thumbproxy_renders_total", kind="mono", result="ok") == 0
+    assert count(second, "thumbproxy_cache_requests_total", level="s3", result="hit") == 1
+    # The S3 hit filled the disk level: the next answer needs S3 no more.
+    await second.get(f"/{frame['id']}/?image=true")
+    assert count(second, "thumbproxy_cache_requests_total", level="s3", result="hit") == 1
+
+
+async def test_fifty_identical_cold_requests_download_and_render_once(service: Service, frame: dict) -> None:
+    answers = await asyncio.gather(*(service.get(f"/{frame['id']}/?image=true") for _ in range(50)))
+    bodies = {await answer.read() for answer in answers}
+    assert all(answer.status == 200 for answer in answers)
+    assert len(bodies) == 1
+    assert service.archive.downloads[frame["id"]] == 1
+    assert count(service, "thumbproxy_renders_total", kind="mono", result="ok") == 1
+    joined = count(service, "thumbproxy_coalesced_requests_total")
+    hits = count(service, "thumbproxy_cache_requests_total", level="memory", result="hit")
+    assert joined + hits == 49 and joined > 0
+
+
+async def test_five_sizes_of_a_cold_frame_share_one_download(service: Service, frame: dict) -> None:
+    sizes = [60, 90, 120, 150, 180]
+    answers = await asyncio.gather(*(service.get(f"/{frame['id']}/?image=true&width={size}") for size in sizes))
+    assert [answer.status for answer in answers] == [200] * 5
+    assert service.archive.downloads[frame["id"]] == 1
+    assert count(service, "thumbproxy_renders_total", kind="mono", result="ok") == 5
+    assert service.temp_files() == []
+
+
+async def test_hit_path_of_a_public_frame_makes_no_archive_call(service: Service, frame: dict) -> None:
+    await service.get(f"/{frame['id']}/?image=true")
+    await service.get(f"/{frame['basename']}/?image=true")
+    calls = service.archive.api_calls
+    for _ in range(5):
+        assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+        assert (await service.get(f"/{frame['basename']}/?image=true", headers={"Authorization": "Token x"})).status == 200
+    assert service.archive.api_calls == calls
+
+
+async def test_proprietary_thumbnail_never_reaches_another_caller(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    s3_server: MotoS3,
+) -> None:
+    path = write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True)
+    secret = fake_archive.add_frame(path, proposal_id="SECRET-1", public_date=FUTURE_DATE)
+    fake_archive.add_token("alice", "SECRET-1")
+    fake_archive.add_token("bob", "OTHER")
+    alice = {"Authorization": "Token alice"}
+    body = await (await service.get(f"/{secret['id']}/", headers=alice)).json()
+    assert (await fetch(body["url"]))[0] == 200
+    assert (await service.get(f"/{secret['id']}/?image=true", headers=alice)).status == 200
+    # In memory, on disk and in S3 now; still nobody else's, whether by id or by basename.
+    for headers in ({"Authorization": "Token bob"}, {}):
+        for path in (f"/{secret['id']}/", f"/{secret['id']}/?image=true", f"/{secret['basename']}/?image=true"):
+            response = await service.get(path, headers=headers)
+            assert response.status == 404
+            assert await response.json() == {"message": "Not found"}
+    assert len(s3_server.list_keys()) == 1
+
+
+async def test_new_version_gets_a_new_object(
+    start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict,
+    write_fits: Callable[..., Path], tmp_path: Path, s3_server: MotoS3,
+) -> None:
+    service = await start_service(**s3_settings, THUMBPROXY_METADATA_TTL="0.3")
+    old = await (await service.get(f"/{frame['id']}/?image=true")).read()
+    await service.get(f"/{frame['id']}/")
+    service.archive.new_version(frame["id"], write_fits(tmp_path / "v2.fits.fz", shape=WIDE, compressed=True, seed=3))
+    await asyncio.sleep(0.4)
+    new_url = (await (await service.get(f"/{frame['id']}/")).json())["url"]
+    assert (await fetch(new_url))[1] != old
+    assert len(s3_server.list_keys()) == 2
+
+
+async def test_s3_going_away_mid_test_keeps_answers_coming(
+    service: Service, frame: dict, s3_server: MotoS3
+) -> None:
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+    s3_server.stop()
+    try:
+        # A disk hit, a cold render, and a JSON answer whose URL falls back to this service.
+        assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+        assert (await service.get(f"/{frame['id']}/?image=true&width=77")).status == 200
+        response = await service.get(f"/{frame['id']}/?width=78")
+        assert response.status == 200
+        url = (await response.json())["url"]
+        assert url.startswith(str(service.client.make_url("/")))
+        assert (await service.get(url.split(str(service.client.make_url("")), 1)[1])).status == 200
+        assert count(service, "thumbproxy_s3_requests_total", operation="put", result="error") >= 1
+    finally:
+        s3_server.start()
+
+
+async def test_a_client_hanging_up_does_not_waste_the_render(service: Service, frame: dict) -> None:
+    service.archive.download_fault = Fault(stall_after_bytes=2880, delay=0.5, times=1)
+    with pytest.raises(asyncio.TimeoutError):
+        await service.get(f"/{frame['id']}/?image=true", timeout=aiohttp.ClientTimeout(total=0.2))
+    for _ in range(50):
+        if count(service, "thumbproxy_renders_total", kind="mono", result="ok"):
+            break
+        await asyncio.sleep(0.1)
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
+    assert service.archive.downloads[frame["id"]] == 1
+    assert count(service, "thumbproxy_renders_total", kind="mono", result="ok") == 1
+
+
+async def test_a_failure_is_not_remembered(service: Service, frame: dict) -> None:
+    service.archive.download_fault = Fault(status=503, times=1)
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 502
+    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
