@@ -44,9 +44,14 @@ async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
     return web.json_response({"url": url, "propid": frame.proposal_id})
 
 
+def _query(request: web.Request) -> ThumbnailQuery:
+    # The raw query from the request line: building a URL object for it costs a hit more than parsing.
+    return parse_query_string(request.raw_path.partition("?")[2], request.app[MAX_SIZE])
+
+
 async def by_frame_id(request: web.Request) -> web.Response:
     """Thumbnail of the frame with this archive id."""
-    query = parse_query_string(request.rel_url.raw_query_string, request.app[MAX_SIZE])
+    query = _query(request)
     frame_id = int(request.match_info["frame_id"])
     frame = await request.app[ARCHIVE].frame(frame_id, request.headers.get("Authorization"))
     return await _answer(request, frame, query)
@@ -54,7 +59,7 @@ async def by_frame_id(request: web.Request) -> web.Response:
 
 async def by_basename(request: web.Request) -> web.Response:
     """Thumbnail of the one frame with this basename."""
-    query = parse_query_string(request.rel_url.raw_query_string, request.app[MAX_SIZE])
+    query = _query(request)
     basename = request.match_info["basename"]
     frame = await request.app[ARCHIVE].frame_by_basename(basename, request.headers.get("Authorization"))
     return await _answer(request, frame, query)
