@@ -42,3 +42,14 @@ async def test_unwritable_directory_is_a_miss_not_an_error(tmp_path: Path) -> No
     await cache.put("k", os.urandom(100_000))
     assert await cache.get("k") is None
     cache.close()
+
+
+async def test_a_broken_disk_warns_once_not_per_request(tmp_path: Path, caplog) -> None:
+    directory = tmp_path / "cache"
+    cache = DiskCache(directory, size_limit_bytes=2**20)
+    shutil.rmtree(directory)
+    directory.write_bytes(b"")
+    for _ in range(20):
+        assert await cache.put("k", os.urandom(100_000)) is False
+    assert len([record for record in caplog.records if record.levelname == "WARNING"]) == 1
+    cache.close()

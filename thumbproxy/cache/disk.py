@@ -6,7 +6,11 @@ from pathlib import Path
 
 import diskcache
 
+from thumbproxy.throttledlog import ThrottledWarning
+
 log = logging.getLogger(__name__)
+# A broken disk fails every request: one warning a minute says so without flooding the log.
+WARN_INTERVAL_SECONDS = 60.0
 
 
 class DiskCache:
@@ -16,21 +20,22 @@ class DiskCache:
         self._cache = diskcache.Cache(
             str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used"
         )
+        self._failure_warning = ThrottledWarning(log, WARN_INTERVAL_SECONDS)
 
     async def get(self, key: str) -> bytes | None:
         """The thumbnail under key, or None; a failing disk reads as a miss."""
         try:
             return await asyncio.to_thread(self._cache.get, key)
-        except Exception:
-            log.warning("disk cache read failed; serving without it", exc_info=True)
+        except Exception as error:
+            self._failure_warning.warn("disk cache read failed, serving without it: %r", error)
             return None
 
     async def put(self, key: str, thumbnail: bytes) -> bool:
         """Store a thumbnail; a full or unwritable disk is logged and answers False, never raises."""
         try:
             return await asyncio.to_thread(self._cache.set, key, thumbnail)
-        except Exception:
-            log.warning("disk cache write failed; serving without it", exc_info=True)
+        except Exception as error:
+            self._failure_warning.warn("disk cache write failed, serving without it: %r", error)
             return False
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
 from thumbproxy.throttledlog import ThrottledWarning
@@ -94,17 +94,22 @@ class S3Cache:
         result, _ = await self._request("head", key, head)
         return result == "ok"
 
-    async def url(self, key: str) -> str:
-        """A SigV4 pre-signed GET URL for the object, valid `url_expiry` seconds.
+    async def url(self, key: str) -> str | None:
+        """A SigV4 pre-signed GET URL for the object, valid `url_expiry` seconds; None if it cannot be signed.
 
         Signing is local: no request reaches S3, so this works while S3 is down (the URL may
-        then fail for the browser, which is S3's availability, not ours).
+        then fail for the browser, which is S3's availability, not ours). Without credentials
+        it cannot sign, and the caller falls back to a URL of its own.
         """
-        return await self._client.generate_presigned_url(
-            "get_object",
-            Params={"Bucket": self._bucket, "Key": self.object_key(key)},
-            ExpiresIn=self._url_expiry,
-        )
+        try:
+            return await self._client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self._bucket, "Key": self.object_key(key)},
+                ExpiresIn=self._url_expiry,
+            )
+        except BotoCoreError as error:
+            self._failure_warning.warn("cannot sign S3 URLs: %s", error)
+            return None
 
     async def _request(
         self, operation: str, key: str, call: Callable[[], Awaitable[T]]

@@ -74,7 +74,7 @@ class TieredCache:
         return False
 
     async def url(self, key: str) -> str | None:
-        """A pre-signed S3 URL for the thumbnail, or None without S3; does not check it exists."""
+        """A pre-signed S3 URL for the thumbnail, or None without S3 or credentials; does not check it exists."""
         return None if self._s3 is None else await self._s3.url(key)
 
     async def ensure_in_s3(self, key: str, thumbnail: bytes) -> bool:
