@@ -59,6 +59,8 @@ def test_comma_separated_lists_from_environment() -> None:
         ({"ARCHIVE_API_URL": "ftp://x/"}, "ARCHIVE_API_URL"),
         ({"THUMBPROXY_PUBLIC_URL": "not a url"}, "THUMBPROXY_PUBLIC_URL"),
         ({"THUMBPROXY_LOG_LEVEL": "loud"}, "THUMBPROXY_LOG_LEVEL"),
+        ({"THUMBPROXY_COLOR_FILTERS": "R,rp;V"}, "THUMBPROXY_COLOR_FILTERS"),
+        ({"THUMBPROXY_COLOR_FILTERS": "R;;B"}, "THUMBPROXY_COLOR_FILTERS"),
     ],
 )
 def test_bad_value_names_the_setting(env: dict[str, str], named: str) -> None:
@@ -83,6 +85,11 @@ def test_bad_setting_exits_non_zero_with_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "THUMBPROXY_PORT" in result.stderr
+
+
+def test_colour_filters_are_three_groups() -> None:
+    settings = load_settings(env={"THUMBPROXY_COLOR_FILTERS": "ip, zs; rp; gp"})
+    assert settings.color_filters == (("ip", "zs"), ("rp",), ("gp",))
 
 
 def test_secrets_stay_out_of_repr() -> None:

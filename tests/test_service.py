@@ -168,6 +168,8 @@ async def test_unknown_parameters_are_ignored_and_share_the_cache(service: Servi
         ("median=maybe", "median"),
         ("progressive=2", "progressive"),
         ("color=perhaps", "color"),
+        ("stretch=sqrt&color=true", "stretch"),
+        ("stretch=lupton", "stretch"),
         ("label=" + "x" * 201, "label"),
         ("width=100&width=200", "width"),
     ],
@@ -194,11 +196,10 @@ async def test_max_size_setting_bounds_width(start_service: ServiceFactory, fram
 # Frame checks ------------------------------------------------------------------------------
 
 
-async def test_color_is_checked_then_answered_not_implemented(
+async def test_color_preconditions_are_checked_first(
     service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = write_fits(tmp_path / "c.fits.fz", compressed=True)
-    expose = fake_archive.add_frame(path)
     bias = fake_archive.add_frame(path, basename="bias", configuration_type="BIAS")
     no_request = fake_archive.add_frame(path, basename="manual", request_id=None)
     response = await service.get(f"/{bias['id']}/?color=true")
@@ -207,9 +208,7 @@ async def test_color_is_checked_then_answered_not_implemented(
     response = await service.get(f"/{no_request['id']}/?color=true")
     assert response.status == 400
     assert_json_error(await response.json(), "does not have a request")
-    response = await service.get(f"/{expose['id']}/?color=true")
-    assert response.status == 501
-    assert_json_error(await response.json())
+    assert fake_archive.downloads == {}
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,8 @@ from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.errors import json_errors
-from thumbproxy.web.routes import ARCHIVE, FRAME_POLICY, MAX_SIZE, METRICS, PUBLIC_URL, THUMBNAILER, add_routes
+from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE, METRICS, PUBLIC_URL, THUMBNAILER,
+                                   add_routes)
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
@@ -124,6 +125,7 @@ def create_app(settings: Settings) -> web.Application:
     app[METRICS] = Metrics()
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
+    app[COLOR_FILTERS] = settings.color_filters
     app[FRAME_POLICY] = FramePolicy(
         required_keys=settings.required_frame_validation_keys,
         valid_types=settings.valid_configuration_types,

@@ -61,7 +61,11 @@ def _demo(settings: Settings) -> None:
     def announce(message: str) -> None:
         lines = [f"thumbproxy demo is serving {archive_dir} on {base}/ - try:"]
         lines += [f"  {base}/{name}/?image=true&width=500&height=500" for name in basenames]
-        lines += [f"  {base}/{basenames[0]}/?image=true&label=Demo&median=true", "(Ctrl-C to stop)"]
+        lines += [f"  {base}/{basenames[0]}/?image=true&label=Demo&median=true",
+                  # The red frame of the R, V, B triple: a colour composite of its request.
+                  f"  {base}/{basenames[3]}/?image=true&color=true&width=500&height=500",
+                  f"  {base}/{basenames[3]}/?image=true&color=true&stretch=lupton&width=500&height=500",
+                  "(Ctrl-C to stop)"]
         print("\n".join(lines), flush=True)
 
     _serve(settings, announce)

@@ -85,6 +85,13 @@ def _optional_http_url(value: Any) -> str:
     return url
 
 
+def _color_filters(value: Any) -> tuple[tuple[str, ...], ...]:
+    groups = tuple(_names(group) for group in str(value).split(";"))
+    if len(groups) != 3 or not all(groups):
+        raise ValueError("must be three ';'-separated groups of filter names: red;visual;blue, e.g. R,rp;V;B")
+    return groups
+
+
 def _addressing_style(value: Any) -> str:
     style = str(value).strip().lower()
     if style not in ("auto", "virtual", "path"):
@@ -138,6 +145,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("valid_configuration_types_for_color_thumbs", "VALID_CONFIGURATION_TYPES_FOR_COLOR_THUMBS",
             _upper_names, lambda: ("EXPOSE", "STANDARD"),
             "Comma-separated configuration types that get colour thumbnails"),
+    Setting("color_filters", "THUMBPROXY_COLOR_FILTERS", _color_filters, lambda: (("R", "rp"), ("V",), ("B",)),
+            "Filters of the red;visual;blue channels of colour thumbnails, e.g. ip;rp;gp for SDSS sets"),
     Setting("host", "THUMBPROXY_HOST", _text, lambda: "0.0.0.0", "Address to listen on"),
     Setting("port", "THUMBPROXY_PORT", _integer(1, 65535), lambda: 8080, "Port to listen on"),
     Setting("cache_dir", "THUMBPROXY_CACHE_DIR", _text, _default_cache_dir,
@@ -186,6 +195,7 @@ class Settings:
     required_frame_validation_keys: tuple[str, ...]
     valid_configuration_types: tuple[str, ...]
     valid_configuration_types_for_color_thumbs: tuple[str, ...]
+    color_filters: tuple[tuple[str, ...], ...]
     host: str
     port: int
     cache_dir: str

@@ -24,3 +24,7 @@ class Metrics:
             "thumbproxy_s3_requests", "S3 calls by operation (get, put, head) and result (ok, miss, error)",
             ["operation", "result"], registry=self.registry,
         )
+        self.color_alignments = Counter(
+            "thumbproxy_color_alignments", "Colour composites by how their frames were aligned (wcs, registration, none)",
+            ["method"], registry=self.registry,
+        )

@@ -163,7 +163,11 @@ def star_field(path: PathLike, size: int = 4096, seed: int = 404, north_angle: f
 
     header = fits.Header()
     header.update(_observation_cards("EXPOSE", filter_name, request_id, 91, frame_number))
-    header.update(_celestial_wcs(shape, ra, dec, north_angle, mirrored))
+    wcs = _celestial_wcs(shape, ra, dec, north_angle, mirrored)
+    # The pointing moved with the stars: the same sky sits (dx, dy) pixels further on.
+    wcs["CRPIX1"] += dx
+    wcs["CRPIX2"] += dy
+    header.update(wcs)
     header["SATURATE"] = SATURATE
     return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
 

@@ -11,16 +11,16 @@ RENDERER_VERSION = 1
 IMAGE_FORMAT = "jpeg"
 
 
-def thumbnail_key(frame_id: int, frame_version: str, options: RenderOptions) -> str:
-    """"<frame id>/<hex digest of the frame, its version, every render option and the renderer>".
+def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions) -> str:
+    """"<first frame id>/<hex digest of the frames and their versions, every render option and the renderer>".
 
-    The frame id leads so that stored objects group by frame (and S3 lifecycle rules can use it).
+    `frames` are (id, version) pairs: one for a single frame, red, visual and blue for a colour
+    composite. The first id leads so that stored objects group by frame (and S3 lifecycle rules can use it).
     """
     identity = {
-        "frame_id": frame_id,
-        "frame_version": frame_version,
+        "frames": [list(frame) for frame in frames],
         "format": IMAGE_FORMAT,
         "renderer": RENDERER_VERSION,
         "options": asdict(options),
     }
-    return f"{frame_id}/{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()}"
+    return f"{frames[0][0]}/{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()}"

@@ -1,20 +1,29 @@
 """Making a thumbnail of a frame: from a cache level, else one shared download and one render."""
 
+import asyncio
 import dataclasses
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import is_spectrum
 from thumbproxy.metrics import Metrics
-from thumbproxy.render import RenderError, render_thumbnail
+from thumbproxy.render import RenderError, render_color_thumbnail, render_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.singleflight import SingleFlight
 from thumbproxy.thumbkey import thumbnail_key
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Renderer = Callable[[tuple[Frame, ...], RenderOptions], Awaitable[bytes]]
 
 # Hits ask for the same few keys over and over: hashing them once is part of a lean hit path.
 cached_thumbnail_key = lru_cache(maxsize=65536)(thumbnail_key)
@@ -52,19 +61,14 @@ class Thumbnailer:
         self.render = render
 
     async def thumbnail(self, frame: Frame, options: RenderOptions) -> Thumbnail:
-        """The thumbnail from the first cache level holding it, else rendered once for all askers."""
+        """The thumbnail of one frame, from the first cache level holding it, else rendered once."""
         if is_spectrum(frame):
             options = dataclasses.replace(options, spectrum=True)
-        key = cached_thumbnail_key(frame.id, frame.version, options)
-        hot = self._cache.memory_hit(key)
-        if hot is not None:
-            return Thumbnail(key, hot, "memory")
-        # Lookup and render share one flight: identical requests ask the slower levels once, and
-        # none can miss them just before another request's render lands there.
-        (data, source), joined = await self._flights.run(key, lambda: self._find_or_render(key, frame, options))
-        if joined:
-            self._metrics.coalesced_requests.inc()
-        return Thumbnail(key, data, source, coalesced=joined)
+        return await self._thumbnail((frame,), options, self._render_mono)
+
+    async def color_thumbnail(self, frames: Sequence[Frame], options: RenderOptions) -> Thumbnail:
+        """The colour composite of the red, visual and blue frames, cached like a single frame's."""
+        return await self._thumbnail(tuple(frames), options, self._render_color)
 
     async def s3_url(self, thumbnail: Thumbnail) -> str | None:
         """A pre-signed URL of the thumbnail in S3, stored there first if need be; None without S3."""
@@ -73,25 +77,58 @@ class Thumbnailer:
         return None
 
     async def close(self) -> None:
-        """Stop renders still under way at shutdown."""
+        """Stop work still under way at shutdown."""
         await self._flights.close()
 
-    async def _find_or_render(self, key: str, frame: Frame, options: RenderOptions) -> tuple[bytes, str]:
+    async def _thumbnail(self, frames: tuple[Frame, ...], options: RenderOptions, render: Renderer) -> Thumbnail:
+        key = cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), options)
+        hot = self._cache.memory_hit(key)
+        if hot is not None:
+            return Thumbnail(key, hot, "memory")
+        # Lookup and render share one flight: identical requests ask the slower levels once, and
+        # none can miss them just before another request's render lands there.
+        (data, source), joined = await self._flights.run(key, lambda: self._find_or_render(key, frames, options, render))
+        if joined:
+            self._metrics.coalesced_requests.inc()
+        return Thumbnail(key, data, source, coalesced=joined)
+
+    async def _find_or_render(
+        self, key: str, frames: tuple[Frame, ...], options: RenderOptions, render: Renderer
+    ) -> tuple[bytes, str]:
         found = await self._cache.get(key)
         if found is not None:
             return found
-        return await self._render_and_store(key, frame, options), "render"
-
-    async def _render_and_store(self, key: str, frame: Frame, options: RenderOptions) -> bytes:
-        async with self._files.fits_file(frame) as fits_path:
-            result = "error"
-            try:
-                thumbnail = await self._pool.run(self.render, str(fits_path), options)
-                result = "ok"
-            except RenderError as error:
-                raise ThumbproxyError(422, str(error)) from None
-            finally:
-                self._metrics.renders.labels(kind="mono", result=result).inc()
+        thumbnail = await render(frames, options)
         # The S3 upload may finish after the answer; a JSON answer waits for it in s3_url.
         await self._cache.put(key, thumbnail, wait_for_s3=False)
-        return thumbnail
+        return thumbnail, "render"
+
+    async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
+        async with self._files.fits_file(frames[0]) as fits_path:
+            return await self._in_pool("mono", self.render, str(fits_path), options)
+
+    async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
+        async with AsyncExitStack() as files:
+            # All three download at once, each shared with other requests for the same frame version.
+            entered = await asyncio.gather(
+                *(files.enter_async_context(self._files.fits_file(frame)) for frame in frames), return_exceptions=True
+            )
+            failure = next((outcome for outcome in entered if isinstance(outcome, BaseException)), None)
+            if failure is not None:
+                raise failure
+            composite = await self._in_pool("color", render_color_thumbnail, [str(path) for path in entered], options)
+        self._metrics.color_alignments.labels(method=composite.alignment).inc()
+        if composite.alignment == "none":
+            log.warning("colour frames %s could not be aligned", [frame.id for frame in frames])
+        return composite.jpeg
+
+    async def _in_pool(self, kind: str, function: Callable[..., T], *args: Any) -> T:
+        result = "error"
+        try:
+            outcome = await self._pool.run(function, *args)
+            result = "ok"
+            return outcome
+        except RenderError as error:
+            raise ThumbproxyError(422, str(error)) from None
+        finally:
+            self._metrics.renders.labels(kind=kind, result=result).inc()

@@ -1,6 +1,8 @@
-"""Turn a FITS frame into a JPEG thumbnail: pure functions, path in, bytes out."""
+"""Turn FITS frames into JPEG thumbnails: pure functions, paths in, bytes out."""
 
+from thumbproxy.render.color import ColorThumbnail, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.thumbnail import RenderError, render_thumbnail
 
-__all__ = ["RenderError", "RenderOptions", "render_thumbnail"]
+__all__ = ["ColorThumbnail", "RenderError", "RenderOptions", "render_color_thumbnail",
+           "render_thumbnail"]

@@ -5,7 +5,7 @@ from PIL import Image, ImageDraw, ImageFont
 MAX_FONT_SIZE = 20
 # Margin from the left and bottom edges, as fits2image leaves.
 OFFSET = 4
-WHITE = 255
+WHITE = "white"
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -26,7 +26,7 @@ def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Font) -> float:
 
 
 def add_label(image: Image.Image, text: str) -> Image.Image:
-    """A copy of the greyscale image with text in white in its lower-left corner.
+    """A copy of the greyscale or RGB image with text in white in its lower-left corner.
 
     The font starts at 20 px and shrinks until the text fits the width. Line breaks are
     drawn as spaces: a caption is one line. Characters the font lacks do not raise.

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 DEFAULT_SIZE = 200
 DEFAULT_PERCENTILE = 99.5
 DEFAULT_QUALITY = 80
+STRETCHES = ("zscale", "lupton")
 
 
 @dataclass(frozen=True)
@@ -20,3 +21,6 @@ class RenderOptions:
     progressive: bool = False
     # Spectra carry only a prototype WCS: rotating them "north up" turns them on their side.
     spectrum: bool = False
+    # Colour composites only: "zscale" scales each channel like a single frame (fits2image's
+    # look); "lupton" is an asinh composite that keeps star colours.
+    stretch: str = "zscale"

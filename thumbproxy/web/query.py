@@ -10,14 +10,14 @@ from multidict import MultiDict, MultiMapping
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.render.label import single_line
-from thumbproxy.render.options import RenderOptions
+from thumbproxy.render.options import STRETCHES, RenderOptions
 
 MAX_LABEL_LENGTH = 200
 MAX_QUALITY = 95
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 KNOWN_PARAMETERS = frozenset(
-    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive"}
+    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive", "stretch"}
 )
 
 
@@ -71,6 +71,15 @@ def _label(value: str) -> str:
     return single_line(value)
 
 
+def _stretch(value: str, color: bool) -> str:
+    stretch = value.strip().lower()
+    if stretch not in STRETCHES:
+        raise _bad("stretch", f"must be one of {', '.join(STRETCHES)}")
+    if stretch != RenderOptions.stretch and not color:
+        raise _bad("stretch", "applies to colour thumbnails (color=true)")
+    return stretch
+
+
 def _single_values(query: MultiMapping[str]) -> Mapping[str, str]:
     values: dict[str, str] = {}
     for name in KNOWN_PARAMETERS & set(query.keys()):
@@ -85,6 +94,7 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
     """Validate the query string; unknown parameters (cache busters and the like) are ignored."""
     given = _single_values(query)
     defaults = RenderOptions()
+    color = _flag("color", given["color"]) if "color" in given else False
     options = RenderOptions(
         width=_whole_number("width", given["width"], 1, max_size) if "width" in given else defaults.width,
         height=_whole_number("height", given["height"], 1, max_size) if "height" in given else defaults.height,
@@ -94,10 +104,11 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
         quality=(_whole_number("quality", given["quality"], 1, MAX_QUALITY)
                  if "quality" in given else defaults.quality),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
+        stretch=_stretch(given["stretch"], color) if "stretch" in given else defaults.stretch,
     )
     return ThumbnailQuery(
         options=options,
-        color=_flag("color", given["color"]) if "color" in given else False,
+        color=color,
         # Present and not false-ish means "answer with the image", whatever the value.
         image="image" in given and given["image"].strip().lower() not in FALSE_WORDS,
     )

@@ -6,7 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thumbproxy.archive.base import Archive, Frame
-from thumbproxy.errors import ThumbproxyError
+from thumbproxy.colorframes import color_listing_filters, select_rvb
 from thumbproxy.framechecks import FramePolicy, check_frame
 from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnailer
@@ -19,6 +19,7 @@ FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
 MAX_SIZE = web.AppKey("max_size", int)
 PUBLIC_URL = web.AppKey("public_url", str)
 METRICS = web.AppKey("metrics", Metrics)
+COLOR_FILTERS = web.AppKey("color_filters", tuple)
 
 FRAME_ID = r"{frame_id:\d{1,18}}"
 BASENAME = r"{basename:[A-Za-z0-9._-]{1,200}}"
@@ -31,13 +32,21 @@ def thumbnail_url(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
     return f"{base}/{frame.id}/?{urlencode(image_query)}"
 
 
+async def _color_frames(request: web.Request, frame: Frame) -> list[Frame]:
+    """Red, visual and blue frames of the frame's request, among those the caller may see."""
+    authorization = request.headers.get("Authorization")
+    candidates = await request.app[ARCHIVE].frames(color_listing_filters(frame), authorization)
+    return select_rvb(frame, candidates, request.app[COLOR_FILTERS])
+
+
 async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> web.Response:
     check_frame(frame, request.app[FRAME_POLICY], query.color)
-    if query.color:
-        raise ThumbproxyError(501, "Colour thumbnails are not available on this server yet")
     thumbnailer = request.app[THUMBNAILER]
     # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL works when followed.
-    thumbnail = await thumbnailer.thumbnail(frame, query.options)
+    if query.color:
+        thumbnail = await thumbnailer.color_thumbnail(await _color_frames(request, frame), query.options)
+    else:
+        thumbnail = await thumbnailer.thumbnail(frame, query.options)
     if query.image:
         return web.Response(body=thumbnail.data, content_type="image/jpeg")
     url = await thumbnailer.s3_url(thumbnail) or thumbnail_url(request, frame, query)
