@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy import sampledata
-from thumbproxy.web.routes import METRICS
+from thumbproxy.web.operations import METRICS
 
 REQUEST_ID = 1766530
 START = datetime(2019, 3, 21, 8, 0, tzinfo=UTC)

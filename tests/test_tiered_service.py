@@ -11,7 +11,7 @@ import pytest
 
 from conftest import WIDE, MotoS3, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy.web.routes import METRICS
+from thumbproxy.web.operations import METRICS
 
 KEY_PATTERN = r"thumbnails/{frame_id}/[0-9a-f]{{64}}\.jpg"
 

@@ -1,6 +1,7 @@
 """The application factory: settings in, a wired web.Application out."""
 
 import asyncio
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -28,10 +29,12 @@ from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
-from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
-from thumbproxy.web.errors import json_errors
-from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE, METRICS, PUBLIC_URL, THUMBNAILER,
-                                   add_routes)
+from thumbproxy.readiness import Check, Readiness
+from thumbproxy.web.accesslog import AccessLogWriter
+from thumbproxy.web.observe import OBSERVER, Observer, observe
+from thumbproxy.web.operations import METRICS, READINESS
+from thumbproxy.web.pages import GALLERY, Gallery
+from thumbproxy.web.routes import ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE, PUBLIC_URL, THUMBNAILER, add_routes
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
@@ -47,7 +50,7 @@ async def _temp_dir(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _raw_archive(settings: Settings, session: aiohttp.ClientSession) -> Archive:
+def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics) -> Archive:
     url = urlsplit(settings.archive_api_url)
     if url.scheme == "file":
         return LocalArchive(Path(unquote(url.path)))
@@ -59,6 +62,7 @@ def _raw_archive(settings: Settings, session: aiohttp.ClientSession) -> Archive:
         download_timeout=settings.download_timeout,
         tmp_dir=Path(settings.tmp_dir),
         max_fits_bytes=settings.max_fits_mb * MIB,
+        metrics=metrics,
     )
 
 
@@ -90,9 +94,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     async with AsyncExitStack() as stack:
-        access_log = AccessLogWriter(sys.stderr)
-        access_log.start()
-        stack.push_async_callback(asyncio.to_thread, access_log.close)
+        access_log = app[OBSERVER].access_log
+        if access_log is not None:
+            access_log.start()
+            stack.push_async_callback(asyncio.to_thread, access_log.close)
         # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
         session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
         s3 = await _s3_level(settings, metrics, stack)
@@ -104,13 +109,19 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(settings.workers)
         stack.push_async_callback(pool.close)
         await pool.start()
-        raw_archive = _raw_archive(settings, session)
+        raw_archive = _raw_archive(settings, session, metrics)
+        if isinstance(raw_archive, LocalArchive):
+            app[GALLERY] = Gallery(raw_archive, app[FRAME_POLICY], settings.color_filters)
         archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
                                 private_ttl=settings.private_metadata_ttl)
         stack.push_async_callback(archive.close)
         thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics)
         stack.push_async_callback(thumbnailer.close)
-        app[ACCESS_LOG] = access_log
+        readiness = Readiness(_readiness_checks(cache, pool, archive), settings.ready_required)
+        stack.push_async_callback(readiness.close)
+        metrics.renders_in_progress.set_function(lambda: min(pool.pending, pool.workers))
+        metrics.render_queue_depth.set_function(lambda: max(0, pool.pending - pool.workers))
+        app[READINESS] = readiness
         app[CACHE] = cache
         app[RENDER_POOL] = pool
         app[ARCHIVE] = archive
@@ -118,11 +129,27 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+def _readiness_checks(cache: TieredCache, pool: RenderPool, archive: Archive) -> dict[str, Check]:
+    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive.reachable}
+    if cache.s3 is not None:
+        checks["s3"] = cache.s3.reachable
+    return checks
+
+
+async def _stop_being_ready(app: web.Application) -> None:
+    # Runs as shutdown begins: load balancers still asking must stop sending traffic here.
+    if READINESS in app:
+        app[READINESS].shutting_down = True
+
+
 def create_app(settings: Settings) -> web.Application:
     """The service: routes, error handling, and everything with a lifetime in cleanup_ctx."""
-    app = web.Application(middlewares=[json_errors])
+    app = web.Application(middlewares=[observe])
     app[SETTINGS] = settings
-    app[METRICS] = Metrics()
+    app[METRICS] = metrics = Metrics()
+    # One access-log line per request at INFO and below, as for any other log record.
+    logs_access = logging.getLogger("thumbproxy.access").isEnabledFor(logging.INFO)
+    app[OBSERVER] = Observer(metrics, AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None)
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
     app[COLOR_FILTERS] = settings.color_filters
@@ -132,5 +159,6 @@ def create_app(settings: Settings) -> web.Application:
         valid_color_types=settings.valid_configuration_types_for_color_thumbs,
     )
     app.cleanup_ctx.extend([_temp_dir, _services])
+    app.on_shutdown.append(_stop_being_ready)
     add_routes(app)
     return app

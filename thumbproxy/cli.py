@@ -1,7 +1,6 @@
 """The command line: thumbproxy serve | demo | render."""
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -13,6 +12,7 @@ from multidict import MultiDict
 
 from thumbproxy.config import Settings, SettingsError, load_settings
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.logs import configure_logging
 
 DEMO_HOST = "127.0.0.1"
 
@@ -43,10 +43,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     from thumbproxy.app import create_app
-    from thumbproxy.web.accesslog import AccessLogger
 
+    # The app writes its own access log; aiohttp's would be a second, slower one.
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=announce,
-                access_log_class=AccessLogger)
+                access_log=None, shutdown_timeout=settings.shutdown_timeout)
 
 
 def _demo(settings: Settings) -> None:
@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"thumbproxy: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if arguments.command == "serve":
             _serve(settings)

@@ -99,6 +99,24 @@ def _addressing_style(value: Any) -> str:
     return style
 
 
+READINESS_CHECKS = ("disk", "pool", "s3", "archive")
+
+
+def _readiness_checks(value: Any) -> tuple[str, ...]:
+    checks = tuple(name.lower() for name in _names(value))
+    unknown = sorted(set(checks) - set(READINESS_CHECKS))
+    if unknown:
+        raise ValueError(f"unknown check {unknown[0]!r}; the checks are {', '.join(READINESS_CHECKS)}")
+    return checks
+
+
+def _log_format(value: Any) -> str:
+    log_format = str(value).strip().lower()
+    if log_format not in ("text", "json"):
+        raise ValueError("must be text or json")
+    return log_format
+
+
 def _log_level(value: Any) -> str:
     level = str(value).strip().upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -173,7 +191,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a public frame's archive record is reused for every caller"),
     Setting("private_metadata_ttl", "THUMBPROXY_PRIVATE_METADATA_TTL", _seconds, lambda: 60.0,
             "Seconds a proprietary frame's record is reused, for the same Authorization header only"),
-    Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO", "Logging level"),
+    Setting("ready_required", "THUMBPROXY_READY_REQUIRED", _readiness_checks, lambda: ("pool",),
+            "Readiness checks (disk, pool, s3, archive) whose failure makes /readyz answer 503"),
+    Setting("shutdown_timeout", "THUMBPROXY_SHUTDOWN_TIMEOUT", _seconds, lambda: 30.0,
+            "Seconds requests under way may take to finish after SIGTERM or SIGINT"),
+    Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO",
+            "Logging level; INFO and below include one access-log line per request"),
+    Setting("log_format", "THUMBPROXY_LOG_FORMAT", _log_format, lambda: "text",
+            "Log lines as text or as JSON objects, one per line"),
 )
 
 
@@ -210,7 +235,10 @@ class Settings:
     download_timeout: float
     metadata_ttl: float
     private_metadata_ttl: float
+    ready_required: tuple[str, ...]
+    shutdown_timeout: float
     log_level: str
+    log_format: str
 
 
 def _read_config_file(path: Path, required: bool) -> Mapping[str, Any]:

@@ -31,14 +31,16 @@ class RenderPool:
     """A ProcessPoolExecutor that is rebuilt when a worker dies."""
 
     def __init__(self, workers: int) -> None:
-        self._workers = workers
+        self.workers = workers
+        # Jobs handed to the pool and not finished: running, or waiting for a free worker.
+        self.pending = 0
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
-        return ProcessPoolExecutor(max_workers=self._workers, mp_context=context, initializer=_start_worker)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker)
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""
@@ -50,12 +52,15 @@ class RenderPool:
             # The pool broke before this job was submitted: nothing of it ran, so retry on a new one.
             executor = self._replace(executor)
             future = loop.run_in_executor(executor, function, *args)
+        self.pending += 1
         try:
             return await future
         except BrokenProcessPool:
             self._replace(executor)
             log.error("a render worker died; the render pool was rebuilt")
             raise ThumbproxyError(500, "render worker died while rendering; please retry") from None
+        finally:
+            self.pending -= 1
 
     def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         # Many requests can see the same breakage; only the first replaces the executor.
@@ -70,7 +75,15 @@ class RenderPool:
 
     async def start(self) -> None:
         """Start the workers and import the renderer in them before the first request."""
-        await asyncio.gather(*(self.run(_warm_up) for _ in range(self._workers)))
+        await asyncio.gather(*(self.run(_warm_up) for _ in range(self.workers)))
+
+    async def responsive(self) -> bool:
+        """Whether a worker takes and finishes a trivial job."""
+        try:
+            await self.run(_warm_up)
+        except ThumbproxyError:
+            return False
+        return True
 
     async def close(self) -> None:
         """Stop the workers, waiting for renders under way (in a thread: shutdown blocks)."""

@@ -55,6 +55,10 @@ class Archive(Protocol):
         """Every frame matching the archive's exact-match filters, all pages followed."""
         ...
 
+    async def reachable(self) -> bool:
+        """Whether the archive answers at all, for readiness checks."""
+        ...
+
     def fits_file(self, frame: Frame) -> AbstractAsyncContextManager[Path]:
         """A local path to the frame's FITS file for the duration of the context."""
         ...

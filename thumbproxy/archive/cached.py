@@ -59,6 +59,10 @@ class CachedArchive:
         """Every frame matching the filters, always asked of the archive."""
         return await self._archive.frames(filters, authorization)
 
+    async def reachable(self) -> bool:
+        """Whether the archive answers."""
+        return await self._archive.reachable()
+
     def fits_file(self, frame: Frame) -> AbstractAsyncContextManager[Path]:
         """The archive's own FITS file context."""
         return self._archive.fits_file(frame)

@@ -107,6 +107,10 @@ class LocalArchive:
         """The one frame with this basename; ThumbproxyError(404) for none or several."""
         return only_frame(await self.frames({"basename_exact": basename}, authorization))
 
+    async def reachable(self) -> bool:
+        """Whether the directory is there."""
+        return await asyncio.to_thread(self._directory.is_dir)
+
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
         """Frames whose record fields equal every filter as strings, in basename order.
 

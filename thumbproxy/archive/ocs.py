@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from thumbproxy import tempfiles
 from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, only_frame
 from thumbproxy.archive.records import frame_from_record
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -40,18 +42,23 @@ class OcsArchive:
         download_timeout: float,
         tmp_dir: Path,
         max_fits_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
-        """`base_url` ends with '/'; `timeout` bounds each API call, `download_timeout` each FITS download."""
+        """`base_url` ends with '/'; `timeout` bounds each API call, `download_timeout` each FITS download.
+
+        Calls are counted and timed in `metrics` (a registry of their own if none is given).
+        """
         self._session = session
         self._frames_url = URL(base_url) / "frames" / ""
         self._api_timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=connect_timeout)
         self._download_timeout = aiohttp.ClientTimeout(total=download_timeout, sock_connect=connect_timeout)
         self._tmp_dir = tmp_dir
         self._max_fits_bytes = max_fits_bytes
+        self._metrics = metrics or Metrics()
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing or not visible to the caller."""
-        record = await self._get_json(self._frames_url / str(frame_id) / "", authorization)
+        record = await self._get_json("frame", self._frames_url / str(frame_id) / "", authorization)
         return frame_from_record(record)
 
     async def frame_by_basename(self, basename: str, authorization: str | None) -> Frame:
@@ -70,7 +77,7 @@ class OcsArchive:
         found: list[Frame] = []
         url: URL | None = self._frames_url.with_query(query)
         while url is not None and (wanted is None or len(found) < wanted):
-            page = await self._get_json(url, authorization)
+            page = await self._get_json("list", url, authorization)
             results, next_url = _page_contents(page)
             found.extend(frame_from_record(record) for record in results)
             # Only the next page's query is taken: the caller's token never goes to another host.
@@ -91,11 +98,39 @@ class OcsArchive:
             # Shielded: a cancelled caller must not leave the file behind.
             await asyncio.shield(asyncio.to_thread(tempfiles.remove, path))
 
-    async def _get_json(self, url: URL, authorization: str | None) -> Any:
+    async def reachable(self) -> bool:
+        """Whether the archive API answers at all (any status below 500), asked anonymously."""
+        try:
+            async with self._observed("probe") as call, self._session.get(
+                self._frames_url.with_query(limit="1"), timeout=self._api_timeout
+            ) as response:
+                call.status = str(response.status)
+                return response.status < 500
+        except (TimeoutError, aiohttp.ClientError):
+            return False
+
+    @asynccontextmanager
+    async def _observed(self, operation: str) -> AsyncIterator["_Call"]:
+        """Count and time one archive call by operation and outcome (HTTP status, timeout or error)."""
+        call = _Call()
+        started = time.perf_counter()
+        try:
+            yield call
+        except TimeoutError:
+            call.status = "timeout"
+            raise
+        finally:
+            self._metrics.archive_requests.labels(operation=operation, status=call.status).inc()
+            self._metrics.archive_request_duration.labels(operation=operation).observe(time.perf_counter() - started)
+
+    async def _get_json(self, operation: str, url: URL, authorization: str | None) -> Any:
         """The decoded JSON body of a successful API GET; archive failures become ThumbproxyError."""
         headers = {"Authorization": authorization} if authorization is not None else {}
         try:
-            async with self._session.get(url, headers=headers, timeout=self._api_timeout) as response:
+            async with self._observed(operation) as call, self._session.get(
+                url, headers=headers, timeout=self._api_timeout
+            ) as response:
+                call.status = str(response.status)
                 if response.status != 200:
                     await _raise_for_api_status(response)
                 body = await response.read()
@@ -113,7 +148,10 @@ class OcsArchive:
         signed_url = URL(url, encoded=True)
         try:
             # No Authorization: the URL carries its own, and the caller's token must not leave the API.
-            async with self._session.get(signed_url, timeout=self._download_timeout) as response:
+            async with self._observed("download") as call, self._session.get(
+                signed_url, timeout=self._download_timeout
+            ) as response:
+                call.status = str(response.status)
                 if response.status != 200:
                     logger.warning("FITS download from %s failed with HTTP %d", signed_url.host, response.status)
                     raise ThumbproxyError(502, f"The archive's file storage failed (HTTP {response.status})")
@@ -134,6 +172,7 @@ class OcsArchive:
                 if received > self._max_fits_bytes:
                     raise self._too_large()
                 batch += chunk
+                self._metrics.download_bytes.inc(len(chunk))
                 if len(batch) >= _WRITE_BATCH_BYTES:
                     await asyncio.to_thread(handle.write, bytes(batch))
                     batch.clear()
@@ -144,6 +183,12 @@ class OcsArchive:
 
     def _too_large(self) -> ThumbproxyError:
         return ThumbproxyError(413, f"FITS file larger than {self._max_fits_bytes / 2**20:.4g} MB")
+
+
+class _Call:
+    """The outcome of one archive call, as its metrics label it."""
+
+    status = "error"
 
 
 def _page_contents(page: Any) -> tuple[list[Any], str | None]:

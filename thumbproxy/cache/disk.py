@@ -11,6 +11,8 @@ from thumbproxy.throttledlog import ThrottledWarning
 log = logging.getLogger(__name__)
 # A broken disk fails every request: one warning a minute says so without flooding the log.
 WARN_INTERVAL_SECONDS = 60.0
+# Thumbnail keys are "<id>/<digest>", so this one can never collide with a thumbnail.
+PROBE_KEY = "readiness-probe"
 
 
 class DiskCache:
@@ -37,6 +39,11 @@ class DiskCache:
         except Exception as error:
             self._failure_warning.warn("disk cache write failed, serving without it: %r", error)
             return False
+
+    async def writable(self) -> bool:
+        """Whether a small value can be written and read back."""
+        probe = b"readiness"
+        return await self.put(PROBE_KEY, probe) and await self.get(PROBE_KEY) == probe
 
     def close(self) -> None:
         """Release the cache's database connections."""

@@ -111,6 +111,15 @@ class S3Cache:
             self._failure_warning.warn("cannot sign S3 URLs: %s", error)
             return None
 
+    async def reachable(self) -> bool:
+        """Whether the bucket answers (HEAD bucket)."""
+
+        async def head_bucket() -> None:
+            await self._client.head_bucket(Bucket=self._bucket)
+
+        result, _ = await self._request("head_bucket", "", head_bucket)
+        return result == "ok"
+
     async def _request(
         self, operation: str, key: str, call: Callable[[], Awaitable[T]]
     ) -> tuple[Result, T | None]:

@@ -86,6 +86,16 @@ class TieredCache:
             return await asyncio.shield(upload)
         return await self._s3.contains(key) or await self._s3.put(key, thumbnail)
 
+    @property
+    def s3(self) -> S3Cache | None:
+        """The S3 level, if there is one."""
+        return self._s3
+
+    @property
+    def disk(self) -> DiskCache:
+        """The disk level."""
+        return self._disk
+
     async def close(self) -> None:
         """Let background uploads finish (bounded), so a shutdown loses none that could complete."""
         if not self._uploads:

@@ -2,31 +2,41 @@
 
 Going through `logging` costs a cache hit more than the rest of its handling; here the event
 loop only queues a tuple, and a writer thread formats and writes what queued up a few times
-a second.
+a second. Lines carry no headers and no query string, so no token or signature is ever logged.
 """
 
-import logging
+import json
 import queue
 import threading
 import time
 from functools import lru_cache
-from typing import TextIO
-
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
+from typing import NamedTuple, TextIO
 
 WRITE_INTERVAL_SECONDS = 0.2
 
-Entry = tuple[float, str, str, int, float]
+
+class AccessEntry(NamedTuple):
+    """What the access log says of one request."""
+
+    at: float
+    method: str
+    path: str
+    status: int
+    seconds: float
+    # Where the answer came from: memory, disk, s3, render, or "-" for answers without a thumbnail.
+    source: str
+    coalesced: bool
+    request_id: str
 
 
 class AccessLogWriter:
-    """Formats queued entries and writes them to a stream from a thread of its own."""
+    """Formats queued entries as text or JSON lines and writes them to a stream from a thread of its own."""
 
-    def __init__(self, stream: TextIO, interval: float = WRITE_INTERVAL_SECONDS) -> None:
+    def __init__(self, stream: TextIO, log_format: str, interval: float = WRITE_INTERVAL_SECONDS) -> None:
         self._stream = stream
+        self._format = _json_line if log_format == "json" else _text_line
         self._interval = interval
-        self._entries: queue.SimpleQueue[Entry] = queue.SimpleQueue()
+        self._entries: queue.SimpleQueue[AccessEntry] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="access-log", daemon=True)
 
@@ -34,9 +44,9 @@ class AccessLogWriter:
         """Start writing."""
         self._thread.start()
 
-    def add(self, method: str, path: str, status: int, seconds: float) -> None:
+    def add(self, entry: AccessEntry) -> None:
         """Queue one request's line; called on the event loop, so it only queues."""
-        self._entries.put((time.time(), method, path, status, seconds))
+        self._entries.put(entry)
 
     def close(self) -> None:
         """Write what is queued and stop (blocking: call from a thread)."""
@@ -52,7 +62,7 @@ class AccessLogWriter:
         lines = []
         while True:
             try:
-                lines.append(_line(*self._entries.get_nowait()))
+                lines.append(self._format(self._entries.get_nowait()))
             except queue.Empty:
                 break
         if lines:
@@ -66,22 +76,20 @@ def _second(whole_seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole_seconds))
 
 
-def _line(at: float, method: str, path: str, status: int, seconds: float) -> str:
+def _timestamp(at: float) -> str:
     whole = int(at)
-    return f"{_second(whole)}.{int((at - whole) * 1000):03d}Z {method} {path} {status} {seconds * 1000:.1f}ms\n"
+    return f"{_second(whole)}.{int((at - whole) * 1000):03d}Z"
 
 
-ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)
+def _text_line(entry: AccessEntry) -> str:
+    coalesced = " coalesced" if entry.coalesced else ""
+    return (f"{_timestamp(entry.at)} {entry.method} {entry.path} {entry.status} {entry.seconds * 1000:.1f}ms "
+            f"{entry.source}{coalesced} id={entry.request_id}\n")
 
 
-class AccessLogger(AbstractAccessLogger):
-    """Method, path, status and duration; never headers, so Authorization stays out of the log."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        writer = request.app.get(ACCESS_LOG) if isinstance(request, web.Request) else None
-        if writer is not None:
-            writer.add(request.method, request.path, response.status, time)
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)
+def _json_line(entry: AccessEntry) -> str:
+    return json.dumps({
+        "time": _timestamp(entry.at), "method": entry.method, "path": entry.path, "status": entry.status,
+        "duration_ms": round(entry.seconds * 1000, 1), "source": entry.source, "coalesced": entry.coalesced,
+        "request_id": entry.request_id,
+    }) + "\n"

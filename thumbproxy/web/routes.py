@@ -3,14 +3,14 @@
 from urllib.parse import urlencode
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.colorframes import color_listing_filters, select_rvb
 from thumbproxy.framechecks import FramePolicy, check_frame
-from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
+from thumbproxy.web.observe import SERVED_FROM
+from thumbproxy.web.operations import add_operations_routes
 from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query_string
 
 ARCHIVE = web.AppKey("archive", Archive)
@@ -18,7 +18,6 @@ THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
 FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
 MAX_SIZE = web.AppKey("max_size", int)
 PUBLIC_URL = web.AppKey("public_url", str)
-METRICS = web.AppKey("metrics", Metrics)
 COLOR_FILTERS = web.AppKey("color_filters", tuple)
 
 FRAME_ID = r"{frame_id:\d{1,18}}"
@@ -47,6 +46,7 @@ async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
         thumbnail = await thumbnailer.color_thumbnail(await _color_frames(request, frame), query.options)
     else:
         thumbnail = await thumbnailer.thumbnail(frame, query.options)
+    request[SERVED_FROM] = thumbnail
     if query.image:
         return web.Response(body=thumbnail.data, content_type="image/jpeg")
     url = await thumbnailer.s3_url(thumbnail) or thumbnail_url(request, frame, query)
@@ -74,18 +74,12 @@ async def by_basename(request: web.Request) -> web.Response:
     return await _answer(request, frame, query)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus exposition of the service's metrics."""
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 def add_routes(app: web.Application) -> None:
     """Register every route; fixed paths before the patterns that would also match them."""
     app.router.add_get("/", pages.index)
     app.router.add_get("/robots.txt", pages.robots)
     app.router.add_get("/favicon.ico", pages.favicon)
-    app.router.add_get("/metrics", metrics)
+    add_operations_routes(app)
     for suffix in ("/", ""):
         app.router.add_get(f"/{FRAME_ID}{suffix}", by_frame_id)
         app.router.add_get(f"/{BASENAME}{suffix}", by_basename)

@@ -1,0 +1,93 @@
+"""Around every request: an id, a JSON answer for any failure, its metrics and its access-log line."""
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from thumbproxy.errors import ThumbproxyError
+from thumbproxy.metrics import Metrics
+from thumbproxy.thumbnails import Thumbnail
+from thumbproxy.web.accesslog import AccessEntry, AccessLogWriter
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A client's id is echoed and logged, so only a short, plain one is taken.
+CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED_ROUTE = "unmatched"
+
+
+class Observer:
+    """What the middleware records into: the metrics and, when access logging is on, the writer."""
+
+    def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None) -> None:
+        self.metrics = metrics
+        self.access_log = access_log
+        # labels() takes a lock and builds a key each time: children are kept per label pair.
+        self._counted: dict[tuple[str, int], Any] = {}
+        self._timed: dict[str, Any] = {}
+
+    def record(self, request: web.Request, status: int, seconds: float, request_id: str) -> None:
+        """Count and time the answer, and queue its access-log line."""
+        route = _route(request)
+        counter = self._counted.get((route, status))
+        if counter is None:
+            counter = self._counted[(route, status)] = self.metrics.requests.labels(route=route, status=str(status))
+        counter.inc()
+        histogram = self._timed.get(route)
+        if histogram is None:
+            histogram = self._timed[route] = self.metrics.request_duration.labels(route=route)
+        histogram.observe(seconds)
+        if self.access_log is not None:
+            served = request.get(SERVED_FROM)
+            self.access_log.add(AccessEntry(
+                time.time(), request.method, request.path, status, seconds,
+                served.source if served is not None else "-", served is not None and served.coalesced, request_id,
+            ))
+
+
+OBSERVER = web.AppKey("observer", Observer)
+# Set by a handler to the Thumbnail it answered with, for the access log.
+SERVED_FROM = web.RequestKey("served_from", Thumbnail)
+
+
+def _route(request: web.Request) -> str:
+    # The route template, never the path: label values must stay few.
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON error answer."""
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+def _answer_for(request: web.Request, error: Exception) -> web.Response:
+    if isinstance(error, ThumbproxyError):
+        return error_response(error.status, error.message, error.headers)
+    if isinstance(error, web.HTTPException) and error.status >= 400:
+        message = "Not found" if error.status == 404 else error.reason
+        return error_response(error.status, message, {k: v for k, v in error.headers.items() if k == "Allow"})
+    log.error("unexpected error answering %s %s", request.method, request.path, exc_info=error)
+    return error_response(500, "Internal error")
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer with the handler's response, or a JSON error; tag it with the request id; record it."""
+    started = time.perf_counter()
+    request_id = request.headers.get(REQUEST_ID_HEADER, "")
+    if not CLIENT_REQUEST_ID.fullmatch(request_id):
+        request_id = uuid.uuid4().hex
+    try:
+        response = await handler(request)
+    except Exception as error:
+        response = _answer_for(request, error)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    request.app[OBSERVER].record(request, response.status, time.perf_counter() - started, request_id)
+    return response

@@ -1,0 +1,38 @@
+"""The endpoints operators and their tools call: liveness, readiness, metrics."""
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from thumbproxy.metrics import Metrics
+from thumbproxy.readiness import Readiness
+
+METRICS = web.AppKey("metrics", Metrics)
+READINESS = web.AppKey("readiness", Readiness)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness: the event loop answers; no dependency is asked."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Readiness: 200 when every required check passes, else 503; one entry per check."""
+    ready, report = await request.app[READINESS].report()
+    return web.json_response(report, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of the service's metrics; OpenMetrics when the scraper asks for it."""
+    registry = request.app[METRICS].registry
+    if "application/openmetrics-text" in request.headers.get("Accept", ""):
+        return web.Response(body=generate_openmetrics(registry), headers={"Content-Type": OPENMETRICS_TYPE})
+    return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def add_operations_routes(app: web.Application) -> None:
+    """Register /healthz, /readyz and /metrics."""
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
