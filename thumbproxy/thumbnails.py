@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from functools import lru_cache
@@ -124,6 +125,7 @@ class Thumbnailer:
 
     async def _in_pool(self, kind: str, function: Callable[..., T], *args: Any) -> T:
         result = "error"
+        started = time.perf_counter()
         try:
             outcome = await self._pool.run(function, *args)
             result = "ok"
@@ -132,3 +134,4 @@ class Thumbnailer:
             raise ThumbproxyError(422, str(error)) from None
         finally:
             self._metrics.renders.labels(kind=kind, result=result).inc()
+            self._metrics.render_duration.labels(kind=kind).observe(time.perf_counter() - started)

@@ -60,13 +60,15 @@ STYLE = """
 :root { color-scheme: dark; --bg: #0b0e14; --panel: #131824; --line: #232b3b; --text: #e4e8f1;
   --muted: #8e99ad; --accent: #f5b94a; --code: #9ecbff; }
 * { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--text); line-height: 1.55;
+body { margin: 0; background: var(--bg); color: var(--text);
   font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
 main { max-width: 1080px; margin: 0 auto; padding: 40px 24px 64px; }
-header { border-bottom: 1px solid var(--line); padding-bottom: 20px; margin-bottom: 8px; }
+header { border-bottom: 1px solid var(--line); padding-bottom: 18px; }
 h1 { margin: 0; font-size: 34px; letter-spacing: -0.5px; }
 h1 span { color: var(--accent); }
-.lead { margin: 6px 0 0; color: var(--muted); font-size: 18px; }
+.lead { margin: 4px 0 12px; color: var(--muted); font-size: 18px; }
+nav a { margin-right: 18px; font-size: 15px; text-decoration: none; }
+nav a:hover { text-decoration: underline; }
 h2 { margin: 40px 0 12px; font-size: 21px; }
 h2 small { color: var(--muted); font-weight: normal; font-size: 15px; margin-left: 8px; }
 p { margin: 8px 0; }
@@ -82,17 +84,17 @@ th { color: var(--muted); font-weight: 600; font-size: 13px; text-transform: upp
 td:first-child code { color: var(--accent); font-weight: 600; }
 td:nth-child(3), td:nth-child(4) { white-space: nowrap; }
 .muted { color: var(--muted); }
-.frames { display: grid; gap: 18px; }
-figure.frame { margin: 0; background: var(--panel); border: 1px solid var(--line); border-radius: 10px;
-  padding: 14px; }
-figure.frame figcaption { margin-bottom: 12px; }
-figure.frame figcaption code { color: var(--text); font-size: 15px; font-weight: 600; }
-figure.frame figcaption span { color: var(--muted); font-size: 14px; margin-left: 10px; }
+.frames { display: grid; gap: 14px; }
+figure.frame { margin: 0; display: flex; flex-wrap: wrap; gap: 16px; background: var(--panel);
+  border: 1px solid var(--line); border-radius: 10px; padding: 14px; }
+figure.frame figcaption { flex: 0 0 196px; color: var(--muted); font-size: 14px; line-height: 1.7; }
+figure.frame figcaption code { display: block; margin-bottom: 6px; color: var(--text); font-size: 14px;
+  font-weight: 600; line-height: 1.4; overflow-wrap: anywhere; }
 .shots { display: flex; flex-wrap: wrap; gap: 14px; }
 .shot { display: block; text-decoration: none; text-align: center; }
-.shot img { display: block; background: #000; border-radius: 6px; object-fit: contain; }
+.shot img { display: block; width: 180px; height: 180px; background: #000; border-radius: 6px; object-fit: contain; }
 .shot:hover img { outline: 2px solid var(--accent); }
-.shot span { display: block; margin-top: 6px; color: var(--muted); font-size: 13px; }
+.shot code { display: block; margin-top: 6px; color: var(--muted); font-size: 12px; }
 footer { margin-top: 48px; padding-top: 16px; border-top: 1px solid var(--line); color: var(--muted);
   font-size: 14px; }
 """
@@ -106,27 +108,29 @@ def _parameter_rows() -> str:
     )
 
 
-DOCUMENTATION = f"""
-<h2>Endpoints</h2>
+ENDPOINTS = f"""
+<h2 id="endpoints">Endpoints</h2>
 <table>
 <tr><th>request</th><th>answer</th></tr>
 <tr><td><code>GET /&lt;frame_id&gt;/</code><br><code>GET /&lt;basename&gt;/</code></td>
-<td>JSON <code>{{"url": ..., "propid": ...}}</code>; <code>url</code> answers with the JPEG.
-The trailing slash is optional.</td></tr>
+<td>JSON <code>{{"url": ..., "propid": ...}}</code>: <code>url</code> answers with the JPEG,
+<code>propid</code> is the frame&rsquo;s proposal. The trailing slash is optional.</td></tr>
 <tr><td>the same with <code>?image=true</code></td><td>the JPEG itself (<code>image/jpeg</code>)</td></tr>
 <tr><td><code>GET /healthz</code>, <code>GET /readyz</code></td><td>liveness and readiness, as JSON</td></tr>
 <tr><td><code>GET /metrics</code></td><td>Prometheus metrics: renders, cache levels, archive and S3 calls</td></tr>
 </table>
-<p>Send your archive <code>Authorization</code> header (<code>Token &hellip;</code> or <code>Bearer &hellip;</code>)
-to see proprietary frames; it is passed to the archive unchanged and never logged.</p>
 <pre>GET /{EXAMPLE_BASENAME}/?width=500&amp;height=500&amp;median=true
 <span class="note">200</span> {{"url": "https://&hellip;/1234/?height=500&amp;image=true&amp;median=true&amp;width=500",
      "propid": "LCO2019A-001"}}
 
 GET /{EXAMPLE_BASENAME}/?image=true&amp;label=M42
 <span class="note">200 image/jpeg</span></pre>
+<p>Send your archive <code>Authorization</code> header (<code>Token &hellip;</code> or <code>Bearer &hellip;</code>)
+to see proprietary frames; it is passed to the archive unchanged and never logged.</p>
+"""
 
-<h2>Query parameters <small>a bad value answers 400 naming it; unknown ones are ignored</small></h2>
+REFERENCE = f"""
+<h2 id="parameters">Query parameters <small>a bad value answers 400 naming it; unknown ones are ignored</small></h2>
 <table>
 <tr><th>parameter</th><th>meaning</th><th>default</th><th>example</th></tr>
 {_parameter_rows()}
@@ -134,7 +138,7 @@ GET /{EXAMPLE_BASENAME}/?image=true&amp;label=M42
 <p class="muted">Booleans accept <code>true/false</code>, <code>1/0</code>, <code>yes/no</code>, <code>on/off</code>
 in any case. Sizes go from 1 to the server&rsquo;s <code>THUMBPROXY_MAX_SIZE</code>.</p>
 
-<h2>Errors</h2>
+<h2 id="errors">Errors</h2>
 <p>JSON <code>{{"message": ...}}</code> with 400 bad parameter or a frame that gets no thumbnail,
 401/403 as the archive answered, 404 not found or not visible to you, 413 FITS file too large,
 422 unrenderable FITS file, 429 archive throttling (see <code>Retry-After</code>),
@@ -143,6 +147,7 @@ in any case. Sizes go from 1 to the server&rsquo;s <code>THUMBPROXY_MAX_SIZE</co
 
 
 def _page(gallery_html: str) -> str:
+    frames_link = '<a href="#frames">Frames</a>' if gallery_html else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -152,9 +157,11 @@ def _page(gallery_html: str) -> str:
 <header>
 <h1>thumb<span>proxy</span></h1>
 <p class="lead">JPEG thumbnails of the FITS frames in a Science Archive, by frame id or basename.</p>
+<nav><a href="#endpoints">Endpoints</a>{frames_link}<a href="#parameters">Parameters</a><a href="#errors">Errors</a></nav>
 </header>
-{gallery_html}{DOCUMENTATION}
-<footer><a href="/healthz">/healthz</a> &middot; <a href="/readyz">/readyz</a> &middot; <a href="/metrics">/metrics</a></footer>
+{ENDPOINTS}{gallery_html}{REFERENCE}
+<footer><a href="/healthz">/healthz</a> &middot; <a href="/readyz">/readyz</a> &middot; <a href="/metrics">/metrics</a>
+</footer>
 </main></body></html>
 """
 
@@ -167,14 +174,13 @@ def _image_url(frame: Frame, parameters: Mapping[str, str]) -> str:
     return f"/{frame.id}/?" + urlencode({"image": "true", **parameters}, quote_via=quote)
 
 
-def _shot(frame: Frame, name: str, parameters: Mapping[str, str]) -> str:
-    """One thumbnail, linked to a large rendering of the same."""
+def _shot(frame: Frame, name: str, query: str, parameters: Mapping[str, str]) -> str:
+    """One thumbnail, the query that made it under it, linked to a large rendering of the same."""
     large = {**parameters, "width": str(LARGE_SIZE), "height": str(LARGE_SIZE)}
-    query = "&".join(f"{key}={value}" for key, value in parameters.items()) or "defaults"
     return (
-        f'<a class="shot" href="{escape(_image_url(frame, large))}" title="{escape(query)}">'
+        f'<a class="shot" href="{escape(_image_url(frame, large))}">'
         f'<img src="{escape(_image_url(frame, parameters))}" alt="{escape(frame.basename)}, {name}"'
-        f' width="{TILE_SIZE}" height="{TILE_SIZE}" loading="lazy"><span>{name}</span></a>'
+        f' width="{TILE_SIZE}" height="{TILE_SIZE}" loading="lazy"><code>{query}</code></a>'
     )
 
 
@@ -192,47 +198,48 @@ def _colour_frames(frames: Sequence[Frame], gallery: Gallery) -> set[int]:
     for frame in frames:
         if frame.request_id and frame.reduction_level == COLOR_REDUCTION_LEVEL:
             by_request[frame.request_id].append(frame)
-    red = [frame for frames_of_request in by_request.values() for frame in frames_of_request
-           if frame.primary_optical_element in gallery.color_filters[0]
-           and _makes_thumbnail(frame, gallery.policy, color=True)]
     chosen = set()
-    for frame in red:
-        try:
-            select_rvb(frame, by_request[frame.request_id], gallery.color_filters)
-        except ThumbproxyError:
-            continue
-        chosen.add(frame.id)
+    for frames_of_request in by_request.values():
+        for frame in frames_of_request:
+            if frame.primary_optical_element not in gallery.color_filters[0]:
+                continue
+            if not _makes_thumbnail(frame, gallery.policy, color=True):
+                continue
+            try:
+                select_rvb(frame, frames_of_request, gallery.color_filters)
+            except ThumbproxyError:
+                continue
+            chosen.add(frame.id)
     return chosen
 
 
-def _describe(frame: Frame) -> str:
-    """The record fields a person picks a frame by, e.g. "rp · EXPOSE · request 1766530"."""
-    parts = [frame.primary_optical_element, frame.configuration_type,
-             f"request {frame.request_id}" if frame.request_id else None]
-    return " &middot; ".join(escape(part) for part in parts if part)
-
-
 def _frame_figure(frame: Frame, colour: bool) -> str:
-    shots = [_shot(frame, "plain", {}), _shot(frame, "label", {"label": frame.basename}),
-             _shot(frame, "median", {"median": "true"})]
+    label = str(frame.record.get("target_name") or frame.basename)
+    shots = [_shot(frame, "plain", "defaults", {}),
+             _shot(frame, "labelled", "label=&hellip;", {"label": label}),
+             _shot(frame, "median", "median=true", {"median": "true"})]
     if colour:
-        shots.append(_shot(frame, "colour", {"color": "true"}))
-    return (f'<figure class="frame"><figcaption><code>{escape(frame.basename)}</code>'
-            f'<span>{_describe(frame)}</span></figcaption>\n<div class="shots">{"".join(shots)}</div></figure>')
+        shots.append(_shot(frame, "colour", "color=true", {"color": "true"}))
+    details = [frame.primary_optical_element, frame.configuration_type,
+               f"request {frame.request_id}" if frame.request_id else None]
+    caption = "<br>".join(escape(detail) for detail in details if detail)
+    return (f'<figure class="frame"><figcaption><code>{escape(frame.basename)}</code> {caption}</figcaption>'
+            f'\n<div class="shots">{"".join(shots)}</div></figure>')
 
 
 async def _gallery_html(gallery: Gallery) -> str:
     """The archive's frames as thumbnails; a note instead when the directory cannot be listed."""
+    heading = '<h2 id="frames">Frames in this archive'
     try:
         frames = await gallery.archive.frames({}, None)
     except ThumbproxyError as error:
-        return f'<h2>Frames in this archive</h2><p class="muted">{escape(error.message)}</p>'
+        return f'{heading}</h2>\n<p class="muted">{escape(error.message)}</p>\n'
     usable = [frame for frame in frames if _makes_thumbnail(frame, gallery.policy, color=False)]
     shown = usable[:GALLERY_LIMIT]
     colour = _colour_frames(frames, gallery)
     count = f"{len(shown)} of {len(usable)}" if len(shown) < len(usable) else str(len(usable))
     figures = "\n".join(_frame_figure(frame, frame.id in colour) for frame in shown)
-    return (f'<h2>Frames in this archive <small>{count}; click a thumbnail for a {LARGE_SIZE} px one</small></h2>\n'
+    return (f'{heading} <small>{count}; click a thumbnail for a {LARGE_SIZE} px one</small></h2>\n'
             f'<div class="frames">\n{figures}\n</div>\n')
 
 

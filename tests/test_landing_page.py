@@ -1,0 +1,138 @@
+"""The landing page documents the API, and on a local archive shows its frames as working thumbnails."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from chromium import Chromium
+from conftest import ServiceFactory
+from thumbproxy import sampledata
+from thumbproxy.web.query import KNOWN_PARAMETERS
+
+SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "landing_page.png"
+DEMO_STARTUP_SECONDS = 120
+# The demo archive: six frames, each plain, labelled and median; the red frame of the R/V/B set in colour too.
+DEMO_FRAMES = 6
+DEMO_IMAGES = DEMO_FRAMES * 3 + 1
+WAIT_FOR_IMAGES = """
+new Promise(done => {
+  const check = () => [...document.images].every(image => image.complete) ? done() : setTimeout(check, 100);
+  check();
+}).then(() => [...document.images].map(image => ({alt: image.alt, src: image.src, width: image.naturalWidth})))
+"""
+
+
+class _Page(HTMLParser):
+    """The images of a page and the text of its figure captions."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.images: list[dict[str, str | None]] = []
+        self.captions: list[str] = []
+        self._in_caption = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            self.images.append(dict(attrs))
+        elif tag == "figcaption":
+            self._in_caption = True
+            self.captions.append("")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "figcaption":
+            self._in_caption = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_caption:
+            self.captions[-1] += data
+
+
+async def test_page_documents_every_parameter_and_never_lists_a_remote_archive(start_service: ServiceFactory) -> None:
+    service = await start_service()
+    response = await service.get("/")
+    assert response.status == 200 and response.content_type == "text/html"
+    html = await response.text()
+    for parameter in KNOWN_PARAMETERS:
+        assert f"<code>{parameter}</code>" in html, parameter
+    assert '{"url":' in html and '{"message":' in html
+    assert _Page(html).images == []
+    assert service.archive.api_calls == 0
+
+
+async def test_local_archive_gallery_shows_working_thumbnails(
+    start_service: ServiceFactory, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    archive_dir = tmp_path / "archive"
+    archive_dir.mkdir()
+    rvb = [path.name.removesuffix(".fits.fz") for path in sampledata.rvb_set(archive_dir, size=64)]
+    # A file name a browser would read as markup, and a frame without a request, which gets no thumbnail.
+    sampledata.raw_frame(archive_dir / "<b>odd&name.fits", size=48)
+    write_fits(archive_dir / "no-request.fits", header={"OBSTYPE": "EXPOSE"})
+    service = await start_service(ARCHIVE_API_URL=archive_dir.as_uri() + "/")
+
+    html = await (await service.get("/")).text()
+    page = _Page(html)
+
+    assert "<b>odd" not in html and "&lt;b&gt;odd&amp;name" in html
+    assert sorted(caption.split()[0] for caption in page.captions) == sorted(["<b>odd&name", *rvb])
+    colour = [image for image in page.images if "color=true" in (image["src"] or "")]
+    assert [image["alt"] for image in colour] == [f"{rvb[0]}, colour"]
+    assert len(page.images) == 4 * 3 + 1
+    for image in page.images:
+        assert image["loading"] == "lazy" and image["width"] and image["height"]
+        await service.image(image["src"] or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[str]:
+    """`thumbproxy demo` running in a subprocess; its base URL."""
+    port = _free_port()
+    env = {**os.environ, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"), "TMP_DIR": str(tmp_path / "tmp"),
+           "THUMBPROXY_WORKERS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thumbproxy", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + DEMO_STARTUP_SECONDS
+        while "(Ctrl-C to stop)" not in "".join(lines):
+            assert process.poll() is None and time.monotonic() < deadline, "demo did not start:\n" + "".join(lines)
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    assert not any("Traceback" in line for line in lines), "".join(lines)
+
+
+async def test_demo_page_shows_every_thumbnail_in_a_browser(demo: str) -> None:
+    async with Chromium() as browser:
+        page = await browser.open(demo)
+        await page.set_viewport(1280, 800)
+        # A window as tall as the page brings every lazy image into view, so all of them load.
+        await page.set_viewport(1280, await page.evaluate("document.documentElement.scrollHeight"))
+        images = await page.evaluate(WAIT_FOR_IMAGES)
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        SCREENSHOT.write_bytes(await page.screenshot())
+    print(f"screenshot: {SCREENSHOT}")
+    assert len(images) == DEMO_IMAGES, images
+    assert [image for image in images if image["width"] == 0] == []
+    assert any(image["alt"].endswith("colour") for image in images)
