@@ -49,22 +49,41 @@ class Page:
         self._browser = browser
         self._socket = socket
         self._ids = itertools.count(1)
+        # Names of the events received so far, for navigate() to wait on.
+        self._events: list[str] = []
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one DevTools command and return its result; events arriving meanwhile are skipped."""
+        """Send one DevTools command and return its result; events arriving meanwhile are kept."""
         call_id = next(self._ids)
         await self._socket.send_json({"id": call_id, "method": method, "params": params})
-        async with asyncio.timeout(CALL_SECONDS):
-            async for message in self._socket:
-                if message.type != aiohttp.WSMsgType.TEXT:
-                    break
-                answer = message.json()
-                if answer.get("id") != call_id:
-                    continue
+        while True:
+            answer = await self._receive(method)
+            if answer.get("id") == call_id:
                 if "error" in answer:
                     raise self._browser.error(f"{method} failed: {answer['error']}")
                 return answer["result"]
-        raise self._browser.error(f"{method}: the DevTools connection closed")
+            self._events.append(answer.get("method", ""))
+
+    async def navigate(self, url: str) -> None:
+        """Show `url` and return once its load event has fired."""
+        self._events.clear()
+        await self.call("Page.enable")
+        result = await self.call("Page.navigate", url=url)
+        if "errorText" in result:
+            raise self._browser.error(f"loading {url} failed: {result['errorText']}")
+        while "Page.loadEventFired" not in self._events:
+            self._events.append((await self._receive(f"loading {url}")).get("method", ""))
+
+    async def _receive(self, waiting_for: str) -> dict[str, Any]:
+        """The next DevTools message."""
+        try:
+            async with asyncio.timeout(CALL_SECONDS):
+                message = await self._socket.receive()
+        except TimeoutError:
+            raise self._browser.error(f"{waiting_for}: no answer within {CALL_SECONDS} s") from None
+        if message.type != aiohttp.WSMsgType.TEXT:
+            raise self._browser.error(f"{waiting_for}: the DevTools connection closed ({message.type.name})")
+        return message.json()
 
     async def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression in the page, awaited if it is a promise."""
@@ -117,16 +136,13 @@ class Chromium:
         """A new tab showing `url`, its document loaded."""
         assert self._session is not None
         # Recent Chromium refuses GET here, to keep web pages from opening tabs.
-        async with self._session.put(f"{self._http_base}/json/new?{url}") as response:
+        async with self._session.put(f"{self._http_base}/json/new?about:blank") as response:
             if response.status != 200:
                 raise self.error(f"opening a tab answered {response.status}: {await response.text()}")
             target = await response.json(content_type=None)
         socket = await self._session.ws_connect(target["webSocketDebuggerUrl"], max_msg_size=0)
         page = Page(self, socket)
-        await page.evaluate(
-            "document.readyState === 'complete' ||"
-            " new Promise(loaded => addEventListener('load', () => loaded(true), {once: true}))"
-        )
+        await page.navigate(url)
         return page
 
     def error(self, message: str) -> ChromiumError:

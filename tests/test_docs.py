@@ -15,5 +15,5 @@ def test_readme_documents_every_setting() -> None:
 
 def test_ci_runs_the_readme_test_command() -> None:
     ci_command = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
-    assert ci_command.startswith("python3 -m venv .venv") and "pytest" in ci_command
+    assert "python3 -m venv .venv" in ci_command and ci_command.endswith(".venv/bin/pytest")
     assert f"\n{ci_command}\n" in README

@@ -23,9 +23,12 @@ DEMO_STARTUP_SECONDS = 120
 # The demo archive: six frames, each plain, labelled and median; the red frame of the R/V/B set in colour too.
 DEMO_FRAMES = 6
 DEMO_IMAGES = DEMO_FRAMES * 3 + 1
+# Every image loaded or failed, or 30 s gone: then each image's alt, src and decoded width (0: not shown).
 WAIT_FOR_IMAGES = """
 new Promise(done => {
-  const check = () => [...document.images].every(image => image.complete) ? done() : setTimeout(check, 100);
+  const deadline = Date.now() + 30000;
+  const check = () => [...document.images].every(image => image.complete) || Date.now() > deadline
+    ? done() : setTimeout(check, 100);
   check();
 }).then(() => [...document.images].map(image => ({alt: image.alt, src: image.src, width: image.naturalWidth})))
 """

@@ -1,9 +1,9 @@
 """Around every request: an id, a JSON answer for any failure, its metrics and its access-log line."""
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -83,7 +83,7 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     request_id = request.headers.get(REQUEST_ID_HEADER, "")
     if not CLIENT_REQUEST_ID.fullmatch(request_id):
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()
     try:
         response = await handler(request)
     except Exception as error:

@@ -20,6 +20,7 @@ from thumbproxy.web.query import MAX_LABEL_LENGTH, MAX_QUALITY
 # The demo's star field: the examples work as written against `thumbproxy demo`.
 EXAMPLE_BASENAME = "ogg0m404-kb82-20190321-0273-e91"
 GALLERY_LIMIT = 24
+# Thumbnails at the default size, shown pixel for pixel.
 TILE_SIZE = DEFAULT_SIZE
 LARGE_SIZE = 1000
 
@@ -62,7 +63,7 @@ STYLE = """
 * { box-sizing: border-box; }
 body { margin: 0; background: var(--bg); color: var(--text);
   font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 1080px; margin: 0 auto; padding: 40px 24px 64px; }
+main { max-width: 1120px; margin: 0 auto; padding: 40px 24px 64px; }
 header { border-bottom: 1px solid var(--line); padding-bottom: 18px; }
 h1 { margin: 0; font-size: 34px; letter-spacing: -0.5px; }
 h1 span { color: var(--accent); }
@@ -82,17 +83,17 @@ table { width: 100%; border-collapse: collapse; font-size: 15px; }
 th, td { text-align: left; vertical-align: top; padding: 8px 10px; border-bottom: 1px solid var(--line); }
 th { color: var(--muted); font-weight: 600; font-size: 13px; text-transform: uppercase; letter-spacing: 0.6px; }
 td:first-child code { color: var(--accent); font-weight: 600; }
-td:nth-child(3), td:nth-child(4) { white-space: nowrap; }
+td code, td:nth-child(3), td:nth-child(4), .endpoints td:first-child { white-space: nowrap; }
 .muted { color: var(--muted); }
 .frames { display: grid; gap: 14px; }
 figure.frame { margin: 0; display: flex; flex-wrap: wrap; gap: 16px; background: var(--panel);
   border: 1px solid var(--line); border-radius: 10px; padding: 14px; }
-figure.frame figcaption { flex: 0 0 196px; color: var(--muted); font-size: 14px; line-height: 1.7; }
+figure.frame figcaption { flex: 0 0 170px; color: var(--muted); font-size: 14px; line-height: 1.7; }
 figure.frame figcaption code { display: block; margin-bottom: 6px; color: var(--text); font-size: 14px;
   font-weight: 600; line-height: 1.4; overflow-wrap: anywhere; }
 .shots { display: flex; flex-wrap: wrap; gap: 14px; }
 .shot { display: block; text-decoration: none; text-align: center; }
-.shot img { display: block; width: 180px; height: 180px; background: #000; border-radius: 6px; object-fit: contain; }
+.shot img { display: block; background: #000; border-radius: 6px; object-fit: contain; }
 .shot:hover img { outline: 2px solid var(--accent); }
 .shot code { display: block; margin-top: 6px; color: var(--muted); font-size: 12px; }
 footer { margin-top: 48px; padding-top: 16px; border-top: 1px solid var(--line); color: var(--muted);
@@ -110,7 +111,7 @@ def _parameter_rows() -> str:
 
 ENDPOINTS = f"""
 <h2 id="endpoints">Endpoints</h2>
-<table>
+<table class="endpoints">
 <tr><th>request</th><th>answer</th></tr>
 <tr><td><code>GET /&lt;frame_id&gt;/</code><br><code>GET /&lt;basename&gt;/</code></td>
 <td>JSON <code>{{"url": ..., "propid": ...}}</code>: <code>url</code> answers with the JPEG,
@@ -214,7 +215,7 @@ def _colour_frames(frames: Sequence[Frame], gallery: Gallery) -> set[int]:
 
 
 def _frame_figure(frame: Frame, colour: bool) -> str:
-    label = str(frame.record.get("target_name") or frame.basename)
+    label = str(frame.record.get("target_name") or frame.basename)[:MAX_LABEL_LENGTH]
     shots = [_shot(frame, "plain", "defaults", {}),
              _shot(frame, "labelled", "label=&hellip;", {"label": label}),
              _shot(frame, "median", "median=true", {"median": "true"})]
