@@ -1,8 +1,17 @@
 """Shared fixtures: the fake archive, tiny FITS files, and moto's S3 over real HTTP."""
 
 import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +237,51 @@ def frame(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: 
     """A public, compressed, landscape frame registered with the fake archive."""
     path = write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz", shape=WIDE, compressed=True)
     return fake_archive.add_frame(path)
+
+
+# The demo command ------------------------------------------------------------------------------
+
+
+DEMO_STARTUP_SECONDS = 120
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class Demo:
+    """`thumbproxy demo` running in a subprocess: its base URL, the URLs it printed, its output."""
+
+    base_url: str
+    urls: list[str]
+    output: list[str]
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    """`thumbproxy demo` started from nothing; on teardown it must stop on SIGINT with status 0 and no traceback."""
+    port = free_port()
+    env = {**os.environ, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"), "TMP_DIR": str(tmp_path / "tmp"),
+           "THUMBPROXY_WORKERS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "thumbproxy", "demo", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + DEMO_STARTUP_SECONDS
+        while "(Ctrl-C to stop)" not in "".join(lines):
+            assert process.poll() is None and time.monotonic() < deadline, "demo did not start:\n" + "".join(lines)
+            time.sleep(0.1)
+        urls = re.findall(r"^\s+(http://\S+)$", "".join(lines), flags=re.M)
+        yield Demo(f"http://127.0.0.1:{port}/", urls, lines)
+    finally:
+        process.send_signal(signal.SIGINT)
+        exit_code = process.wait(timeout=30)
+    assert exit_code == 0, "".join(lines)
+    assert not any("Traceback" in line for line in lines), "".join(lines)

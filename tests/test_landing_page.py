@@ -1,25 +1,15 @@
 """The landing page documents the API, and on a local archive shows its frames as working thumbnails."""
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
-
 from chromium import Chromium
-from conftest import ServiceFactory
+from conftest import Demo, ServiceFactory
 from thumbproxy import sampledata
 from thumbproxy.web.query import KNOWN_PARAMETERS
 
 SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "landing_page.png"
-DEMO_STARTUP_SECONDS = 120
 # The demo archive: six frames, each plain, labelled and median; the red frame of the R/V/B set in colour too.
 DEMO_FRAMES = 6
 DEMO_IMAGES = DEMO_FRAMES * 3 + 1
@@ -96,39 +86,9 @@ async def test_local_archive_gallery_shows_working_thumbnails(
         await service.image(image["src"] or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def demo(tmp_path: Path) -> Iterator[str]:
-    """`thumbproxy demo` running in a subprocess; its base URL."""
-    port = _free_port()
-    env = {**os.environ, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"), "TMP_DIR": str(tmp_path / "tmp"),
-           "THUMBPROXY_WORKERS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "thumbproxy", "demo", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
-    )
-    lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()
-    try:
-        deadline = time.monotonic() + DEMO_STARTUP_SECONDS
-        while "(Ctrl-C to stop)" not in "".join(lines):
-            assert process.poll() is None and time.monotonic() < deadline, "demo did not start:\n" + "".join(lines)
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
-    assert not any("Traceback" in line for line in lines), "".join(lines)
-
-
-async def test_demo_page_shows_every_thumbnail_in_a_browser(demo: str) -> None:
+async def test_demo_page_shows_every_thumbnail_in_a_browser(demo: Demo) -> None:
     async with Chromium() as browser:
-        page = await browser.open(demo)
+        page = await browser.open(demo.base_url)
         await page.set_viewport(1280, 800)
         # A window as tall as the page brings every lazy image into view, so all of them load.
         await page.set_viewport(1280, await page.evaluate("document.documentElement.scrollHeight"))

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import WIDE, MotoS3, Service, ServiceFactory
+from conftest import WIDE, MotoS3, Service, ServiceFactory, free_port
 from fakearchive import FakeArchive, Fault
 from thumbproxy import readiness
 
@@ -174,16 +173,10 @@ async def test_json_access_log(
     assert entry["method"] == "GET" and entry["duration_ms"] > 0 and len(entry["request_id"]) == 32
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 async def test_sigterm_lets_work_under_way_finish_then_exits_0(
     fake_archive: FakeArchive, frame: dict, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ARCHIVE_API_URL": fake_archive.base_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
            "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "1", "THUMBPROXY_CONFIG": os.devnull,
            "THUMBPROXY_LOG_LEVEL": "INFO"}

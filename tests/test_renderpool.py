@@ -44,3 +44,14 @@ async def test_worker_killed_while_idle_does_not_fail_the_next_job(pool: RenderP
     await asyncio.sleep(0.3)
     # Nothing of the next job ran on the broken pool, so it is retried on a new one.
     assert await pool.run(add, 3, 4) == 7
+
+
+async def test_a_busy_pool_is_still_responsive(pool: RenderPool) -> None:
+    busy = [asyncio.ensure_future(pool.run(sleep_then_pid, 1.0)) for _ in range(pool.workers)]
+    await asyncio.sleep(0.2)
+    started = asyncio.get_running_loop().time()
+    assert await pool.responsive()
+    # Answered without waiting for a worker to come free.
+    assert asyncio.get_running_loop().time() - started < 0.5
+    await asyncio.gather(*busy)
+    assert await pool.responsive()

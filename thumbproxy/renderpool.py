@@ -78,7 +78,13 @@ class RenderPool:
         await asyncio.gather(*(self.run(_warm_up) for _ in range(self.workers)))
 
     async def responsive(self) -> bool:
-        """Whether a worker takes and finishes a trivial job."""
+        """Whether the pool works: an idle worker finishes a trivial job; busy ones are not interrupted.
+
+        Under load every worker is rendering, and a probe queued behind the renders would time
+        out and take a busy but healthy instance out of service.
+        """
+        if self.pending >= self.workers:
+            return not getattr(self._executor, "_broken", False)
         try:
             await self.run(_warm_up)
         except ThumbproxyError:
