@@ -211,3 +211,11 @@ async def test_sigterm_lets_work_under_way_finish_then_exits_0(
     assert "Traceback" not in output, output
     assert SECRET_TOKEN not in output and "X-Amz-Signature" not in output
     assert f"GET /{frame['id']}/ 200" in output
+
+
+async def test_readyz_is_503_once_shutdown_begins(service: Service) -> None:
+    assert (await service.get("/readyz")).status == 200
+    await service.app.shutdown()
+    response = await service.get("/readyz")
+    assert response.status == 503 and (await response.json())["status"] == "shutting down"
+    assert (await service.get("/healthz")).status == 200
