@@ -30,8 +30,8 @@ from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
-from thumbproxy.web.accesslog import AccessLogWriter
-from thumbproxy.web.observe import OBSERVER, Observer, observe
+from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
+from thumbproxy.web.observe import Observer, observing
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
 from thumbproxy.web.routes import ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE, PUBLIC_URL, THUMBNAILER, add_routes
@@ -94,10 +94,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     metrics = app[METRICS]
     async with AsyncExitStack() as stack:
-        access_log = app[OBSERVER].access_log
-        if access_log is not None:
-            access_log.start()
-            stack.push_async_callback(asyncio.to_thread, access_log.close)
+        if ACCESS_LOG in app:
+            app[ACCESS_LOG].start()
+            stack.push_async_callback(asyncio.to_thread, app[ACCESS_LOG].close)
         # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
         session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
         s3 = await _s3_level(settings, metrics, stack)
@@ -144,12 +143,15 @@ async def _stop_being_ready(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     """The service: routes, error handling, and everything with a lifetime in cleanup_ctx."""
-    app = web.Application(middlewares=[observe])
-    app[SETTINGS] = settings
-    app[METRICS] = metrics = Metrics()
+    metrics = Metrics()
     # One access-log line per request at INFO and below, as for any other log record.
     logs_access = logging.getLogger("thumbproxy.access").isEnabledFor(logging.INFO)
-    app[OBSERVER] = Observer(metrics, AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None)
+    access_log = AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None
+    app = web.Application(middlewares=[observing(Observer(metrics, access_log))])
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    if access_log is not None:
+        app[ACCESS_LOG] = access_log
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
     app[COLOR_FILTERS] = settings.color_filters

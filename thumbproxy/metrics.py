@@ -4,8 +4,13 @@ Label values stay bounded: routes are route templates, never a frame id, basenam
 or URL.
 """
 
+from bisect import bisect_left
+from collections.abc import Iterator
+from itertools import accumulate
+
 from prometheus_client import (CollectorRegistry, Counter, Gauge, GCCollector, Histogram, Info, PlatformCollector,
                                ProcessCollector)
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 
 from thumbproxy import __version__
 
@@ -13,6 +18,46 @@ from thumbproxy import __version__
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ARCHIVE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class RequestStats:
+    """thumbproxy_requests_total and thumbproxy_request_duration_seconds, kept in plain numbers.
+
+    Every request updates them, so they skip prometheus_client's locks and per-bucket loop: they
+    are only touched from the event loop's thread, where /metrics also reads them.
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._answers: dict[tuple[str, int], int] = {}
+        # Per route: how many durations fell in each bucket (not cumulative; the last is +Inf), and their sum.
+        self._durations: dict[str, list[int]] = {}
+        self._seconds: dict[str, float] = {}
+        registry.register(self)
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        """Count one answer of this route and status, taking this long."""
+        self._answers[route, status] = self._answers.get((route, status), 0) + 1
+        durations = self._durations.get(route)
+        if durations is None:
+            durations = self._durations[route] = [0] * (len(REQUEST_BUCKETS) + 1)
+        # Prometheus buckets are "less than or equal": the first bound not below the duration.
+        durations[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        self._seconds[route] = self._seconds.get(route, 0.0) + seconds
+
+    def collect(self) -> Iterator[Metric]:
+        """The two families, as Prometheus reads them."""
+        answers = CounterMetricFamily("thumbproxy_requests", "Answered HTTP requests by route template and status",
+                                      labels=["route", "status"])
+        for (route, status), count in self._answers.items():
+            answers.add_metric([route, str(status)], count)
+        yield answers
+        durations = HistogramMetricFamily("thumbproxy_request_duration_seconds",
+                                          "Time to answer a request, by route template", labels=["route"])
+        for route, counts in self._durations.items():
+            cumulative = list(accumulate(counts))
+            bounds = [str(bound) for bound in REQUEST_BUCKETS] + ["+Inf"]
+            durations.add_metric([route], list(zip(bounds, cumulative)), self._seconds[route])
+        yield durations
 
 
 class Metrics:
@@ -26,14 +71,7 @@ class Metrics:
         Info("thumbproxy_build", "Version of the running service", registry=registry).info(
             {"version": __version__}
         )
-        self.requests = Counter(
-            "thumbproxy_requests", "Answered HTTP requests by route template and status",
-            ["route", "status"], registry=registry,
-        )
-        self.request_duration = Histogram(
-            "thumbproxy_request_duration_seconds", "Time to answer a request, by route template",
-            ["route"], buckets=REQUEST_BUCKETS, registry=registry,
-        )
+        self.requests = RequestStats(registry)
         self.cache_requests = Counter(
             "thumbproxy_cache_requests", "Thumbnail cache lookups by level (memory, disk, s3) and result (hit, miss, error)",
             ["level", "result"], registry=registry,

@@ -65,11 +65,12 @@ class Thumbnailer:
         """The thumbnail of one frame, from the first cache level holding it, else rendered once."""
         if is_spectrum(frame):
             options = dataclasses.replace(options, spectrum=True)
-        return await self._thumbnail((frame,), options, self._render_mono)
+        return await self._thumbnail((frame,), ((frame.id, frame.version),), options, self._render_mono)
 
     async def color_thumbnail(self, frames: Sequence[Frame], options: RenderOptions) -> Thumbnail:
         """The colour composite of the red, visual and blue frames, cached like a single frame's."""
-        return await self._thumbnail(tuple(frames), options, self._render_color)
+        versions = tuple((frame.id, frame.version) for frame in frames)
+        return await self._thumbnail(tuple(frames), versions, options, self._render_color)
 
     async def s3_url(self, thumbnail: Thumbnail) -> str | None:
         """A pre-signed URL of the thumbnail in S3, stored there first if need be; None without S3."""
@@ -81,8 +82,10 @@ class Thumbnailer:
         """Stop work still under way at shutdown."""
         await self._flights.close()
 
-    async def _thumbnail(self, frames: tuple[Frame, ...], options: RenderOptions, render: Renderer) -> Thumbnail:
-        key = cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), options)
+    async def _thumbnail(
+        self, frames: tuple[Frame, ...], versions: tuple[tuple[int, str], ...], options: RenderOptions, render: Renderer
+    ) -> Thumbnail:
+        key = cached_thumbnail_key(versions, options)
         hot = self._cache.memory_hit(key)
         if hot is not None:
             return Thumbnail(key, hot, "memory")

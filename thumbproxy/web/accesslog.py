@@ -12,6 +12,8 @@ import time
 from functools import lru_cache
 from typing import NamedTuple, TextIO
 
+from aiohttp import web
+
 WRITE_INTERVAL_SECONDS = 0.2
 
 
@@ -93,3 +95,6 @@ def _json_line(entry: AccessEntry) -> str:
         "duration_ms": round(entry.seconds * 1000, 1), "source": entry.source, "coalesced": entry.coalesced,
         "request_id": entry.request_id,
     }) + "\n"
+
+
+ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)

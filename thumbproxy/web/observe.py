@@ -4,10 +4,9 @@ import logging
 import os
 import re
 import time
-from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
@@ -28,21 +27,12 @@ class Observer:
     def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None) -> None:
         self.metrics = metrics
         self.access_log = access_log
-        # labels() takes a lock and builds a key each time: children are kept per label pair.
-        self._counted: dict[tuple[str, int], Any] = {}
-        self._timed: dict[str, Any] = {}
 
     def record(self, request: web.Request, status: int, seconds: float, request_id: str) -> None:
         """Count and time the answer, and queue its access-log line."""
-        route = _route(request)
-        counter = self._counted.get((route, status))
-        if counter is None:
-            counter = self._counted[(route, status)] = self.metrics.requests.labels(route=route, status=str(status))
-        counter.inc()
-        histogram = self._timed.get(route)
-        if histogram is None:
-            histogram = self._timed[route] = self.metrics.request_duration.labels(route=route)
-        histogram.observe(seconds)
+        # The route template, never the path: label values must stay few.
+        resource = request.match_info.route.resource
+        self.metrics.requests.observe(resource.canonical if resource is not None else UNMATCHED_ROUTE, status, seconds)
         if self.access_log is not None:
             served = request.get(SERVED_FROM)
             self.access_log.add(AccessEntry(
@@ -51,15 +41,8 @@ class Observer:
             ))
 
 
-OBSERVER = web.AppKey("observer", Observer)
 # Set by a handler to the Thumbnail it answered with, for the access log.
 SERVED_FROM = web.RequestKey("served_from", Thumbnail)
-
-
-def _route(request: web.Request) -> str:
-    # The route template, never the path: label values must stay few.
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -77,17 +60,21 @@ def _answer_for(request: web.Request, error: Exception) -> web.Response:
     return error_response(500, "Internal error")
 
 
-@web.middleware
-async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer with the handler's response, or a JSON error; tag it with the request id; record it."""
-    started = time.perf_counter()
-    request_id = request.headers.get(REQUEST_ID_HEADER, "")
-    if not CLIENT_REQUEST_ID.fullmatch(request_id):
-        request_id = os.urandom(16).hex()
-    try:
-        response = await handler(request)
-    except Exception as error:
-        response = _answer_for(request, error)
-    response.headers[REQUEST_ID_HEADER] = request_id
-    request.app[OBSERVER].record(request, response.status, time.perf_counter() - started, request_id)
-    return response
+def observing(observer: Observer) -> Middleware:
+    """The middleware that answers every request, tags it with its id and records it in observer."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID_HEADER)
+        if request_id is None or not CLIENT_REQUEST_ID.fullmatch(request_id):
+            request_id = os.urandom(16).hex()
+        try:
+            response = await handler(request)
+        except Exception as error:
+            response = _answer_for(request, error)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        observer.record(request, response.status, time.perf_counter() - started, request_id)
+        return response
+
+    return observe
