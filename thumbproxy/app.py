@@ -38,7 +38,6 @@ from thumbproxy.web.routes import ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
-CACHE = web.AppKey("cache", TieredCache)
 
 MIB = 1024 * 1024
 
@@ -121,7 +120,6 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         metrics.renders_in_progress.set_function(lambda: min(pool.pending, pool.workers))
         metrics.render_queue_depth.set_function(lambda: max(0, pool.pending - pool.workers))
         app[READINESS] = readiness
-        app[CACHE] = cache
         app[RENDER_POOL] = pool
         app[ARCHIVE] = archive
         app[THUMBNAILER] = thumbnailer
