@@ -124,6 +124,33 @@ async def test_hit_path_of_a_public_frame_makes_no_archive_call(service: Service
     assert service.archive.api_calls == calls
 
 
+async def test_repeated_hits_are_the_same_answer_and_counted(service: Service, frame: dict) -> None:
+    first = await service.get(f"/{frame['basename']}/?image=true&width=90")
+    body = await first.read()
+    for _ in range(3):
+        again = await service.get(f"/{frame['basename']}/?image=true&width=90")
+        assert await again.read() == body
+        assert {k: v for k, v in again.headers.items() if k not in ("Date", "X-Request-ID")} == {
+            k: v for k, v in first.headers.items() if k not in ("Date", "X-Request-ID")}
+    assert count(service, "thumbproxy_cache_requests_total", level="memory", result="hit") == 3
+    other = await service.get(f"/{frame['basename']}/?image=true&width=60")
+    assert await other.read() != body
+
+
+async def test_repeated_hits_stop_once_the_frame_is_no_longer_public(
+    start_service: ServiceFactory, frame: dict
+) -> None:
+    service = await start_service(THUMBPROXY_METADATA_TTL="0.3")
+    for path in (f"/{frame['id']}/?image=true", f"/{frame['basename']}?image=true") * 2:
+        assert (await service.get(path)).status == 200
+    service.archive.record(frame["id"])["public_date"] = FUTURE_DATE
+    await asyncio.sleep(0.4)
+    for path in (f"/{frame['id']}/?image=true", f"/{frame['basename']}?image=true"):
+        response = await service.get(path)
+        assert response.status == 404
+        assert await response.json() == {"message": "Not found"}
+
+
 async def test_proprietary_thumbnail_never_reaches_another_caller(
     service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
     s3_server: MotoS3,

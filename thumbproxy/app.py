@@ -31,6 +31,7 @@ from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
+from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observer, observing
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
@@ -123,6 +124,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[RENDER_POOL] = pool
         app[ARCHIVE] = archive
         app[THUMBNAILER] = thumbnailer
+        app[HOT_ANSWERS] = HotAnswers(archive, cache)
         yield
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.cache.tiered import TieredCache
@@ -30,8 +30,7 @@ Renderer = Callable[[tuple[Frame, ...], RenderOptions], Awaitable[bytes]]
 cached_thumbnail_key = lru_cache(maxsize=65536)(thumbnail_key)
 
 
-@dataclasses.dataclass(frozen=True)
-class Thumbnail:
+class Thumbnail(NamedTuple):
     """A thumbnail's bytes, its cache key, and where it came from."""
 
     key: str

@@ -55,6 +55,10 @@ class CachedArchive:
             "basename", basename, authorization, lambda: self._archive.frame_by_basename(basename, authorization)
         )
 
+    def public_record(self, field: str, value: int | str) -> Frame | None:
+        """The remembered public record found by this lookup ("id" or "basename"), without awaiting anything."""
+        return self._records.get((_PUBLIC, field, value))
+
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
         """Every frame matching the filters, always asked of the archive."""
         return await self._archive.frames(filters, authorization)

@@ -1,5 +1,6 @@
 """Around every request: an id, a JSON answer for any failure, its metrics and its access-log line."""
 
+import itertools
 import logging
 import os
 import re
@@ -35,8 +36,10 @@ class Observer:
         self.metrics.requests.observe(resource.canonical if resource is not None else UNMATCHED_ROUTE, status, seconds)
         if self.access_log is not None:
             served = request.get(SERVED_FROM)
+            # The path as sent, still percent-encoded: decoding it would build a URL object per request.
+            path = request.raw_path.partition("?")[0]
             self.access_log.add(AccessEntry(
-                time.time(), request.method, request.path, status, seconds,
+                time.time(), request.method, path, status, seconds,
                 served.source if served is not None else "-", served is not None and served.coalesced, request_id,
             ))
 
@@ -62,13 +65,16 @@ def _answer_for(request: web.Request, error: Exception) -> web.Response:
 
 def observing(observer: Observer) -> Middleware:
     """The middleware that answers every request, tags it with its id and records it in observer."""
+    # Ids unique across processes and replicas without a random-number syscall per request.
+    process_id = os.urandom(8).hex()
+    numbers = itertools.count()
 
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         request_id = request.headers.get(REQUEST_ID_HEADER)
         if request_id is None or not CLIENT_REQUEST_ID.fullmatch(request_id):
-            request_id = os.urandom(16).hex()
+            request_id = f"{process_id}{next(numbers):016x}"
         try:
             response = await handler(request)
         except Exception as error:

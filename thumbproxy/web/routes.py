@@ -7,8 +7,9 @@ from aiohttp import web
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.colorframes import color_listing_filters, select_rvb
 from thumbproxy.framechecks import FramePolicy, check_frame
-from thumbproxy.thumbnails import Thumbnailer
+from thumbproxy.thumbnails import Thumbnail, Thumbnailer
 from thumbproxy.web import pages
+from thumbproxy.web.hotanswers import HOT_ANSWERS
 from thumbproxy.web.observe import SERVED_FROM
 from thumbproxy.web.operations import add_operations_routes
 from thumbproxy.web.query import ThumbnailQuery, canonical_query, parse_query_string
@@ -38,7 +39,30 @@ async def _color_frames(request: web.Request, frame: Frame) -> list[Frame]:
     return select_rvb(frame, candidates, request.app[COLOR_FILTERS])
 
 
-async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> web.Response:
+def _image(data: bytes) -> web.Response:
+    return web.Response(body=data, content_type="image/jpeg")
+
+
+def _hot_answer(request: web.Request) -> web.Response | None:
+    """The lean hit path: an image answered to this very request line before, still valid, else None."""
+    hot = request.app[HOT_ANSWERS].get(request.raw_path)
+    if hot is None:
+        return None
+    key, data = hot
+    request[SERVED_FROM] = Thumbnail(key, data, "memory")
+    return _image(data)
+
+
+async def _answer(request: web.Request, field: str, value: int | str) -> web.Response:
+    """The thumbnail or its URL, for the frame found by this lookup ("id" or "basename")."""
+    # The raw query from the request line: building a URL object for it costs a hit more than parsing.
+    query = parse_query_string(request.raw_path.partition("?")[2], request.app[MAX_SIZE])
+    authorization = request.headers.get("Authorization")
+    archive = request.app[ARCHIVE]
+    if isinstance(value, int):
+        frame = await archive.frame(value, authorization)
+    else:
+        frame = await archive.frame_by_basename(value, authorization)
     check_frame(frame, request.app[FRAME_POLICY], query.color)
     thumbnailer = request.app[THUMBNAILER]
     # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL works when followed.
@@ -48,38 +72,36 @@ async def _answer(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
         thumbnail = await thumbnailer.thumbnail(frame, query.options)
     request[SERVED_FROM] = thumbnail
     if query.image:
-        return web.Response(body=thumbnail.data, content_type="image/jpeg")
+        if not query.color:
+            request.app[HOT_ANSWERS].remember(request.raw_path, field, value, frame, thumbnail.key)
+        return _image(thumbnail.data)
     url = await thumbnailer.s3_url(thumbnail) or thumbnail_url(request, frame, query)
     return web.json_response({"url": url, "propid": frame.proposal_id})
 
 
-def _query(request: web.Request) -> ThumbnailQuery:
-    # The raw query from the request line: building a URL object for it costs a hit more than parsing.
-    return parse_query_string(request.raw_path.partition("?")[2], request.app[MAX_SIZE])
-
-
 async def by_frame_id(request: web.Request) -> web.Response:
     """Thumbnail of the frame with this archive id."""
-    query = _query(request)
-    frame_id = int(request.match_info["frame_id"])
-    frame = await request.app[ARCHIVE].frame(frame_id, request.headers.get("Authorization"))
-    return await _answer(request, frame, query)
+    hot = _hot_answer(request)
+    return hot if hot is not None else await _answer(request, "id", int(request.match_info["frame_id"]))
 
 
 async def by_basename(request: web.Request) -> web.Response:
     """Thumbnail of the one frame with this basename."""
-    query = _query(request)
-    basename = request.match_info["basename"]
-    frame = await request.app[ARCHIVE].frame_by_basename(basename, request.headers.get("Authorization"))
-    return await _answer(request, frame, query)
+    hot = _hot_answer(request)
+    return hot if hot is not None else await _answer(request, "basename", request.match_info["basename"])
 
 
 def add_routes(app: web.Application) -> None:
-    """Register every route; fixed paths before the patterns that would also match them."""
+    """Register every route.
+
+    aiohttp tries the routes under one path prefix in the order they were added, and every
+    thumbnail route and `/` share the prefix `/`: the thumbnail routes come first, so a hit tries
+    the fewest. Fixed paths such as /healthz are found by their full path before any pattern.
+    """
+    for suffix in ("/", ""):
+        app.router.add_get(f"/{FRAME_ID}{suffix}", by_frame_id)
+        app.router.add_get(f"/{BASENAME}{suffix}", by_basename)
     app.router.add_get("/", pages.index)
     app.router.add_get("/robots.txt", pages.robots)
     app.router.add_get("/favicon.ico", pages.favicon)
     add_operations_routes(app)
-    for suffix in ("/", ""):
-        app.router.add_get(f"/{FRAME_ID}{suffix}", by_frame_id)
-        app.router.add_get(f"/{BASENAME}{suffix}", by_basename)
