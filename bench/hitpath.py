@@ -53,11 +53,20 @@ def wait_for_port(port: int, process: subprocess.Popen, seconds: float = 60.0) -
     raise RuntimeError(f"nothing listening on {port} after {seconds} s")
 
 
+# Servers on the first CPU, wrk on the others: neither steals the other's core, so rounds agree.
+SERVER_CPUS = {0}
+LOAD_CPUS = set(range(1, os.cpu_count() or 1)) or SERVER_CPUS
+
+
+def _on_server_cpus() -> None:
+    os.sched_setaffinity(0, SERVER_CPUS)
+
+
 @contextmanager
 def server(command: list[str], port: int, env: Mapping[str, str]) -> Iterator[str]:
-    """Run a server process until the block ends; yields its base URL."""
+    """Run a server process, on the server CPU, until the block ends; yields its base URL."""
     process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, preexec_fn=_on_server_cpus)
     try:
         wait_for_port(port, process)
         yield f"http://127.0.0.1:{port}"
@@ -76,7 +85,7 @@ def thumbproxy_server(port: int, archive: Path, cache: Path, **env: str) -> Iter
 def wrk(url: str, seconds: float, connections: int) -> float:
     """Requests per second wrk measured; any non-2xx answer is an error."""
     result = subprocess.run(
-        ["wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s", url],
+        ["taskset", "-c", ",".join(map(str, sorted(LOAD_CPUS))), "wrk", "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s", url],
         capture_output=True, text=True, check=True,
     )
     if "Non-2xx" in result.stdout or "Socket errors" in result.stdout:
