@@ -124,6 +124,23 @@ def _log_level(value: Any) -> str:
     return level
 
 
+MIN_SIGNING_KEY_LENGTH = 16
+
+
+def _signing_keys(value: Any) -> tuple[str, ...]:
+    keys = _names(value)
+    if any(len(key) < MIN_SIGNING_KEY_LENGTH for key in keys):
+        raise ValueError(f"each comma-separated key must be at least {MIN_SIGNING_KEY_LENGTH} characters")
+    return keys
+
+
+def _cors_origin(value: Any) -> str:
+    origin = str(value).strip()
+    if origin not in ("", "*") and not (urlsplit(origin).scheme in ("http", "https") and urlsplit(origin).netloc):
+        raise ValueError("must be *, an origin such as https://dashboards.example.org, or empty for none")
+    return origin.rstrip("/")
+
+
 @dataclass(frozen=True)
 class Setting:
     """How one setting is named in the environment and the config file, parsed and defaulted."""
@@ -191,6 +208,24 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a public frame's archive record is reused for every caller"),
     Setting("private_metadata_ttl", "THUMBPROXY_PRIVATE_METADATA_TTL", _seconds, lambda: 60.0,
             "Seconds a proprietary frame's record is reused, for the same Authorization header only"),
+    Setting("max_age", "THUMBPROXY_MAX_AGE", _integer(0), lambda: 604800,
+            "Seconds browsers and CDNs may keep a public frame's thumbnail (Cache-Control max-age)"),
+    Setting("error_max_age", "THUMBPROXY_ERROR_MAX_AGE", _integer(0), lambda: 10,
+            "Seconds browsers and CDNs may keep an error answer"),
+    Setting("cors_origin", "THUMBPROXY_CORS_ORIGIN", _cors_origin, lambda: "*",
+            "Access-Control-Allow-Origin of every answer: *, one origin, or empty for none"),
+    Setting("latest_ttl", "THUMBPROXY_LATEST_TTL", _seconds, lambda: 30.0,
+            "Seconds the newest frame matching a /latest/ query is reused before the archive is asked again"),
+    Setting("max_pending", "THUMBPROXY_MAX_PENDING", _integer(0), lambda: 32,
+            "Renders that may wait for a free worker; past it, requests needing a render get 503 at once"),
+    Setting("request_timeout", "THUMBPROXY_REQUEST_TIMEOUT", _seconds, lambda: 60.0,
+            "Seconds a request may take before it is answered 504 (its render still fills the cache)"),
+    Setting("signing_keys", "THUMBPROXY_SIGNING_KEY", _signing_keys, lambda: (),
+            "Comma-separated keys thumbnail URLs must be signed with (sig=); the first signs; empty: no signing"),
+    Setting("archive_retries", "THUMBPROXY_ARCHIVE_RETRIES", _integer(0, 10), lambda: 3,
+            "Retries of an archive call that failed to connect or answered 502, 503 or 504"),
+    Setting("metadata_stale_ttl", "THUMBPROXY_METADATA_STALE_TTL", _seconds, lambda: 3600.0,
+            "Seconds past its time to live a public record is still used while the archive is failing"),
     Setting("ready_required", "THUMBPROXY_READY_REQUIRED", _readiness_checks, lambda: ("pool",),
             "Readiness checks (disk, pool, s3, archive) whose failure makes /readyz answer 503"),
     Setting("shutdown_timeout", "THUMBPROXY_SHUTDOWN_TIMEOUT", _seconds, lambda: 30.0,
@@ -235,6 +270,15 @@ class Settings:
     download_timeout: float
     metadata_ttl: float
     private_metadata_ttl: float
+    max_age: int
+    error_max_age: int
+    cors_origin: str
+    latest_ttl: float
+    max_pending: int
+    request_timeout: float
+    signing_keys: tuple[str, ...] = field(repr=False)
+    archive_retries: int
+    metadata_stale_ttl: float
     ready_required: tuple[str, ...]
     shutdown_timeout: float
     log_level: str

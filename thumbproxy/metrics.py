@@ -114,3 +114,19 @@ class Metrics:
             "thumbproxy_s3_requests", "S3 calls by operation (get, put, head) and result (ok, miss, error)",
             ["operation", "result"], registry=registry,
         )
+        self.archive_retries = Counter(
+            "thumbproxy_archive_retries", "Archive calls tried again after a connection error, 502, 503 or 504, "
+            "by operation", ["operation"], registry=registry,
+        )
+        self.stale_records = Counter(
+            "thumbproxy_stale_records", "Frame records used past their time to live because the archive was failing",
+            registry=registry,
+        )
+        self.renders_refused = Counter(
+            "thumbproxy_renders_refused", "Requests answered 503 because THUMBPROXY_MAX_PENDING renders were queued",
+            registry=registry,
+        )
+        self.signature_failures = Counter(
+            "thumbproxy_signature_failures", "Requests answered 403 for a missing or wrong sig= (THUMBPROXY_SIGNING_KEY)",
+            registry=registry,
+        )
