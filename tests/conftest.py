@@ -28,9 +28,10 @@ from PIL import Image
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from fakearchive import FakeArchive
+from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.app import create_app
 from thumbproxy.config import load_settings
+from thumbproxy.web.operations import METRICS
 
 WIDE = (300, 400)  # rows, columns: a landscape frame
 
@@ -195,6 +196,10 @@ class Service:
         image.load()
         return image
 
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the service's metrics; 0 for one never counted."""
+        return self.app[METRICS].registry.get_sample_value(name, labels) or 0.0
+
     def temp_files(self) -> list[Path]:
         return [path for path in self.tmp_dir.iterdir()]
 
@@ -285,3 +290,26 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         exit_code = process.wait(timeout=30)
     assert exit_code == 0, "".join(lines)
     assert not any("Traceback" in line for line in lines), "".join(lines)
+
+
+@pytest.fixture
+def s3_settings(s3_server: MotoS3) -> dict[str, str]:
+    """Settings that point the service at the moto S3 server."""
+    return {
+        "AWS_BUCKET": s3_server.bucket,
+        "STORAGE_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": s3_server.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_server.secret_key,
+        "AWS_DEFAULT_REGION": s3_server.region,
+        "THUMBPROXY_S3_ADDRESSING_STYLE": "path",
+        "THUMBPROXY_S3_TIMEOUT": "1",
+    }
+
+
+@pytest.fixture
+def secret(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
+    """A proprietary frame of proposal SECRET-1: alice's token may see it, bob's (of another proposal) not."""
+    path = write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True)
+    fake_archive.add_token("alice", "SECRET-1")
+    fake_archive.add_token("bob", "OTHER-1")
+    return fake_archive.add_frame(path, proposal_id="SECRET-1", public_date=FUTURE_DATE)

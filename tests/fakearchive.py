@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 PAST_DATE = "2020-03-21T10:11:12.000Z"
 FUTURE_DATE = "2999-01-01T00:00:00.000Z"
@@ -113,7 +114,7 @@ class FakeArchive:
         self.base_url = ""
 
     async def start(self) -> None:
-        """Serve on a free port of 127.0.0.1 and set `base_url` (ending in '/')."""
+        """Serve on 127.0.0.1 and set `base_url` (ending in '/'): a free port, or after `close()` the same one again."""
         app = web.Application(middlewares=[self._record_and_inject_faults])
         app.router.add_get("/frames/", self._list_frames)
         app.router.add_get("/frames/{frame_id}/", self._get_frame)
@@ -121,15 +122,18 @@ class FakeArchive:
         # Handlers are cancelled when a client gives up, so slow answers do not delay shutdown.
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        # Same port on a restart: the URLs handed out before (the API root, download URLs) work again.
+        port = URL(self.base_url).port if self.base_url else 0
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         host, port = self._runner.addresses[0][:2]
         self.base_url = f"http://{host}:{port}/"
 
     async def close(self) -> None:
-        """Stop serving."""
+        """Stop serving: open connections are closed and new ones refused, until `start()`."""
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
 
     # Test API ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.metrics import Metrics
 
 PROPOSAL = "LCO2019A-001"
 MEMBER = "Token member-token"
@@ -18,6 +19,7 @@ OTHER_MEMBER = "Token other-member-token"
 OUTSIDER = "Token outsider-token"
 PUBLIC_TTL = 300.0
 PRIVATE_TTL = 60.0
+STALE_TTL = 600.0
 
 
 class FakeClock:
@@ -36,20 +38,25 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
 async def make_cached(
-    fake_archive: FakeArchive, tmp_path: Path, clock: FakeClock
+    fake_archive: FakeArchive, tmp_path: Path, clock: FakeClock, metrics: Metrics
 ) -> AsyncIterator[Callable[..., CachedArchive]]:
     """Build a CachedArchive over an OcsArchive on the fake archive, with the fake clock."""
     fake_archive.add_token("member-token", PROPOSAL)
     fake_archive.add_token("other-member-token", PROPOSAL)
     fake_archive.add_token("outsider-token", "SOMEONE-ELSES")
     async with aiohttp.ClientSession() as session:
-        ocs = OcsArchive(session, fake_archive.base_url, connect_timeout=2.0, timeout=5.0,
-                         download_timeout=5.0, tmp_dir=tmp_path / "tmp", max_fits_bytes=8 * 2**20)
 
-        def make(max_records: int = 10_000) -> CachedArchive:
-            return CachedArchive(ocs, public_ttl=PUBLIC_TTL, private_ttl=PRIVATE_TTL, max_records=max_records,
-                                 clock=clock)
+        def make(max_records: int = 10_000, timeout: float = 5.0) -> CachedArchive:
+            ocs = OcsArchive(session, fake_archive.base_url, connect_timeout=2.0, timeout=timeout,
+                             download_timeout=5.0, tmp_dir=tmp_path / "tmp", max_fits_bytes=8 * 2**20)
+            return CachedArchive(ocs, public_ttl=PUBLIC_TTL, private_ttl=PRIVATE_TTL, stale_ttl=STALE_TTL,
+                                 max_records=max_records, clock=clock, metrics=metrics)
 
         yield make
 
@@ -240,3 +247,131 @@ async def test_close_cancels_lookups_under_way(
         await cached.close()
         with pytest.raises(asyncio.CancelledError):
             await lookup
+
+
+# Stale records ----------------------------------------------------------------------------
+
+
+def stale_answers(metrics: Metrics) -> float:
+    return metrics.registry.get_sample_value("thumbproxy_stale_records_total") or 0.0
+
+
+@pytest.mark.parametrize("fault", [Fault(status=503), Fault(status=500), Fault(delay=10), Fault(body=b"<html>")])
+async def test_a_failing_archive_is_answered_from_a_stale_public_record(
+    make_cached: Callable[..., CachedArchive], fake_archive: FakeArchive, fits_path: Path, clock: FakeClock,
+    metrics: Metrics, fault: Fault, caplog: pytest.LogCaptureFixture,
+) -> None:
+    cached = make_cached(timeout=0.2)
+    record = fake_archive.add_frame(fits_path)
+    first = await cached.frame_by_basename(record["basename"], None)
+    clock.now += PUBLIC_TTL + STALE_TTL - 1
+    fake_archive.api_fault = fault
+
+    assert await cached.frame(record["id"], None) is first
+    assert await cached.frame_by_basename(record["basename"], MEMBER) is first
+
+    assert fake_archive.api_calls == 3
+    assert stale_answers(metrics) == 2
+    # The lean hit path trusts fresh records only; and an outage is one warning, not one per answer.
+    assert cached.public_record("id", record["id"]) is None
+    assert len([line for line in caplog.records if "past their time to live" in line.getMessage()]) == 1
+
+
+async def test_a_record_past_its_stale_time_is_not_answered(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics
+) -> None:
+    frame_id = fake_archive.add_frame(fits_path)["id"]
+    await cached.frame(frame_id, None)
+    clock.now += PUBLIC_TTL + STALE_TTL
+    fake_archive.api_fault = Fault(status=503)
+
+    with pytest.raises(ThumbproxyError) as caught:
+        await cached.frame(frame_id, None)
+
+    assert caught.value.status == 502
+    assert stale_answers(metrics) == 0
+
+
+async def test_a_stale_record_is_replaced_once_the_archive_answers_again(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock
+) -> None:
+    frame_id = fake_archive.add_frame(fits_path)["id"]
+    await cached.frame(frame_id, None)
+    clock.now += PUBLIC_TTL
+    fake_archive.api_fault = Fault(status=503, times=1)
+    await cached.frame(frame_id, None)
+
+    fresh = await cached.frame(frame_id, None)
+
+    assert cached.public_record("id", frame_id) is fresh
+    assert fake_archive.api_calls == 3
+
+
+async def test_a_proprietary_record_is_never_answered_stale(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics
+) -> None:
+    frame_id = fake_archive.add_frame(fits_path, proposal_id=PROPOSAL, public_date=FUTURE_DATE)["id"]
+    await cached.frame(frame_id, MEMBER)
+    clock.now += PRIVATE_TTL
+    fake_archive.api_fault = Fault(status=503)
+
+    with pytest.raises(ThumbproxyError) as caught:
+        await cached.frame(frame_id, MEMBER)
+
+    assert caught.value.status == 502
+    assert stale_answers(metrics) == 0
+
+
+@pytest.mark.parametrize(("fault", "status"), [(Fault(status=401), 401), (Fault(status=403), 403),
+                                               (Fault(status=429), 429)])
+async def test_a_refusal_of_the_caller_is_not_hidden_by_a_stale_record(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics,
+    fault: Fault, status: int,
+) -> None:
+    frame_id = fake_archive.add_frame(fits_path)["id"]
+    await cached.frame(frame_id, None)
+    clock.now += PUBLIC_TTL
+    fake_archive.api_fault = fault
+
+    with pytest.raises(ThumbproxyError) as caught:
+        await cached.frame(frame_id, OUTSIDER)
+
+    assert caught.value.status == status
+    assert stale_answers(metrics) == 0
+
+
+@pytest.mark.parametrize("field", ["id", "basename"])
+async def test_a_frame_the_archive_no_longer_shows_is_never_answered_stale(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics,
+    field: str,
+) -> None:
+    record = fake_archive.add_frame(fits_path)
+    await cached.frame_by_basename(record["basename"], None)
+    clock.now += PUBLIC_TTL
+    # Made proprietary: the archive answers 404 to anyone outside the proposal.
+    record["public_date"] = FUTURE_DATE
+    lookups = {"id": lambda: cached.frame(record["id"], None),
+               "basename": lambda: cached.frame_by_basename(record["basename"], None)}
+    assert await not_found(lookups[field]())
+
+    fake_archive.api_fault = Fault(status=503)
+    for lookup in lookups.values():
+        with pytest.raises(ThumbproxyError) as caught:
+            await lookup()
+        assert caught.value.status == 502
+    assert stale_answers(metrics) == 0
+
+
+async def test_concurrent_lookups_share_one_failing_call_and_each_gets_the_stale_record(
+    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics
+) -> None:
+    frame_id = fake_archive.add_frame(fits_path)["id"]
+    first = await cached.frame(frame_id, None)
+    clock.now += PUBLIC_TTL
+    fake_archive.api_fault = Fault(status=503, delay=0.1)
+
+    frames = await asyncio.gather(*(cached.frame(frame_id, None) for _ in range(10)))
+
+    assert all(frame is first for frame in frames)
+    assert fake_archive.api_calls == 2
+    assert stale_answers(metrics) == 10

@@ -14,7 +14,10 @@ from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.records import MALFORMED_RECORD, frame_from_record, parse_datetime
+from thumbproxy.archive.retry import RetryPolicy
+from thumbproxy.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.metrics import Metrics
 
 MEMBER_TOKEN = "member-token"
 OUTSIDER_TOKEN = "outsider-token"
@@ -474,4 +477,178 @@ async def test_file_is_removed_when_the_consumer_is_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await consumer
 
+    assert files_in(tmp_dir) == []
+
+
+# Retries ----------------------------------------------------------------------------------
+
+
+def no_wait(low: float, high: float) -> float:
+    return low
+
+
+def longest_wait(low: float, high: float) -> float:
+    return high
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def retrying(make_archive: Callable[..., OcsArchive], metrics: Metrics) -> OcsArchive:
+    """An archive client that tries a failing call twice more, without waiting."""
+    return make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+
+
+def retries(metrics: Metrics, operation: str) -> float:
+    return metrics.registry.get_sample_value("thumbproxy_archive_retries_total", {"operation": operation}) or 0.0
+
+
+def calls(metrics: Metrics, operation: str, status: str) -> float:
+    labels = {"operation": operation, "status": status}
+    return metrics.registry.get_sample_value("thumbproxy_archive_requests_total", labels) or 0.0
+
+
+@pytest.mark.parametrize("fault", [Fault(status=502, times=2), Fault(status=503, times=2), Fault(status=504, times=2),
+                                   Fault(truncate=True, times=2)])
+async def test_a_failure_that_may_pass_is_retried_and_counted(
+    retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics, fault: Fault
+) -> None:
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = fault
+
+    assert (await retrying.frame(record["id"], None)).id == record["id"]
+
+    assert fake_archive.api_calls == 3
+    assert retries(metrics, "frame") == 2
+    assert calls(metrics, "frame", "200") == (1 if fault.status else 3)
+
+
+async def test_retries_are_bounded(
+    retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics
+) -> None:
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = Fault(status=503)
+
+    error = await raised(retrying.frame(record["id"], None))
+
+    assert (error.status, error.message) == (502, "The archive failed (HTTP 503)")
+    assert fake_archive.api_calls == 3
+    assert retries(metrics, "frame") == 2
+
+
+@pytest.mark.parametrize(("fault", "status"), [
+    (Fault(status=404), 404),
+    (Fault(status=401), 401),
+    (Fault(status=403), 403),
+    (Fault(status=429), 429),
+    (Fault(status=500), 502),
+    (Fault(body=b"<html><body>Maintenance</body></html>"), 502),
+    (Fault(body=b'{"id": 11245132, "basen'), 502),
+])
+async def test_an_answer_that_would_not_change_is_not_retried(
+    retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics, fault: Fault, status: int
+) -> None:
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = fault
+
+    assert (await raised(retrying.frame(record["id"], None))).status == status
+
+    assert fake_archive.api_calls == 1
+    assert retries(metrics, "frame") == 0
+
+
+async def test_a_timeout_is_not_retried(
+    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, fits_path: Path, metrics: Metrics
+) -> None:
+    archive = make_archive(timeout=0.3, metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = Fault(delay=10)
+
+    started = time.monotonic()
+    assert (await raised(archive.frame(record["id"], None))).status == 504
+
+    assert time.monotonic() - started < 1
+    assert fake_archive.api_calls == 1
+    assert calls(metrics, "frame", "timeout") == 1
+
+
+async def test_a_refused_connection_is_retried(
+    http_session: aiohttp.ClientSession, tmp_dir: Path, metrics: Metrics
+) -> None:
+    archive = OcsArchive(http_session, f"http://127.0.0.1:{free_port()}/", 1.0, 2.0, 2.0, tmp_dir, 2**20,
+                         metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+
+    assert (await raised(archive.frame(1, None))).status == 502
+
+    assert calls(metrics, "frame", "error") == 3
+    assert retries(metrics, "frame") == 2
+
+
+async def test_list_pages_are_retried(
+    retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics
+) -> None:
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = Fault(status=502, times=1)
+
+    assert [frame.id for frame in await retrying.frames({"basename_exact": record["basename"]}, None)] == [record["id"]]
+
+    assert retries(metrics, "list") == 1
+
+
+def test_waits_double_up_to_the_cap_with_full_jitter() -> None:
+    assert [RetryPolicy(base=0.1, cap=2.0, uniform=longest_wait).wait(retry) for retry in range(7)] == pytest.approx(
+        [0.1, 0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    )
+    # Full jitter: anywhere from no wait to the bound, so callers failing together spread out.
+    waits = [RetryPolicy(base=0.1, cap=2.0).wait(10) for _ in range(100)]
+    assert all(0 <= wait <= 2.0 for wait in waits)
+    assert min(waits) < 0.5 and max(waits) > 1.5
+
+
+async def test_retries_stop_before_a_wait_would_pass_the_deadline(
+    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, fits_path: Path, metrics: Metrics
+) -> None:
+    archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=5, base=0.2, cap=0.2, uniform=longest_wait))
+    record = fake_archive.add_frame(fits_path)
+    fake_archive.api_fault = Fault(status=503)
+
+    started = time.monotonic()
+    async with request_deadline(0.5):
+        error = await raised(archive.frame(record["id"], None))
+
+    # Tried at 0, 0.2 and 0.4 s; a third wait would end at 0.6 s, past the deadline: the archive's error, not 504.
+    assert (error.status, fake_archive.api_calls, retries(metrics, "frame")) == (502, 3, 2)
+    assert time.monotonic() - started < 0.5
+
+
+@pytest.mark.parametrize("fault", [Fault(status=503, times=1), Fault(truncate=True, times=1)])
+async def test_a_failed_download_is_retried_from_scratch(
+    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, big_fits: Path, tmp_dir: Path,
+    metrics: Metrics, fault: Fault,
+) -> None:
+    archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+    frame = frame_from_record(fake_archive.add_frame(big_fits))
+    fake_archive.download_fault = fault
+
+    assert await read_fits(archive, frame) == big_fits.read_bytes()
+
+    assert retries(metrics, "download") == 1
+    assert files_in(tmp_dir) == []
+
+
+async def test_a_download_failing_every_time_leaves_no_file(
+    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, big_fits: Path, tmp_dir: Path,
+    metrics: Metrics,
+) -> None:
+    archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+    frame = frame_from_record(fake_archive.add_frame(big_fits))
+    fake_archive.download_fault = Fault(truncate=True)
+
+    error = await raised(read_fits(archive, frame))
+
+    assert (error.status, fake_archive.downloads[frame.id]) == (502, 3)
+    assert "cut short" in error.message
     assert files_in(tmp_dir) == []

@@ -1,5 +1,6 @@
 """Settings precedence, validation, and the documentation of every setting."""
 
+import os
 import re
 import subprocess
 import sys
@@ -95,6 +96,15 @@ def test_colour_filters_are_three_groups() -> None:
 def test_secrets_stay_out_of_repr() -> None:
     settings = load_settings(env={"AWS_SECRET_ACCESS_KEY": "s3cr3t-value"})
     assert "s3cr3t-value" not in repr(settings)
+
+
+def test_a_rejected_signing_key_is_not_repeated() -> None:
+    with pytest.raises(SettingsError) as error:
+        load_settings(env={"THUMBPROXY_SIGNING_KEY": "good-key-of-enough-length,hunter2"}, config_file=os.devnull)
+    assert "THUMBPROXY_SIGNING_KEY" in str(error.value) and "hunter2" not in str(error.value)
+    settings = load_settings(env={"THUMBPROXY_SIGNING_KEY": "k1-of-enough-length, k2-of-enough-length"},
+                             config_file=os.devnull)
+    assert settings.signing_keys == ("k1-of-enough-length", "k2-of-enough-length")
 
 
 def test_every_setting_is_a_settings_field() -> None:

@@ -66,7 +66,7 @@ def render(paths: list[Path], **options) -> tuple[np.ndarray, str]:
     """The thumbnail as an RGB array, row 0 at the top, and how its frames were aligned."""
     thumbnail = render_color_thumbnail(paths, RenderOptions(**options))
     assert isinstance(thumbnail, ColorThumbnail)
-    image = Image.open(io.BytesIO(thumbnail.jpeg))
+    image = Image.open(io.BytesIO(thumbnail.image))
     assert image.format == "JPEG" and image.mode == "RGB"
     return np.asarray(image).astype(float), thumbnail.alignment
 

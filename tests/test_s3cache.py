@@ -20,8 +20,8 @@ from thumbproxy.throttledlog import ThrottledWarning
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.metrics import Metrics
 
-KEY = "42/" + "ab" * 32
-OBJECT_KEY = f"thumbs/{KEY}.jpg"
+KEY = "42/" + "ab" * 32 + ".jpg"
+OBJECT_KEY = f"thumbs/{KEY}"
 JPEG = b"\xff\xd8\xff\xe0 a thumbnail \xff\xd9"
 URL_EXPIRY = 900
 
@@ -101,8 +101,8 @@ def test_object_key_follows_the_prefix() -> None:
         return S3Cache(None, "bucket", prefix, URL_EXPIRY, Metrics().s3_requests).object_key(KEY)
 
     assert key_under("thumbs") == OBJECT_KEY
-    assert key_under("/a/b/") == f"a/b/{KEY}.jpg"
-    assert key_under("") == f"{KEY}.jpg"
+    assert key_under("/a/b/") == f"a/b/{KEY}"
+    assert key_under("") == KEY
 
 
 async def test_presigned_url_serves_the_thumbnail(s3_cache: S3Cache) -> None:

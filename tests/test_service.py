@@ -14,10 +14,7 @@ from PIL import Image
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy.app import RENDER_POOL
 from thumbproxy.tempfiles import temp_path
-from thumbproxy.web.routes import THUMBNAILER
-from workerjobs import die
 
 def assert_json_error(body: dict[str, Any], *words: str) -> None:
     assert set(body) == {"message"}
@@ -81,15 +78,6 @@ async def test_second_identical_request_downloads_nothing(service: Service, fram
     assert json_answer.status == 200
     assert first == second
     assert service.archive.downloads[frame["id"]] == 1
-
-
-async def test_cache_survives_a_restart(start_service: ServiceFactory, frame: dict) -> None:
-    first = await start_service()
-    before = await (await first.get(f"/{frame['id']}/?image=true")).read()
-    await first.client.close()
-    second = await start_service()
-    assert await (await second.get(f"/{frame['id']}/?image=true")).read() == before
-    assert second.archive.downloads[frame["id"]] == 1
 
 
 async def test_new_version_of_a_frame_gets_a_new_thumbnail(
@@ -285,38 +273,11 @@ async def test_proprietary_frame_only_for_its_proposal(
 # Archive failures --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("fault", "status"),
-    [
-        (Fault(status=404), 404),
-        (Fault(status=401), 401),
-        (Fault(status=403), 403),
-        (Fault(status=500), 502),
-        (Fault(status=503), 502),
-        (Fault(body=b"<html>maintenance</html>"), 502),
-        (Fault(truncate=True), 502),
-        (Fault(delay=5), 504),
-    ],
-)
-async def test_archive_failures_map_to_statuses(service: Service, frame: dict, fault: Fault, status: int) -> None:
-    service.archive.api_fault = fault
-    response = await service.get(f"/{frame['id']}/?image=true")
-    assert response.status == status
-    assert_json_error(await response.json())
-
-
 async def test_archive_throttling_keeps_retry_after(service: Service, frame: dict) -> None:
     service.archive.api_fault = Fault(status=429, headers={"Retry-After": "17"})
     response = await service.get(f"/{frame['id']}/")
     assert response.status == 429
     assert response.headers["Retry-After"] == "17"
-
-
-async def test_archive_down_is_502(start_service: ServiceFactory, frame: dict) -> None:
-    service = await start_service(ARCHIVE_API_URL="http://127.0.0.1:9/")
-    response = await service.get(f"/{frame['id']}/")
-    assert response.status == 502
-    assert_json_error(await response.json())
 
 
 # Temporary files ---------------------------------------------------------------------------
@@ -375,22 +336,6 @@ async def test_stale_temp_files_are_swept_at_start(
     unrelated.write_text("keep")
     await start_service()
     assert not dead.exists() and unrelated.exists()
-
-
-# Render workers ----------------------------------------------------------------------------
-
-
-async def test_render_worker_dying_answers_500_then_recovers(service: Service, frame: dict) -> None:
-    thumbnailer = service.app[THUMBNAILER]
-    real_render = thumbnailer.render
-    thumbnailer.render = die
-    response = await service.get(f"/{frame['id']}/?image=true")
-    assert response.status == 500
-    assert_json_error(await response.json(), "render worker")
-    thumbnailer.render = real_render
-    assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
-    assert service.app[RENDER_POOL].worker_pids()
-    assert service.temp_files() == []
 
 
 # Fixed pages -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The application factory: settings in, a wired web.Application out."""
 
 import asyncio
+import math
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -18,24 +19,29 @@ from thumbproxy.archive.base import Archive
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.local import LocalArchive
 from thumbproxy.archive.ocs import OcsArchive
+from thumbproxy.archive.retry import RetryPolicy
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.config import Settings
 from thumbproxy.framechecks import FramePolicy
+from thumbproxy.latest import LatestFrames
 from thumbproxy.metrics import Metrics
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
+from thumbproxy.signing import UrlSigner
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
+from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
 from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observer, observing
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
-from thumbproxy.web.routes import ARCHIVE, COLOR_FILTERS, FRAME_POLICY, MAX_SIZE, PUBLIC_URL, THUMBNAILER, add_routes
+from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
+                                   SIGNATURE_FAILURES, SIGNER, THUMBNAILER, add_routes)
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
@@ -63,6 +69,7 @@ def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Me
         tmp_dir=Path(settings.tmp_dir),
         max_fits_bytes=settings.max_fits_mb * MIB,
         metrics=metrics,
+        retry_policy=RetryPolicy(retries=settings.archive_retries),
     )
 
 
@@ -112,9 +119,10 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if isinstance(raw_archive, LocalArchive):
             app[GALLERY] = Gallery(raw_archive, app[FRAME_POLICY], settings.color_filters)
         archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
-                                private_ttl=settings.private_metadata_ttl)
+                                private_ttl=settings.private_metadata_ttl,
+                                stale_ttl=settings.metadata_stale_ttl, metrics=metrics)
         stack.push_async_callback(archive.close)
-        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics)
+        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending)
         stack.push_async_callback(thumbnailer.close)
         readiness = Readiness(_readiness_checks(cache, pool, archive), settings.ready_required)
         stack.push_async_callback(readiness.close)
@@ -125,6 +133,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[ARCHIVE] = archive
         app[THUMBNAILER] = thumbnailer
         app[HOT_ANSWERS] = HotAnswers(archive, cache)
+        latest = LatestFrames(archive, settings.latest_ttl)
+        stack.push_async_callback(latest.close)
+        app[LATEST] = latest
         yield
 
 
@@ -147,7 +158,10 @@ def create_app(settings: Settings) -> web.Application:
     # One access-log line per request at INFO and below, as for any other log record.
     logs_access = logging.getLogger("thumbproxy.access").isEnabledFor(logging.INFO)
     access_log = AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None
-    app = web.Application(middlewares=[observing(Observer(metrics, access_log))])
+    cache_policy = CachePolicy(settings.max_age, settings.error_max_age, settings.url_expiry,
+                               math.ceil(settings.latest_ttl))
+    app = web.Application(middlewares=[observing(Observer(metrics, access_log), settings.cors_origin,
+                                                 cache_policy.error())])
     app[SETTINGS] = settings
     app[METRICS] = metrics
     if access_log is not None:
@@ -155,6 +169,10 @@ def create_app(settings: Settings) -> web.Application:
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
     app[COLOR_FILTERS] = settings.color_filters
+    app[REQUEST_TIMEOUT] = settings.request_timeout
+    app[SIGNER] = UrlSigner(settings.signing_keys) if settings.signing_keys else None
+    app[SIGNATURE_FAILURES] = metrics.signature_failures
+    app[CACHE_POLICY] = cache_policy
     app[FRAME_POLICY] = FramePolicy(
         required_keys=settings.required_frame_validation_keys,
         valid_types=settings.valid_configuration_types,

@@ -1,4 +1,4 @@
-"""The command line: thumbproxy serve | demo | render."""
+"""The command line: thumbproxy serve | demo | render | sign."""
 
 import argparse
 import sys
@@ -10,9 +10,10 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDict
 
-from thumbproxy.config import Settings, SettingsError, load_settings
+from thumbproxy.config import MIN_SIGNING_KEY_LENGTH, Settings, SettingsError, load_settings
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.logs import configure_logging
+from thumbproxy.signing import signed_url
 
 DEMO_HOST = "127.0.0.1"
 
@@ -38,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("median", "progressive"):
         render.add_argument(f"--{flag}", action="store_const", const="true")
     render.add_argument("--config", help="config file")
+
+    sign = commands.add_parser("sign", help="print a thumbnail URL signed with the signing key")
+    sign.add_argument("url", help="absolute URL or path, e.g. https://host/123/?image=true&width=300")
+    sign.add_argument("--key", help="key to sign with (default: the first of THUMBPROXY_SIGNING_KEY)")
+    sign.add_argument("--config", help="config file")
     return parser
 
 
@@ -65,6 +71,8 @@ def _demo(settings: Settings) -> None:
                   # The red frame of the R, V, B triple: a colour composite of its request.
                   f"  {base}/{basenames[3]}/?image=true&color=true&width=500&height=500",
                   f"  {base}/{basenames[3]}/?image=true&color=true&stretch=lupton&width=500&height=500",
+                  # What a dashboard panel shows: the site's newest frame.
+                  f"  {base}/latest/?site_id=ogg&image=true&width=500&height=500",
                   "(Ctrl-C to stop)"]
         print("\n".join(lines), flush=True)
 
@@ -86,6 +94,23 @@ def _render(arguments: argparse.Namespace, settings: Settings) -> None:
     print(output)
 
 
+def _sign(url: str, key: str | None) -> int:
+    """Print the URL signed with this key; returns the exit status (2: no key or not a URL)."""
+    if not key:
+        print("thumbproxy: no signing key: give --key or set THUMBPROXY_SIGNING_KEY", file=sys.stderr)
+        return 2
+    if len(key) < MIN_SIGNING_KEY_LENGTH:
+        # The server refuses shorter keys, so a URL signed with one could never be served.
+        print(f"thumbproxy: --key: must be at least {MIN_SIGNING_KEY_LENGTH} characters", file=sys.stderr)
+        return 2
+    try:
+        print(signed_url(url, key))
+    except ValueError as error:
+        print(f"thumbproxy: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `thumbproxy` command; returns the exit status."""
     arguments = _parser().parse_args(argv)
@@ -97,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"thumbproxy: {error}", file=sys.stderr)
         return 2
+    if arguments.command == "sign":
+        return _sign(arguments.url, arguments.key or (settings.signing_keys[0] if settings.signing_keys else None))
     configure_logging(settings.log_level, settings.log_format)
     try:
         if arguments.command == "serve":

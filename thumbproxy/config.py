@@ -150,6 +150,8 @@ class Setting:
     parse: Callable[[Any], Any]
     default: Callable[[], Any]
     help: str
+    # A secret's rejected value is never repeated in the error: it would end up in logs.
+    secret: bool = False
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -165,7 +167,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("storage_url", "STORAGE_URL", _optional_http_url, lambda: "",
             "Endpoint of an S3-compatible store; empty means AWS"),
     Setting("s3_prefix", "THUMBPROXY_S3_PREFIX", _text, lambda: "thumbnails",
-            "Key prefix of thumbnails in the bucket (objects are `<prefix>/<frame id>/<key>.jpg`)"),
+            "Key prefix of thumbnails in the bucket (objects are `<prefix>/<frame id>/<key>.<jpg|png|webp>`)"),
     Setting("s3_addressing_style", "THUMBPROXY_S3_ADDRESSING_STYLE", _addressing_style, lambda: "auto",
             "S3 addressing: auto, virtual or path (path for most MinIO and Ceph set-ups)"),
     Setting("s3_timeout", "THUMBPROXY_S3_TIMEOUT", _seconds, lambda: 5.0,
@@ -221,7 +223,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("request_timeout", "THUMBPROXY_REQUEST_TIMEOUT", _seconds, lambda: 60.0,
             "Seconds a request may take before it is answered 504 (its render still fills the cache)"),
     Setting("signing_keys", "THUMBPROXY_SIGNING_KEY", _signing_keys, lambda: (),
-            "Comma-separated keys thumbnail URLs must be signed with (sig=); the first signs; empty: no signing"),
+            "Comma-separated keys thumbnail URLs must be signed with (sig=); the first signs; empty: no signing",
+            secret=True),
     Setting("archive_retries", "THUMBPROXY_ARCHIVE_RETRIES", _integer(0, 10), lambda: 3,
             "Retries of an archive call that failed to connect or answered 502, 503 or 504"),
     Setting("metadata_stale_ttl", "THUMBPROXY_METADATA_STALE_TTL", _seconds, lambda: 3600.0,
@@ -322,7 +325,8 @@ def load_settings(
                 try:
                     values[setting.field] = setting.parse(source[name])
                 except ValueError as error:
-                    raise SettingsError(f"{setting.env}: {error} (got {source[name]!r})") from None
+                    given = "" if setting.secret else f" (got {source[name]!r})"
+                    raise SettingsError(f"{setting.env}: {error}{given}") from None
                 break
         else:
             values[setting.field] = setting.default()

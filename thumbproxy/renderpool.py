@@ -62,6 +62,11 @@ class RenderPool:
         finally:
             self.pending -= 1
 
+    @property
+    def queued(self) -> int:
+        """Jobs waiting for a free worker."""
+        return max(0, self.pending - self.workers)
+
     def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         # Many requests can see the same breakage; only the first replaces the executor.
         if self._executor is broken:

@@ -3,6 +3,7 @@
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
@@ -26,8 +27,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Renderer = Callable[[tuple[Frame, ...], RenderOptions], Awaitable[bytes]]
 
+MAX_RETRY_AFTER_SECONDS = 60
+# Weight of the newest render in the running average of render time.
+RENDER_SECONDS_WEIGHT = 0.1
+
 # Hits ask for the same few keys over and over: hashing them once is part of a lean hit path.
 cached_thumbnail_key = lru_cache(maxsize=65536)(thumbnail_key)
+
+
+def _for_frames(frames: Sequence[Frame], options: RenderOptions) -> RenderOptions:
+    # Spectra carry only a prototype WCS: they are not turned north up.
+    if len(frames) == 1 and is_spectrum(frames[0]):
+        return dataclasses.replace(options, spectrum=True)
+    return options
 
 
 class Thumbnail(NamedTuple):
@@ -50,26 +62,31 @@ class Thumbnailer:
         files: SharedFitsFiles,
         pool: RenderPool,
         metrics: Metrics,
+        max_pending: int,
         render: Callable[[str, RenderOptions], bytes] = render_thumbnail,
     ) -> None:
+        """At most `max_pending` renders wait for a worker; past that, a request needing one is refused (503)."""
         self._cache = cache
         self._files = files
         self._pool = pool
         self._metrics = metrics
+        self._max_pending = max_pending
+        # Recent render time, for the Retry-After of a refusal.
+        self._render_seconds = 1.0
         self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
         # Module-level function: it is pickled by name into a pool worker.
         self.render = render
 
-    async def thumbnail(self, frame: Frame, options: RenderOptions) -> Thumbnail:
-        """The thumbnail of one frame, from the first cache level holding it, else rendered once."""
-        if is_spectrum(frame):
-            options = dataclasses.replace(options, spectrum=True)
-        return await self._thumbnail((frame,), ((frame.id, frame.version),), options, self._render_mono)
+    def key(self, frames: Sequence[Frame], options: RenderOptions) -> str:
+        """The cache key of the thumbnail of one frame, or of the red, visual and blue frames' composite."""
+        return cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), _for_frames(frames, options))
 
-    async def color_thumbnail(self, frames: Sequence[Frame], options: RenderOptions) -> Thumbnail:
-        """The colour composite of the red, visual and blue frames, cached like a single frame's."""
-        versions = tuple((frame.id, frame.version) for frame in frames)
-        return await self._thumbnail(tuple(frames), versions, options, self._render_color)
+    async def thumbnail(self, frames: Sequence[Frame], options: RenderOptions) -> Thumbnail:
+        """The thumbnail of one frame, or the composite of three, from the first cache level holding it,
+        else rendered once."""
+        options = _for_frames(frames, options)
+        render = self._render_mono if len(frames) == 1 else self._render_color
+        return await self._thumbnail(tuple(frames), options, render)
 
     async def s3_url(self, thumbnail: Thumbnail) -> str | None:
         """A pre-signed URL of the thumbnail in S3, stored there first if need be; None without S3."""
@@ -81,10 +98,8 @@ class Thumbnailer:
         """Stop work still under way at shutdown."""
         await self._flights.close()
 
-    async def _thumbnail(
-        self, frames: tuple[Frame, ...], versions: tuple[tuple[int, str], ...], options: RenderOptions, render: Renderer
-    ) -> Thumbnail:
-        key = cached_thumbnail_key(versions, options)
+    async def _thumbnail(self, frames: tuple[Frame, ...], options: RenderOptions, render: Renderer) -> Thumbnail:
+        key = cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), options)
         hot = self._cache.memory_hit(key)
         if hot is not None:
             return Thumbnail(key, hot, "memory")
@@ -101,10 +116,21 @@ class Thumbnailer:
         found = await self._cache.get(key)
         if found is not None:
             return found
+        self._admit()
         thumbnail = await render(frames, options)
         # The S3 upload may finish after the answer; a JSON answer waits for it in s3_url.
         await self._cache.put(key, thumbnail, wait_for_s3=False)
         return thumbnail, "render"
+
+    def _admit(self) -> None:
+        """Refuse a render at once when the pool's queue is full, rather than let requests pile up."""
+        # This render would wait behind pending - workers others: admitted while that is within the bound.
+        if self._pool.pending - self._pool.workers < self._max_pending:
+            return
+        self._metrics.renders_refused.inc()
+        wait = math.ceil(self._render_seconds * (self._pool.queued + 1) / self._pool.workers)
+        raise ThumbproxyError(503, "Too many thumbnails are being rendered; please retry shortly",
+                              {"Retry-After": str(min(max(wait, 1), MAX_RETRY_AFTER_SECONDS))})
 
     async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with self._files.fits_file(frames[0]) as fits_path:
@@ -123,7 +149,7 @@ class Thumbnailer:
         self._metrics.color_alignments.labels(method=composite.alignment).inc()
         if composite.alignment == "none":
             log.warning("colour frames %s could not be aligned", [frame.id for frame in frames])
-        return composite.jpeg
+        return composite.image
 
     async def _in_pool(self, kind: str, function: Callable[..., T], *args: Any) -> T:
         result = "error"
@@ -135,5 +161,7 @@ class Thumbnailer:
         except RenderError as error:
             raise ThumbproxyError(422, str(error)) from None
         finally:
+            seconds = time.perf_counter() - started
+            self._render_seconds += RENDER_SECONDS_WEIGHT * (seconds - self._render_seconds)
             self._metrics.renders.labels(kind=kind, result=result).inc()
-            self._metrics.render_duration.labels(kind=kind).observe(time.perf_counter() - started)
+            self._metrics.render_duration.labels(kind=kind).observe(seconds)

@@ -1,9 +1,10 @@
 """The frame record and the small interface every archive implementation offers."""
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -31,6 +32,19 @@ class Frame:
     # Newest version_set entry's md5 (or key): a re-processed frame gets a new thumbnail.
     version: str
     record: Mapping[str, Any] = field(repr=False, compare=False)
+
+    def is_public(self) -> bool:
+        """Whether everyone may see the frame now: its public date has passed."""
+        return self.public_date is not None and self.public_date <= datetime.now(UTC)
+
+
+def caller_scope(authorization: str | None) -> str | None:
+    """Whose view of the archive an answer is: None for anonymous callers, else a hash of the exact
+    Authorization header, so the credential itself is never kept."""
+    if authorization is None:
+        return None
+    # surrogateescape: how aiohttp decodes header bytes that are not UTF-8.
+    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
 
 
 def only_frame(matches: Sequence[Frame]) -> Frame:

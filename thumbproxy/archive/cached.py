@@ -3,18 +3,30 @@
 A public frame (``public_date`` in the past) is visible to everyone, so its record is shared by
 all callers. A proprietary record is remembered only for the caller whose credentials fetched
 it, under a hash of their Authorization header, and never for an anonymous caller.
+
+While the archive is failing (5xx, timeout, no connection), a public record past its time to
+live is still answered for a while ("stale"); a proprietary one never is, and a record the
+archive has answered 404 for is forgotten at once.
 """
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from thumbproxy.archive.base import Archive, Frame
+from thumbproxy.errors import ThumbproxyError
+from thumbproxy.metrics import Metrics
 from thumbproxy.singleflight import SingleFlight
+from thumbproxy.throttledlog import ThrottledWarning
+
+logger = logging.getLogger(__name__)
+
+# An outage answered from stale records is worth a line a minute, not one per request.
+STALE_WARNING_INTERVAL = 60.0
 
 # Whose records an entry holds: _PUBLIC, or the hash of one caller's Authorization header.
 _PUBLIC = "public"
@@ -22,6 +34,8 @@ _PUBLIC = "public"
 _Key = tuple[str, str, int | str]
 # A lookup in flight: the caller's scope (None for anonymous), then what is looked up.
 _FlightKey = tuple[str | None, str, int | str]
+# When an entry stops being fresh, when it stops being usable at all, and the record.
+_Entry = tuple[float, float, Frame]
 
 
 class CachedArchive:
@@ -32,18 +46,25 @@ class CachedArchive:
         archive: Archive,
         public_ttl: float = 300.0,
         private_ttl: float = 60.0,
+        stale_ttl: float = 0.0,
         max_records: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         """Public records are kept `public_ttl` seconds, a caller's proprietary ones `private_ttl`.
 
-        At most `max_records` entries (one per id or basename) are kept, least recently used dropped first.
+        A public record stays usable `stale_ttl` seconds more, answered only when asking the
+        archive again fails with a 5xx (counted in `metrics.stale_records`). At most
+        `max_records` entries (one per id or basename) are kept, least recently used dropped first.
         """
         self._archive = archive
         self._public_ttl = public_ttl
         self._private_ttl = private_ttl
+        self._stale_ttl = stale_ttl
         self._records = _ExpiringRecords(max_records, clock)
         self._flights: SingleFlight[_FlightKey, Frame] = SingleFlight()
+        self._stale_records = (metrics or Metrics()).stale_records
+        self._stale_warning = ThrottledWarning(logger, STALE_WARNING_INTERVAL)
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing or not visible to the caller."""
@@ -56,7 +77,10 @@ class CachedArchive:
         )
 
     def public_record(self, field: str, value: int | str) -> Frame | None:
-        """The remembered public record found by this lookup ("id" or "basename"), without awaiting anything."""
+        """The remembered public record found by this lookup ("id" or "basename"), without awaiting anything.
+
+        Only a record within its time to live: a stale one is never answered without asking the archive first.
+        """
         return self._records.get((_PUBLIC, field, value))
 
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
@@ -90,49 +114,87 @@ class CachedArchive:
             self._remember(frame, scope, field, value)
             return frame
 
-        frame, _ = await self._flights.run((scope, field, value), fetch_and_remember)
+        try:
+            frame, _ = await self._flights.run((scope, field, value), fetch_and_remember)
+        except ThumbproxyError as error:
+            return self._instead_of(error, field, value)
         return frame
+
+    def _instead_of(self, error: ThumbproxyError, field: str, value: int | str) -> Frame:
+        """The stale public record answered instead of an archive failure, else `error` raised."""
+        stale = self._records.usable((_PUBLIC, field, value))
+        if stale is None:
+            raise error
+        if error.status == 404:
+            # Gone or no longer public: no record of the frame may be answered again, by id or basename.
+            self._records.forget(_PUBLIC, stale.id)
+            raise error
+        # 4xx other than 404 say nothing about the archive's health (a bad token, throttling).
+        if error.status < 500:
+            raise error
+        self._stale_records.inc()
+        self._stale_warning.warn("archive failing (%d: %s): answering frame records past their time to live",
+                                 error.status, error.message)
+        return stale
 
     def _remember(self, frame: Frame, scope: str | None, field: str, value: int | str) -> None:
         """Keep a fetched record for everyone if public, else for its caller alone (never anonymous)."""
-        if _is_public(frame):
-            scope, ttl = _PUBLIC, self._public_ttl
+        if frame.is_public():
+            scope, ttl, stale_ttl = _PUBLIC, self._public_ttl, self._stale_ttl
         elif scope is not None:
-            ttl = self._private_ttl
+            ttl, stale_ttl = self._private_ttl, 0.0
         else:
             return
         # A frame found by basename is also the answer to a lookup of its id; not the reverse,
         # since the archive refuses a basename that several frames share.
         for key in {(scope, field, value), (scope, "id", frame.id)}:
-            self._records.put(key, frame, ttl)
+            self._records.put(key, frame, ttl, stale_ttl)
 
 
 class _ExpiringRecords:
-    """Frame records that expire after a time to live, at most `max_records`, least recently used dropped."""
+    """Frame records that expire after a time to live, at most `max_records`, least recently used dropped.
+
+    An expired record is kept for its stale time more, for `usable` alone.
+    """
 
     def __init__(self, max_records: int, clock: Callable[[], float]) -> None:
         self._max_records = max_records
         self._clock = clock
-        self._entries: OrderedDict[_Key, tuple[float, Frame]] = OrderedDict()
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
 
     def get(self, key: _Key) -> Frame | None:
-        """The record kept under `key`, unless missing or expired."""
+        """The record kept under `key`, unless missing or past its time to live."""
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, frame = entry
-        if self._clock() >= expires:
-            del self._entries[key]
+        fresh_until, usable_until, frame = entry
+        now = self._clock()
+        if now >= fresh_until:
+            if now >= usable_until:
+                del self._entries[key]
             return None
         self._entries.move_to_end(key)
         return frame
 
-    def put(self, key: _Key, frame: Frame, ttl: float) -> None:
-        """Keep `frame` under `key` for `ttl` seconds."""
-        self._entries[key] = (self._clock() + ttl, frame)
+    def usable(self, key: _Key) -> Frame | None:
+        """The record kept under `key`, even past its time to live, until its stale time has passed too."""
+        entry = self._entries.get(key)
+        if entry is None or self._clock() >= entry[1]:
+            return None
+        return entry[2]
+
+    def put(self, key: _Key, frame: Frame, ttl: float, stale_ttl: float) -> None:
+        """Keep `frame` under `key`: fresh for `ttl` seconds, usable by `usable` for `stale_ttl` more."""
+        now = self._clock()
+        self._entries[key] = (now + ttl, now + ttl + stale_ttl, frame)
         self._entries.move_to_end(key)
         while len(self._entries) > self._max_records:
             self._entries.popitem(last=False)
+
+    def forget(self, scope: str, frame_id: int) -> None:
+        """Drop every record of this frame kept for `scope`, whatever it was looked up by."""
+        for key in [key for key, (_, _, frame) in self._entries.items() if key[0] == scope and frame.id == frame_id]:
+            del self._entries[key]
 
 
 def _scope_of(authorization: str | None) -> str | None:
@@ -141,8 +203,3 @@ def _scope_of(authorization: str | None) -> str | None:
         return None
     # surrogateescape: how aiohttp decodes header bytes that are not UTF-8.
     return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def _is_public(frame: Frame) -> bool:
-    """Whether everyone may see the frame now: its public date has passed."""
-    return frame.public_date is not None and frame.public_date <= datetime.now(UTC)

@@ -4,10 +4,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -15,10 +15,12 @@ from yarl import URL
 from thumbproxy import tempfiles
 from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, only_frame
 from thumbproxy.archive.records import frame_from_record
+from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveError
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PAGE_SIZE = 1000
 TIMEOUT_MESSAGE = "Timeout while accessing resource"
@@ -28,6 +30,8 @@ _WRITE_BATCH_BYTES = 1024 * 1024
 # An archive error body longer than this is not a short detail worth showing a client.
 _DETAIL_BYTES = 2048
 _DETAIL_CHARACTERS = 200
+# Statuses of a proxy or server in front of the archive (or of its file storage) that usually pass.
+_TRANSIENT_STATUSES = frozenset({502, 503, 504})
 
 
 class OcsArchive:
@@ -43,10 +47,13 @@ class OcsArchive:
         tmp_dir: Path,
         max_fits_bytes: int,
         metrics: Metrics | None = None,
+        retry_policy: RetryPolicy = NO_RETRIES,
     ) -> None:
         """`base_url` ends with '/'; `timeout` bounds each API call, `download_timeout` each FITS download.
 
         Calls are counted and timed in `metrics` (a registry of their own if none is given).
+        Frame, list and download calls that fail to connect, are cut short or answer 502, 503 or
+        504 are tried again as `retry_policy` allows (by default, not at all); timeouts are not.
         """
         self._session = session
         self._frames_url = URL(base_url) / "frames" / ""
@@ -55,6 +62,7 @@ class OcsArchive:
         self._tmp_dir = tmp_dir
         self._max_fits_bytes = max_fits_bytes
         self._metrics = metrics or Metrics()
+        self._retry_policy = retry_policy
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing or not visible to the caller."""
@@ -99,7 +107,10 @@ class OcsArchive:
             await asyncio.shield(asyncio.to_thread(tempfiles.remove, path))
 
     async def reachable(self) -> bool:
-        """Whether the archive API answers at all (any status below 500), asked anonymously."""
+        """Whether the archive API answers at all (any status below 500), asked anonymously and once.
+
+        Not retried: readiness reports the archive as it is now.
+        """
         try:
             async with self._observed("probe") as call, self._session.get(
                 self._frames_url.with_query(limit="1"), timeout=self._api_timeout
@@ -123,8 +134,23 @@ class OcsArchive:
             self._metrics.archive_requests.labels(operation=operation, status=call.status).inc()
             self._metrics.archive_request_duration.labels(operation=operation).observe(time.perf_counter() - started)
 
+    async def _retried(self, operation: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()` under the retry policy, each retry counted by operation."""
+        return await self._retry_policy.run(
+            attempt, lambda: self._metrics.archive_retries.labels(operation=operation).inc()
+        )
+
     async def _get_json(self, operation: str, url: URL, authorization: str | None) -> Any:
-        """The decoded JSON body of a successful API GET; archive failures become ThumbproxyError."""
+        """The decoded JSON body of a successful API GET, retried; archive failures become ThumbproxyError."""
+        body = await self._retried(operation, lambda: self._get_body(operation, url, authorization))
+        try:
+            return json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            logger.warning("archive API %s answered 200 with a body that is not JSON", url.path)
+            raise ThumbproxyError(502, "The archive answered with something that is not JSON") from None
+
+    async def _get_body(self, operation: str, url: URL, authorization: str | None) -> bytes:
+        """The body of one successful API GET; archive failures become ThumbproxyError."""
         headers = {"Authorization": authorization} if authorization is not None else {}
         try:
             async with self._observed(operation) as call, self._session.get(
@@ -133,19 +159,27 @@ class OcsArchive:
                 call.status = str(response.status)
                 if response.status != 200:
                     await _raise_for_api_status(response)
-                body = await response.read()
+                return await response.read()
         except (TimeoutError, aiohttp.ClientError) as error:
             _raise_for_transport_error(error, "archive API", url)
-        try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            logger.warning("archive API %s answered 200 with a body that is not JSON", url.path)
-            raise ThumbproxyError(502, "The archive answered with something that is not JSON") from None
 
     async def _download(self, url: str, path: Path) -> None:
-        """Stream a pre-signed URL to `path`, refusing files larger than the configured maximum."""
+        """Stream a pre-signed URL to `path`, retried, refusing files larger than the configured maximum."""
         # encoded=True: re-quoting would break the URL's signature.
         signed_url = URL(url, encoded=True)
+
+        async def attempt() -> None:
+            try:
+                await self._download_once(signed_url, path)
+            except TransientArchiveError:
+                # The next attempt creates the file anew, and none may be left if there is no next one.
+                await asyncio.to_thread(tempfiles.remove, path)
+                raise
+
+        await self._retried("download", attempt)
+
+    async def _download_once(self, signed_url: URL, path: Path) -> None:
+        """One attempt at streaming a pre-signed URL to a new file at `path`."""
         try:
             # No Authorization: the URL carries its own, and the caller's token must not leave the API.
             async with self._observed("download") as call, self._session.get(
@@ -154,7 +188,7 @@ class OcsArchive:
                 call.status = str(response.status)
                 if response.status != 200:
                     logger.warning("FITS download from %s failed with HTTP %d", signed_url.host, response.status)
-                    raise ThumbproxyError(502, f"The archive's file storage failed (HTTP {response.status})")
+                    raise _failed(response.status, f"The archive's file storage failed (HTTP {response.status})")
                 if response.content_length is not None and response.content_length > self._max_fits_bytes:
                     raise self._too_large()
                 await self._stream_to_file(response, path)
@@ -214,9 +248,15 @@ async def _raise_for_api_status(response: aiohttp.ClientResponse) -> NoReturn:
         raise ThumbproxyError(429, "Too many requests to the archive", headers)
     logger.warning("archive API %s answered HTTP %d", response.url.path, status)
     if status >= 500:
-        raise ThumbproxyError(502, f"The archive failed (HTTP {status})")
+        raise _failed(status, f"The archive failed (HTTP {status})")
     # Any other 4xx means this service or the archive is wrong, not the client.
     raise ThumbproxyError(502, f"The archive rejected the request (HTTP {status})")
+
+
+def _failed(status: int, message: str) -> ThumbproxyError:
+    """The 502 for an archive (or its file storage) that answered `status`: transient for 502, 503, 504."""
+    failure = TransientArchiveError if status in _TRANSIENT_STATUSES else ThumbproxyError
+    return failure(502, message)
 
 
 async def _short_detail(response: aiohttp.ClientResponse) -> str | None:
@@ -237,11 +277,18 @@ async def _short_detail(response: aiohttp.ClientResponse) -> str | None:
 
 
 def _raise_for_transport_error(error: BaseException, what: str, url: URL) -> NoReturn:
-    """Map a timeout or connection failure talking to `what` to 504 or 502, without internal URLs."""
+    """Map a timeout or connection failure talking to `what` to 504 or 502, without internal URLs.
+
+    A timeout is final: the attempt already used its whole time, and trying again would double
+    the wait and the load on a struggling archive. A refused, reset or dropped connection is
+    transient.
+    """
     if isinstance(error, TimeoutError):
         logger.warning("timeout talking to the %s at %s", what, url.host)
         raise ThumbproxyError(504, TIMEOUT_MESSAGE) from None
     logger.warning("failed talking to the %s at %s: %s", what, url.host, type(error).__name__)
+    dropped = isinstance(error, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError)
+    failure = TransientArchiveError if dropped else ThumbproxyError
     if isinstance(error, aiohttp.ClientPayloadError):
-        raise ThumbproxyError(502, f"The {what} failed: its answer was cut short") from None
-    raise ThumbproxyError(502, f"The {what} failed to answer") from None
+        raise failure(502, f"The {what} failed: its answer was cut short") from None
+    raise failure(502, f"The {what} failed to answer") from None

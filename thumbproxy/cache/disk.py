@@ -16,16 +16,26 @@ PROBE_KEY = "readiness-probe"
 
 
 class DiskCache:
-    """diskcache behind an async get/put; its SQLite and file I/O runs in threads."""
+    """diskcache behind an async get/put; its SQLite and file I/O runs in threads.
+
+    A directory that cannot be opened (read-only, full, not a directory) leaves the level out:
+    every read is a miss, every write a no-op, and readiness reports the disk as failing.
+    """
 
     def __init__(self, directory: Path, size_limit_bytes: int) -> None:
-        self._cache = diskcache.Cache(
-            str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used"
-        )
         self._failure_warning = ThrottledWarning(log, WARN_INTERVAL_SECONDS)
+        self._cache: diskcache.Cache | None = None
+        try:
+            self._cache = diskcache.Cache(
+                str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used"
+            )
+        except Exception as error:
+            self._failure_warning.warn("disk cache %s cannot be opened, serving without it: %r", directory, error)
 
     async def get(self, key: str) -> bytes | None:
         """The thumbnail under key, or None; a failing disk reads as a miss."""
+        if self._cache is None:
+            return None
         try:
             return await asyncio.to_thread(self._cache.get, key)
         except Exception as error:
@@ -34,6 +44,8 @@ class DiskCache:
 
     async def put(self, key: str, thumbnail: bytes) -> bool:
         """Store a thumbnail; a full or unwritable disk is logged and answers False, never raises."""
+        if self._cache is None:
+            return False
         try:
             return await asyncio.to_thread(self._cache.set, key, thumbnail)
         except Exception as error:
@@ -47,4 +59,5 @@ class DiskCache:
 
     def close(self) -> None:
         """Release the cache's database connections."""
-        self._cache.close()
+        if self._cache is not None:
+            self._cache.close()

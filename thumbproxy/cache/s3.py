@@ -7,6 +7,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
+from thumbproxy.formats import media_type
 from thumbproxy.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
@@ -16,7 +17,6 @@ Result = Literal["ok", "miss", "error"]
 
 # The key covers the frame version and every render option, so an object never changes once written.
 CACHE_CONTROL = "public, max-age=31536000, immutable"
-CONTENT_TYPE = "image/jpeg"
 # HEAD answers a bare status, GET a NoSuchKey document; both mean "not stored".
 _MISSING_CODES = frozenset({"404", "NoSuchKey"})
 
@@ -29,7 +29,7 @@ class S3Read(NamedTuple):
 
 
 class S3Cache:
-    """Thumbnails in one bucket under `<prefix>/<frame id>/<digest>.jpg`, over a client the app owns.
+    """Thumbnails in one bucket under `<prefix>/<frame id>/<digest>.<ext>`, over a client the app owns.
 
     Every method degrades instead of raising: an unreachable, slow or failing S3 reads as a miss and
     a failed write as False. Slowness is bounded by the client's own connect/read timeouts.
@@ -52,8 +52,8 @@ class S3Cache:
         self._failure_warning = ThrottledWarning(log, warn_interval)
 
     def object_key(self, key: str) -> str:
-        """The object key of thumbnail `key`: `<prefix>/<key>.jpg`, or `<key>.jpg` without a prefix."""
-        return f"{self._prefix}/{key}.jpg" if self._prefix else f"{key}.jpg"
+        """The object key of thumbnail `key`: `<prefix>/<key>`, or the key itself without a prefix."""
+        return f"{self._prefix}/{key}" if self._prefix else key
 
     async def read(self, key: str) -> S3Read:
         """GET the thumbnail, telling a missing object ("miss") from a failing S3 ("error")."""
@@ -71,14 +71,14 @@ class S3Cache:
         return (await self.read(key)).thumbnail
 
     async def put(self, key: str, thumbnail: bytes) -> bool:
-        """Store a thumbnail as an immutable JPEG object; False when S3 fails (never raises)."""
+        """Store a thumbnail as an immutable object of its media type; False when S3 fails (never raises)."""
 
         async def upload() -> None:
             await self._client.put_object(
                 Bucket=self._bucket,
                 Key=self.object_key(key),
                 Body=thumbnail,
-                ContentType=CONTENT_TYPE,
+                ContentType=media_type(key),
                 CacheControl=CACHE_CONTROL,
             )
 

@@ -22,7 +22,7 @@ from thumbproxy.render.warp import warp
 class ColorThumbnail:
     """A colour thumbnail and how its frames were lined up: "wcs", "registration" or "none"."""
 
-    jpeg: bytes
+    image: bytes
     alignment: str
 
 

@@ -1,12 +1,19 @@
-"""Encode a thumbnail as JPEG bytes."""
+"""Encode a thumbnail as JPEG, PNG or WebP bytes."""
 
 import io
 
 from PIL import Image
 
+from thumbproxy.render.options import RenderOptions
 
-def encode_jpeg(image: Image.Image, quality: int, progressive: bool) -> bytes:
-    """JPEG bytes of image at the given quality (1-95 useful), progressive if asked."""
+
+def encode(image: Image.Image, options: RenderOptions) -> bytes:
+    """The image in options.format: JPEG and WebP at options.quality (1-95 useful), JPEG progressive if asked."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality, progressive=progressive)
+    if options.format == "png":
+        image.save(buffer, format="PNG")
+    elif options.format == "webp":
+        image.save(buffer, format="WEBP", quality=options.quality)
+    else:
+        image.save(buffer, format="JPEG", quality=options.quality, progressive=options.progressive)
     return buffer.getvalue()

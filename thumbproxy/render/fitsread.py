@@ -1,21 +1,32 @@
-"""Find the image a user means in a FITS file and read it into memory."""
+"""Find the image a user means in a FITS file and read it into memory, refusing damaged files."""
 
 import os
+import warnings
 from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from astropy.io import fits
 
 SCIENCE_EXTENSION = "SCI"
+# The card every FITS file starts with.
+FITS_SIGNATURE = b"SIMPLE  ="
+# Enough of the start of a file to tell what it is.
+SIGNATURE_BYTES = 80
+# The starts of astropy's warnings that a file ends early or a header in it is unreadable.
+TRUNCATION_WARNING = "File may have been truncated"
+BAD_HEADER_WARNING = "Error validating header"
+# The largest image plane read: 2**27 pixels, 512 MiB as float32, eight 4096 x 4096 frames.
+# Tiles of a blank image compress a thousandfold, so the file's size does not bound it.
+MAX_PIXELS = 2**27
 
 HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
 
 
 class UnreadableFrame(Exception):
-    """The file holds no image this module can read."""
+    """The file holds no image this module can read; the message is a short reason for a user."""
 
 
 @dataclass(frozen=True)
@@ -47,12 +58,75 @@ def pick_image_hdu(hdul: fits.HDUList) -> HDU:
     raise UnreadableFrame("no HDU holds a 2-D image")
 
 
+def _check_size(hdu: HDU) -> None:
+    """UnreadableFrame when the image plane declared in hdu's header is too large to read."""
+    rows, columns = hdu.shape[-2:]
+    if rows * columns > MAX_PIXELS:
+        raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
+
+
+def _check_datasum(path: str | os.PathLike, index: int) -> None:
+    """UnreadableFrame when the compressed HDU at index has a DATASUM card its bytes disagree with.
+
+    fpack writes the card. Checked before decompressing, because damaged tiles can decompress
+    into plausible garbage that no error reveals.
+    """
+    with fits.open(path, memmap=False, disable_image_compression=True) as compressed:
+        if compressed[index].verify_datasum() == 0:
+            raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
+                                  "does not match")
+
+
 def _first_plane(hdu: HDU) -> np.ndarray:
     """The image of hdu, or the first plane of a cube without reading the other planes."""
     extra_axes = len(hdu.shape) - 2
     if extra_axes:
         return hdu.section[(0,) * extra_axes]
     return hdu.data
+
+
+def _read_image(path: str | os.PathLike, file: BinaryIO) -> Frame:
+    """The frame in file, the open FITS file at path; any exception means it cannot be read."""
+    # memmap off: the pixels are read once and nothing refers to the file afterwards.
+    with fits.open(file, memmap=False) as hdul:
+        hdu = pick_image_hdu(hdul)
+        _check_size(hdu)
+        compressed = isinstance(hdu, fits.CompImageHDU)
+        if compressed:
+            _check_datasum(path, hdul.index_of(hdu))
+        try:
+            data = _first_plane(hdu)
+        except Exception as err:
+            if not compressed:
+                raise
+            # Truncation that astropy warned of still takes precedence in _failure_reason.
+            raise UnreadableFrame(f"the compressed image data are corrupt ({err})") from err
+        primary = hdul[0]
+        header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
+        return Frame(data=data, header=header)
+
+
+def _failure_reason(start: bytes, error: Exception,
+                    caught: Sequence[warnings.WarningMessage]) -> str:
+    """A short reason for a user, from the file's first bytes, the error, and astropy's warnings.
+
+    Damage astropy warned of explains whatever error followed it: a header cut short leaves no
+    image to find, and a cut in the data leaves too few bytes for the array.
+    """
+    if not start:
+        return "the file is empty"
+    warned = [str(warning.message) for warning in caught]
+    if any(message.startswith(TRUNCATION_WARNING) for message in warned):
+        return "the file is truncated"
+    if any(message.startswith(BAD_HEADER_WARNING) for message in warned):
+        return "the file is truncated or damaged: a header cannot be read"
+    if isinstance(error, UnreadableFrame):
+        return str(error)
+    if not start.startswith(FITS_SIGNATURE):
+        # Proxies and object stores answer errors with a web page.
+        page = start.lstrip().startswith(b"<")
+        return "not a FITS file but an HTML or XML page" if page else "not a FITS file"
+    return f"{type(error).__name__}: {error}"
 
 
 def read_frame(path: str | os.PathLike) -> Frame:
@@ -64,17 +138,15 @@ def read_frame(path: str | os.PathLike) -> Frame:
     """
     # Opened here so a missing or unreadable path raises as itself: it says nothing about the frame.
     with open(path, "rb") as file:
-        try:
-            # memmap off: the pixels are read once and nothing refers to the file afterwards.
-            with fits.open(file, memmap=False) as hdul:
-                hdu = pick_image_hdu(hdul)
-                data = _first_plane(hdu)
-                primary = hdul[0]
-                header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
-                return Frame(data=data, header=header)
-        except UnreadableFrame:
-            raise
-        except Exception as err:
-            # astropy reports damage as OSError, ValueError, TypeError or its own decompression
-            # error depending on where the damage lies; to a caller they all mean the same.
-            raise UnreadableFrame(f"{type(err).__name__}: {err}") from err
+        start = file.read(SIGNATURE_BYTES)
+        file.seek(0)
+        with warnings.catch_warnings(record=True) as caught:
+            # Recorded, never raised or printed: astropy warns of harmless header quirks all the
+            # time, and a strict warnings filter must not make a readable frame unreadable.
+            warnings.simplefilter("always")
+            try:
+                return _read_image(path, file)
+            except Exception as err:
+                # astropy reports damage as OSError, ValueError, TypeError or its own decompression
+                # error depending on where the damage lies; to a caller they all mean the same.
+                raise UnreadableFrame(_failure_reason(start, err, caught)) from err

@@ -6,6 +6,7 @@ DEFAULT_SIZE = 200
 DEFAULT_PERCENTILE = 99.5
 DEFAULT_QUALITY = 80
 STRETCHES = ("zscale", "lupton")
+FORMATS = ("jpeg", "png", "webp")
 
 
 @dataclass(frozen=True)
@@ -24,3 +25,5 @@ class RenderOptions:
     # Colour composites only: "zscale" scales each channel like a single frame (fits2image's
     # look); "lupton" is an asinh composite that keeps star colours.
     stretch: str = "zscale"
+    # One of FORMATS; quality applies to JPEG and WebP, progressive to JPEG.
+    format: str = "jpeg"

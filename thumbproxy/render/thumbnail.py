@@ -11,7 +11,7 @@ import numpy as np
 from astropy.visualization import BaseTransform
 from PIL import Image
 
-from thumbproxy.render.encode import encode_jpeg
+from thumbproxy.render.encode import encode
 from thumbproxy.render.fitsread import Frame, UnreadableFrame, read_frame
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
@@ -103,12 +103,12 @@ def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int],
 
 
 def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions) -> bytes:
-    """JPEG bytes of grey (rows, columns) or RGB (rows, columns, 3) uint8 pixels in data
+    """Image bytes of grey (rows, columns) or RGB (rows, columns, 3) uint8 pixels in data
     orientation: turned for display, captioned, encoded as options ask."""
     image = Image.fromarray(orient(pixels, orientation))
     if options.label:
         image = add_label(image, options.label)
-    return encode_jpeg(image, options.quality, options.progressive)
+    return encode(image, options)
 
 
 def _shrink(path: str | os.PathLike, options: RenderOptions) -> _Shrunk:

@@ -6,7 +6,7 @@ import os
 import re
 import time
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
 from thumbproxy.errors import ThumbproxyError
@@ -63,8 +63,13 @@ def _answer_for(request: web.Request, error: Exception) -> web.Response:
     return error_response(500, "Internal error")
 
 
-def observing(observer: Observer) -> Middleware:
-    """The middleware that answers every request, tags it with its id and records it in observer."""
+def observing(observer: Observer, cors_origin: str, error_cache_control: str) -> Middleware:
+    """The middleware that answers every request, tags it with its id and records it in observer.
+
+    Every answer carries Access-Control-Allow-Origin: cors_origin (none if empty), so pages and
+    dashboards on other origins may use the images; errors carry error_cache_control and vary
+    with the caller, whose credentials may be what made them errors.
+    """
     # Ids unique across processes and replicas without a random-number syscall per request.
     process_id = os.urandom(8).hex()
     numbers = itertools.count()
@@ -79,7 +84,12 @@ def observing(observer: Observer) -> Middleware:
             response = await handler(request)
         except Exception as error:
             response = _answer_for(request, error)
-        response.headers[REQUEST_ID_HEADER] = request_id
+            response.headers[hdrs.CACHE_CONTROL] = error_cache_control
+            response.headers[hdrs.VARY] = hdrs.AUTHORIZATION
+        headers = response.headers
+        headers[REQUEST_ID_HEADER] = request_id
+        if cors_origin:
+            headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = cors_origin
         observer.record(request, response.status, time.perf_counter() - started, request_id)
         return response
 

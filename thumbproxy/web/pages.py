@@ -49,7 +49,9 @@ PARAMETERS = (
      "false", "median=true"),
     ("percentile", "Upper percentile of the <code>median</code> stretch, 0 &lt; p &le; 100.",
      str(DEFAULT_PERCENTILE), "median=true&amp;percentile=98"),
-    ("quality", f"JPEG quality, 1 to {MAX_QUALITY}.", str(DEFAULT_QUALITY), "quality=90"),
+    ("format", "<code>jpeg</code>, <code>png</code>, <code>webp</code>, or <code>auto</code>: WebP for "
+     "clients whose <code>Accept</code> names it, JPEG for the others.", "jpeg", "format=auto"),
+    ("quality", f"JPEG and WebP quality, 1 to {MAX_QUALITY}.", str(DEFAULT_QUALITY), "quality=90"),
     ("progressive", "Progressive JPEG.", "false", "progressive=true"),
     ("color", "Colour composite of the R, V and B frames of the frame&rsquo;s observing request "
      f"(reduction level {COLOR_REDUCTION_LEVEL}).", "false", "color=true"),
@@ -116,7 +118,8 @@ ENDPOINTS = f"""
 <tr><td><code>GET /&lt;frame_id&gt;/</code><br><code>GET /&lt;basename&gt;/</code></td>
 <td>JSON <code>{{"url": ..., "propid": ...}}</code>: <code>url</code> answers with the JPEG,
 <code>propid</code> is the frame&rsquo;s proposal. The trailing slash is optional.</td></tr>
-<tr><td>the same with <code>?image=true</code></td><td>the JPEG itself (<code>image/jpeg</code>)</td></tr>
+<tr><td>the same with <code>?image=true</code></td><td>the image itself (<code>image/jpeg</code>, or as
+<code>format</code> asks), with an <code>ETag</code> and a <code>Cache-Control</code> a CDN can follow</td></tr>
 <tr><td><code>GET /healthz</code>, <code>GET /readyz</code></td><td>liveness and readiness, as JSON</td></tr>
 <tr><td><code>GET /metrics</code></td><td>Prometheus metrics: renders, cache levels, archive and S3 calls</td></tr>
 </table>

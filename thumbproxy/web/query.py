@@ -1,6 +1,7 @@
 """Query parameters: parsed, validated and normalised into what a thumbnail request means."""
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from functools import lru_cache
@@ -10,15 +11,21 @@ from multidict import MultiDict, MultiMapping
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.render.label import single_line
-from thumbproxy.render.options import STRETCHES, RenderOptions
+from thumbproxy.render.options import FORMATS, STRETCHES, RenderOptions
 
 MAX_LABEL_LENGTH = 200
 MAX_QUALITY = 95
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 KNOWN_PARAMETERS = frozenset(
-    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive", "stretch"}
+    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive", "stretch",
+     "format"}
 )
+# format=auto: WebP for clients whose Accept header names it, JPEG for the others.
+NEGOTIATED_FORMAT = "auto"
+FORMAT_ALIASES = {"jpg": "jpeg"}
+# A decimal number in ASCII digits, with an optional exponent: what str(float) writes back ("1e-05").
+DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -28,6 +35,8 @@ class ThumbnailQuery:
     options: RenderOptions
     color: bool = False
     image: bool = False
+    # format=auto: options.format is JPEG, to be turned into WebP where the client accepts it.
+    negotiate_format: bool = False
 
 
 def _bad(name: str, why: str) -> ThumbproxyError:
@@ -55,10 +64,11 @@ def _whole_number(name: str, value: str, low: int, high: int) -> int:
 
 
 def _percentile(value: str) -> float:
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise _bad("percentile", "must be a number greater than 0 and at most 100") from None
+    text = value.strip()
+    # float() alone would also take "1_0" and other scripts' digits ("\u0665"), which no URL should carry.
+    if not DECIMAL_NUMBER.fullmatch(text):
+        raise _bad("percentile", "must be a number greater than 0 and at most 100")
+    number = float(text)
     if not (math.isfinite(number) and 0 < number <= 100):
         raise _bad("percentile", "must be a number greater than 0 and at most 100")
     return number
@@ -80,6 +90,14 @@ def _stretch(value: str, color: bool) -> str:
     return stretch
 
 
+def _format(value: str) -> str:
+    name = value.strip().lower()
+    name = FORMAT_ALIASES.get(name, name)
+    if name not in FORMATS and name != NEGOTIATED_FORMAT:
+        raise _bad("format", f"must be one of {', '.join(FORMATS)}, {NEGOTIATED_FORMAT}")
+    return name
+
+
 def _single_values(query: MultiMapping[str]) -> Mapping[str, str]:
     values: dict[str, str] = {}
     for name in KNOWN_PARAMETERS & set(query.keys()):
@@ -95,6 +113,8 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
     given = _single_values(query)
     defaults = RenderOptions()
     color = _flag("color", given["color"]) if "color" in given else False
+    image_format = _format(given["format"]) if "format" in given else defaults.format
+    negotiate_format = image_format == NEGOTIATED_FORMAT
     options = RenderOptions(
         width=_whole_number("width", given["width"], 1, max_size) if "width" in given else defaults.width,
         height=_whole_number("height", given["height"], 1, max_size) if "height" in given else defaults.height,
@@ -105,12 +125,14 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
                  if "quality" in given else defaults.quality),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
         stretch=_stretch(given["stretch"], color) if "stretch" in given else defaults.stretch,
+        format=defaults.format if negotiate_format else image_format,
     )
     return ThumbnailQuery(
         options=options,
         color=color,
         # Present and not false-ish means "answer with the image", whatever the value.
         image="image" in given and given["image"].strip().lower() not in FALSE_WORDS,
+        negotiate_format=negotiate_format,
     )
 
 
@@ -118,6 +140,20 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
 def parse_query_string(raw_query: str, max_size: int) -> ThumbnailQuery:
     """parse_query of a raw (percent-encoded) query string, remembered: hits repeat the same few."""
     return parse_query(MultiDict(parse_qsl(raw_query, keep_blank_values=True)), max_size)
+
+
+def accepts_webp(accept: str) -> bool:
+    """Whether an Accept header names image/webp with a non-zero quality (image/* is not enough:
+    browsers without WebP send it too)."""
+    for item in accept.split(","):
+        media, _, parameters = item.partition(";")
+        if media.strip().lower() == "image/webp":
+            quality = parameters.replace(" ", "").lower().partition("q=")[2]
+            try:
+                return not quality or float(quality.split(";")[0]) > 0
+            except ValueError:
+                return False
+    return False
 
 
 def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
@@ -128,6 +164,8 @@ def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
         value = getattr(query.options, option.name)
         if option.name in KNOWN_PARAMETERS and value != getattr(defaults, option.name):
             canonical[option.name] = str(value).lower() if isinstance(value, bool) else str(value)
+    if query.negotiate_format:
+        canonical["format"] = NEGOTIATED_FORMAT
     if query.color:
         canonical["color"] = "true"
     if query.image:
