@@ -23,6 +23,7 @@ from fakearchive import FakeArchive, Fault
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.web.routes import THUMBNAILER
+from workerjobs import add
 
 # Retries of a failing archive call wait at most 0.1 s, then 0.2 s.
 QUICK_RETRIES = {"THUMBPROXY_ARCHIVE_RETRIES": "2"}
@@ -267,6 +268,9 @@ async def test_a_render_worker_killed_mid_render_fails_that_request_only(
     async with asyncio.timeout(10):
         while not started.exists():
             await asyncio.sleep(0.02)
+    # Work queued behind the dying render is not its victim: it runs on the rebuilt pool.
+    queued = asyncio.create_task(pool.run(add, 2, 3))
+    await asyncio.sleep(0.1)
     killed = pool.worker_pids()
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
@@ -274,6 +278,7 @@ async def test_a_render_worker_killed_mid_render_fails_that_request_only(
     response = await request
     assert response.status == 500
     assert "render worker" in await error_message(response)
+    assert await queued == 5
 
     thumbnailer.render = real_render
     await jpeg(await service.get(f"/{frame['id']}/?image=true"))

@@ -34,6 +34,9 @@ class RenderPool:
         self.workers = workers
         # Jobs handed to the pool and not finished: running, or waiting for a free worker.
         self.pending = 0
+        # Only as many jobs as workers are handed to the executor at a time: a dying worker breaks
+        # the executor's every job, and so fails the renders running beside it, never those queued.
+        self._slots = asyncio.Semaphore(workers)
         self._executor = self._new_executor()
 
     def _new_executor(self) -> ProcessPoolExecutor:
@@ -44,6 +47,14 @@ class RenderPool:
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""
+        self.pending += 1
+        try:
+            async with self._slots:
+                return await self._submit(function, *args)
+        finally:
+            self.pending -= 1
+
+    async def _submit(self, function: Callable[..., T], *args: Any) -> T:
         executor = self._executor
         loop = asyncio.get_running_loop()
         try:
@@ -52,15 +63,12 @@ class RenderPool:
             # The pool broke before this job was submitted: nothing of it ran, so retry on a new one.
             executor = self._replace(executor)
             future = loop.run_in_executor(executor, function, *args)
-        self.pending += 1
         try:
             return await future
         except BrokenProcessPool:
             self._replace(executor)
             log.error("a render worker died; the render pool was rebuilt")
             raise ThumbproxyError(500, "render worker died while rendering; please retry") from None
-        finally:
-            self.pending -= 1
 
     @property
     def queued(self) -> int:

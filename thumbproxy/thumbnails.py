@@ -5,7 +5,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeVar
@@ -134,7 +134,7 @@ class Thumbnailer:
 
     async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with self._files.fits_file(frames[0]) as fits_path:
-            return await self._in_pool("mono", self.render, str(fits_path), options)
+            return await self._in_pool("mono", {fits_path.name: frames[0]}, self.render, str(fits_path), options)
 
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with AsyncExitStack() as files:
@@ -145,13 +145,16 @@ class Thumbnailer:
             failure = next((outcome for outcome in entered if isinstance(outcome, BaseException)), None)
             if failure is not None:
                 raise failure
-            composite = await self._in_pool("color", render_color_thumbnail, [str(path) for path in entered], options)
+            names = {path.name: frame for path, frame in zip(entered, frames)}
+            composite = await self._in_pool("color", names, render_color_thumbnail, [str(path) for path in entered],
+                                            options)
         self._metrics.color_alignments.labels(method=composite.alignment).inc()
         if composite.alignment == "none":
             log.warning("colour frames %s could not be aligned", [frame.id for frame in frames])
         return composite.image
 
-    async def _in_pool(self, kind: str, function: Callable[..., T], *args: Any) -> T:
+    async def _in_pool(self, kind: str, files: Mapping[str, Frame], function: Callable[..., T], *args: Any) -> T:
+        """function(*args) in the pool; `files` names the frame behind each file, for the client's 422."""
         result = "error"
         started = time.perf_counter()
         try:
@@ -159,7 +162,10 @@ class Thumbnailer:
             result = "ok"
             return outcome
         except RenderError as error:
-            raise ThumbproxyError(422, str(error)) from None
+            # The frame's own name: the file's is a temporary one, of no use to the client.
+            frame = files.get(error.file)
+            name = (frame.filename or frame.basename) if frame is not None else error.file
+            raise ThumbproxyError(422, f"cannot render {name}: {error.reason}") from None
         finally:
             seconds = time.perf_counter() - started
             self._render_seconds += RENDER_SECONDS_WEIGHT * (seconds - self._render_seconds)

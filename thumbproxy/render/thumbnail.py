@@ -24,7 +24,16 @@ from thumbproxy.render.stretch import (MEDIAN_SAMPLE_COUNT, Limits, black_value,
 
 
 class RenderError(Exception):
-    """The file cannot be rendered; the message starts with "cannot render"."""
+    """The file (by name, no directory) cannot be rendered, for a reason; the message starts with "cannot render"."""
+
+    def __init__(self, file: str, reason: str) -> None:
+        # Both in args, so the error pickles back from a pool worker intact.
+        super().__init__(file, reason)
+        self.file = file
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot render {self.file}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ def read_renderable(path: str | os.PathLike) -> Frame:
         return read_frame(path)
     except UnreadableFrame as err:
         # The file name only: the directory is the server's business, not the client's.
-        raise RenderError(f"cannot render {Path(path).name}: {err}") from err
+        raise RenderError(Path(path).name, str(err)) from err
 
 
 def output_size(shape: tuple[int, int], orientation: Orientation,
