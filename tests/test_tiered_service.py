@@ -57,6 +57,26 @@ async def test_url_expiry_and_prefix_are_settings(
     assert s3_server.list_keys()[0].startswith(f"site/thumbs/{frame['id']}/")
 
 
+async def test_a_json_answer_expires_before_its_presigned_url(
+    start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict
+) -> None:
+    service = await start_service(**s3_settings, THUMBPROXY_URL_EXPIRY="900")
+    response = await service.get(f"/{frame['id']}/")
+    assert "X-Amz-Signature" in (await response.json())["url"]
+    assert response.headers["Cache-Control"] == "public, max-age=840"
+
+
+async def test_each_format_is_its_own_object_with_its_media_type(
+    service: Service, frame: dict, s3_server: MotoS3
+) -> None:
+    for image_format, extension, media_type in (("png", "png", "image/png"), ("webp", "webp", "image/webp")):
+        url = (await (await service.get(f"/{frame['id']}/?format={image_format}")).json())["url"]
+        status, body = await fetch(url)
+        assert status == 200 and body == await (await service.get(f"/{frame['id']}/?image=1&format={image_format}")).read()
+        key = next(key for key in s3_server.list_keys() if key.endswith(f".{extension}"))
+        assert s3_server.get_object(key)[1]["content-type"] == media_type
+
+
 async def test_another_instance_serves_from_s3_without_download_or_render(
     start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict, tmp_path: Path
 ) -> None:
