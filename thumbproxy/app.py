@@ -132,7 +132,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         app[RENDER_POOL] = pool
         app[ARCHIVE] = archive
         app[THUMBNAILER] = thumbnailer
-        app[HOT_ANSWERS] = HotAnswers(archive, cache)
+        app[HOT_ANSWERS] = HotAnswers(archive, cache, app[CACHE_POLICY])
         latest = LatestFrames(archive, settings.latest_ttl)
         stack.push_async_callback(latest.close)
         app[LATEST] = latest

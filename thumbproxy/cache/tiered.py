@@ -5,11 +5,11 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from prometheus_client import Counter
 
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
+from thumbproxy.metrics import LabelledCounts
 
 log = logging.getLogger(__name__)
 
@@ -21,13 +21,12 @@ class TieredCache:
     """Memory first, then disk, then S3; a hit fills the levels above it, and writes go to all."""
 
     def __init__(
-        self, memory: MemoryCache, disk: DiskCache, s3: S3Cache | None, cache_requests: Counter
+        self, memory: MemoryCache, disk: DiskCache, s3: S3Cache | None, cache_requests: LabelledCounts
     ) -> None:
         self._memory = memory
         self._disk = disk
         self._s3 = s3
         self._cache_requests = cache_requests
-        self._counters: dict[tuple[str, str], Any] = {}
         # Uploads under way by key: strong references (the loop keeps only weak ones), and a
         # JSON request for a thumbnail being uploaded waits for that upload instead of repeating it.
         self._uploads: dict[str, asyncio.Task[bool]] = {}
@@ -120,8 +119,4 @@ class TieredCache:
             log.error("background S3 upload failed", exc_info=error)
 
     def _count(self, level: str, result: str) -> None:
-        counter = self._counters.get((level, result))
-        if counter is None:
-            # labels() takes a lock and builds a key each time: kept per pair, off the hit path.
-            counter = self._counters[(level, result)] = self._cache_requests.labels(level=level, result=result)
-        counter.inc()
+        self._cache_requests.inc(level, result)

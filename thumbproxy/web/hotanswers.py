@@ -7,37 +7,63 @@ for everyone (so a new version, a record past its time to live, or a frame no lo
 falls back to the full path) and while the memory level still holds the thumbnail.
 """
 
-from aiohttp import web
+from typing import NamedTuple
+
+from aiohttp import hdrs, web
+from multidict import CIMultiDict
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
+from thumbproxy.formats import media_type
+from thumbproxy.thumbnails import Thumbnail
+from thumbproxy.web.caching import CachePolicy, etag, not_modified
+from thumbproxy.web.observe import SERVED_FROM
 
 # An entry is a few hundred bytes; this bounds the table to a few megabytes.
 MAX_ENTRIES = 16_384
 
 
-class HotAnswers:
-    """Request target -> (how its frame was looked up, the record answered from, the thumbnail key)."""
+class _Entry(NamedTuple):
+    # How the frame was looked up ("id" or "basename", and the value), the record answered from.
+    field: str
+    value: int | str
+    frame: Frame
+    key: str
+    # The answer's headers, made once: each hit only copies them.
+    headers: CIMultiDict[str]
+    not_modified_headers: CIMultiDict[str]
 
-    def __init__(self, archive: CachedArchive, cache: TieredCache, max_entries: int = MAX_ENTRIES) -> None:
+
+class HotAnswers:
+    """Request target -> what its image answer was made from, and that answer's headers."""
+
+    def __init__(
+        self, archive: CachedArchive, cache: TieredCache, policy: CachePolicy, max_entries: int = MAX_ENTRIES
+    ) -> None:
         self._archive = archive
         self._cache = cache
+        self._cache_control = policy.public_image
         self._max_entries = max_entries
-        self._entries: dict[str, tuple[str, int | str, Frame, str]] = {}
+        self._entries: dict[str, _Entry] = {}
 
-    def get(self, target: str) -> tuple[str, bytes] | None:
-        """The thumbnail key and bytes answered to this target before, if every reason for them still holds."""
+    def answer(self, request: web.Request) -> web.Response | None:
+        """The answer given to this very request line before, if every reason for it still holds; else None."""
+        target = request.raw_path
         entry = self._entries.get(target)
         if entry is None:
             return None
-        field, value, frame, key = entry
         # Identity, not equality: the very record the answer came from, still fresh and public.
-        if self._archive.public_record(field, value) is not frame:
+        if self._archive.public_record(entry.field, entry.value) is not entry.frame:
             del self._entries[target]
             return None
-        data = self._cache.memory_hit(key)
-        return None if data is None else (key, data)
+        data = self._cache.memory_hit(entry.key)
+        if data is None:
+            return None
+        request[SERVED_FROM] = Thumbnail(entry.key, data, "memory")
+        if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.headers[hdrs.ETAG]):
+            return web.Response(status=304, headers=entry.not_modified_headers.copy())
+        return web.Response(body=data, headers=entry.headers.copy())
 
     def remember(self, target: str, field: str, value: int | str, frame: Frame, key: str) -> None:
         """Keep an image answer of a frame, if its record is the public one everybody is answered from."""
@@ -46,7 +72,9 @@ class HotAnswers:
         if len(self._entries) >= self._max_entries and target not in self._entries:
             # Oldest first: cheaper than keeping recency on every hit, and a hot target comes straight back.
             del self._entries[next(iter(self._entries))]
-        self._entries[target] = (field, value, frame, key)
+        validators = CIMultiDict({hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: self._cache_control})
+        headers = CIMultiDict({hdrs.CONTENT_TYPE: media_type(key), **validators})
+        self._entries[target] = _Entry(field, value, frame, key, headers, validators)
 
 
 HOT_ANSWERS = web.AppKey("hot_answers", HotAnswers)

@@ -15,7 +15,7 @@ from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import FramePolicy, check_frame
 from thumbproxy.latest import LatestFrames
 from thumbproxy.signing import UrlSigner
-from thumbproxy.thumbnails import Thumbnail, Thumbnailer
+from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, etag, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
@@ -103,19 +103,6 @@ def _not_modified(key: str, cache_control: str, vary: str | None) -> web.Respons
     return web.Response(status=304, headers=headers)
 
 
-def _hot_answer(request: web.Request) -> web.Response | None:
-    """The lean hit path: an image answered to this very request line before, still valid, else None."""
-    hot = request.app[HOT_ANSWERS].get(request.raw_path)
-    if hot is None:
-        return None
-    key, data = hot
-    request[SERVED_FROM] = Thumbnail(key, data, "memory")
-    cache_control = request.app[CACHE_POLICY].public_image
-    if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, etag(key)):
-        return _not_modified(key, cache_control, None)
-    return _image(key, data, cache_control)
-
-
 def _vary(public: bool, negotiated: bool) -> str | None:
     # What else the answer depends on besides the URL: the caller (for proprietary frames) and Accept.
     varies = ([] if public else [hdrs.AUTHORIZATION]) + ([hdrs.ACCEPT] if negotiated else [])
@@ -180,14 +167,14 @@ async def _thumbnail_answer(
 async def by_frame_id(request: web.Request) -> web.Response:
     """Thumbnail of the frame with this archive id."""
     _check_signature(request)
-    hot = _hot_answer(request)
+    hot = request.app[HOT_ANSWERS].answer(request)
     return hot if hot is not None else await _answer(request, "id", int(request.match_info["frame_id"]))
 
 
 async def by_basename(request: web.Request) -> web.Response:
     """Thumbnail of the one frame with this basename."""
     _check_signature(request)
-    hot = _hot_answer(request)
+    hot = request.app[HOT_ANSWERS].answer(request)
     return hot if hot is not None else await _answer(request, "basename", request.match_info["basename"])
 
 
