@@ -46,20 +46,27 @@ def benchmark_frame() -> Path:
 
 
 def decompress(path: Path) -> None:
-    """The floor: what astropy alone takes to hand over the decompressed pixels."""
+    """The floor: what astropy alone takes to hand over the decompressed pixels.
+
+    The SCI extension of a reduced frame, else the first HDU with pixels (a raw frame's).
+    """
     from astropy.io import fits
 
     with fits.open(path) as hdul:
-        hdul["SCI"].data
+        # Reading .data is what decompresses (once: astropy keeps it); an empty primary's is None.
+        pixels = hdul["SCI"] if "SCI" in hdul else next(hdu for hdu in hdul if hdu.data is not None)
+        pixels.data
 
 
 def render(path: Path) -> bytes:
+    """thumbproxy's renderer, as a render worker calls it, to a 500x500 JPEG."""
     from thumbproxy.render import RenderOptions, render_thumbnail
 
     return render_thumbnail(path, RenderOptions(width=BOX, height=BOX))
 
 
 def fits2image(path: Path, output: Path) -> None:
+    """fits2image 1.1, the renderer thumbproxy replaces, to the same size."""
     from fits2image.conversions import fits_to_jpg
 
     if not fits_to_jpg(str(path), str(output), width=BOX, height=BOX):
@@ -90,13 +97,19 @@ def time_interleaved(path: Path, rounds: int) -> dict[str, list[float]]:
     return times
 
 
-def _status_bytes(field: str) -> int:
-    """A memory figure of this process from /proc/self/status (Linux), in bytes."""
-    with open("/proc/self/status") as status:
+def status_bytes(field: str, pid: int | str = "self") -> int:
+    """A memory figure (VmRSS, VmHWM) of a process from /proc/<pid>/status (Linux), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def reset_peak_rss(pid: int | str = "self") -> None:
+    """Reset a process's peak RSS (VmHWM) to its current RSS (Linux; our own processes only)."""
+    # Writing 5 to clear_refs resets VmHWM.
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
 def measure_memory_here(what: str, method: str, path: Path) -> int:
@@ -120,11 +133,10 @@ def measure_memory_here(what: str, method: str, path: Path) -> int:
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
         return peak
-    # Writing 5 to clear_refs resets VmHWM to the current RSS.
-    Path("/proc/self/clear_refs").write_text("5")
-    baseline = _status_bytes("VmRSS")
+    reset_peak_rss()
+    baseline = status_bytes("VmRSS")
     call(path)
-    return _status_bytes("VmHWM") - baseline
+    return status_bytes("VmHWM") - baseline
 
 
 def measure_memory(what: str, path: Path) -> dict[str, int]:
@@ -142,15 +154,26 @@ def measure_memory(what: str, path: Path) -> dict[str, int]:
 
 
 def _check(measured: float, relation: str, limit: float) -> dict:
-    passed = measured <= limit if relation == "<=" else measured >= limit
-    return {"measured": measured, "limit": f"{relation} {limit}", "passed": passed}
+    """A target: the measured figure, its limit ("<=", ">=" or "==" a number) and whether it is met."""
+    passed = {"<=": measured <= limit, ">=": measured >= limit, "==": measured == limit}[relation]
+    return {"measured": measured, "limit": f"{relation} {limit:g}", "passed": passed}
 
 
 def _summary(seconds: list[float]) -> dict[str, float]:
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
 
 
+def _cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), or the platform's word for it."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor()
+
+
 def _versions() -> dict[str, str]:
+    """The machine and the versions of the libraries a benchmark's figures depend on."""
     import astropy
     import numpy
     import PIL
@@ -158,7 +181,7 @@ def _versions() -> dict[str, str]:
     return {"python": platform.python_version(), "numpy": numpy.__version__,
             "astropy": astropy.__version__, "pillow": PIL.__version__,
             "fits2image": metadata.version("fits2image"), "machine": platform.machine(),
-            "cpus": str(len(os.sched_getaffinity(0)))}
+            "cpu_model": _cpu_model(), "cpus": str(len(os.sched_getaffinity(0)))}
 
 
 def run(rounds: int) -> bool:
