@@ -55,3 +55,16 @@ async def test_a_busy_pool_is_still_responsive(pool: RenderPool) -> None:
     assert asyncio.get_running_loop().time() - started < 0.5
     await asyncio.gather(*busy)
     assert await pool.responsive()
+
+
+async def test_idle_counts_workers_with_nothing_to_do(pool: RenderPool) -> None:
+    assert pool.idle == 2
+    running = asyncio.ensure_future(pool.run(sleep_then_pid, 0.5))
+    await asyncio.sleep(0.1)
+    assert pool.idle == 1
+    # Two more jobs while one worker is busy: one of them waits, and no worker is idle.
+    more = [asyncio.ensure_future(pool.run(sleep_then_pid, 0.2)) for _ in range(2)]
+    await asyncio.sleep(0.05)
+    assert pool.idle == 0
+    await asyncio.gather(running, *more)
+    assert pool.idle == 2

@@ -241,6 +241,21 @@ async def test_basename_matching_none_or_several_is_404(
     assert_json_error(await response.json(), "Not found")
 
 
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}), ("DELETE", "/11245132/", {"GET", "HEAD", "OPTIONS"}),
+    ("PUT", "/latest/", {"GET", "HEAD", "OPTIONS"}),
+])
+async def test_a_method_a_route_does_not_take_is_a_json_405_naming_those_it_does(
+    service: Service, method: str, path: str, allowed: set[str]
+) -> None:
+    response = await service.client.request(method, path)
+    assert response.status == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) == allowed
+    assert_json_error(await response.json())
+    assert "X-Request-ID" in response.headers
+    assert service.metric("thumbproxy_requests_total", route="unmatched", status="405") == 1
+
+
 @pytest.mark.parametrize("path", ["/..%2F..%2Fetc%2Fpasswd/", "/a b/", "/frame$1/", "/x/y/z/"])
 async def test_paths_outside_the_routes_are_json_404(service: Service, path: str) -> None:
     response = await service.get(path)

@@ -37,7 +37,7 @@ from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
 from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
-from thumbproxy.web.observe import Observer, observing
+from thumbproxy.web.observe import Observation, Observer
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
 from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
@@ -122,7 +122,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                 private_ttl=settings.private_metadata_ttl,
                                 stale_ttl=settings.metadata_stale_ttl, metrics=metrics)
         stack.push_async_callback(archive.close)
-        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending)
+        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending,
+                                  settings.preview_size)
         stack.push_async_callback(thumbnailer.close)
         readiness = Readiness(_readiness_checks(cache, pool, archive), settings.ready_required)
         stack.push_async_callback(readiness.close)
@@ -160,8 +161,7 @@ def create_app(settings: Settings) -> web.Application:
     access_log = AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None
     cache_policy = CachePolicy(settings.max_age, settings.error_max_age, settings.url_expiry,
                                math.ceil(settings.latest_ttl))
-    app = web.Application(middlewares=[observing(Observer(metrics, access_log), settings.cors_origin,
-                                                 cache_policy.error())])
+    app = web.Application()
     app[SETTINGS] = settings
     app[METRICS] = metrics
     if access_log is not None:
@@ -180,5 +180,5 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.extend([_temp_dir, _services])
     app.on_shutdown.append(_stop_being_ready)
-    add_routes(app)
+    add_routes(app, Observation(Observer(metrics, access_log), settings.cors_origin, cache_policy.error()))
     return app

@@ -194,6 +194,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Size bound in MiB of the in-process level in front of the disk cache; 0 turns it off"),
     Setting("workers", "THUMBPROXY_WORKERS", _integer(1, 256), _default_workers,
             "Render processes"),
+    Setting("preview_size", "THUMBPROXY_PREVIEW_SIZE", _integer(0), lambda: 1024,
+            "Long side in pixels of the reduced copy of each rendered frame kept on disk for its later "
+            "thumbnails; 0 turns previews off"),
     Setting("public_url", "THUMBPROXY_PUBLIC_URL", _optional_http_url, lambda: "",
             "Base URL clients reach this service at, for the JSON url; empty: taken from the request"),
     Setting("max_size", "THUMBPROXY_MAX_SIZE", _integer(1, 20000), lambda: 2000,
@@ -265,6 +268,7 @@ class Settings:
     cache_size_mb: int
     memory_cache_mb: int
     workers: int
+    preview_size: int
     public_url: str
     max_size: int
     max_fits_mb: int

@@ -75,6 +75,11 @@ class RenderPool:
         """Jobs waiting for a free worker."""
         return max(0, self.pending - self.workers)
 
+    @property
+    def idle(self) -> int:
+        """Workers with no job running or waiting for them."""
+        return max(0, self.workers - self.pending)
+
     def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
         # Many requests can see the same breakage; only the first replaces the executor.
         if self._executor is broken:

@@ -1,31 +1,37 @@
-"""Making a thumbnail of a frame: from a cache level, else one shared download and one render."""
+"""Making a thumbnail of a frame: from a cache level, else from the frame's stored preview, else one shared
+download and one render."""
 
 import asyncio
 import dataclasses
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
-from functools import lru_cache
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import lru_cache, partial
+from typing import NamedTuple, TypeVar
 
 from thumbproxy.archive.base import Frame
+from thumbproxy.cache.disk import read_elsewhere
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import is_spectrum
 from thumbproxy.metrics import Metrics
-from thumbproxy.render import RenderError, render_color_thumbnail, render_thumbnail
+from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
+from thumbproxy.render.preview import Preview, join_bands, likely_from_preview, read_band
+from thumbproxy.render.thumbnail import render_preview, render_with_preview
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.singleflight import SingleFlight
-from thumbproxy.thumbkey import thumbnail_key
+from thumbproxy.thumbkey import preview_key, thumbnail_key
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Renderer = Callable[[tuple[Frame, ...], RenderOptions], Awaitable[bytes]]
+# A frame's preview, and the thumbnail of the request that made it when that came along.
+MadePreview = tuple[Preview, bytes | None]
 
 MAX_RETRY_AFTER_SECONDS = 60
 # Weight of the newest render in the running average of render time.
@@ -40,6 +46,22 @@ def _for_frames(frames: Sequence[Frame], options: RenderOptions) -> RenderOption
     if len(frames) == 1 and is_spectrum(frames[0]):
         return dataclasses.replace(options, spectrum=True)
     return options
+
+
+def _render_stored_preview(directory: str, key: str, options: RenderOptions) -> bytes | None:
+    """In a pool worker: the thumbnail made from the preview stored under key in the disk cache at directory;
+    None when it is stored no more."""
+    stored = read_elsewhere(directory, key)
+    return None if stored is None else render_preview(Preview.from_bytes(stored), options)
+
+
+async def _all_or_first_failure(*work: Awaitable[T]) -> list[T]:
+    """Every outcome once all have ended, or the failure of the first to fail in the order given (not in time)."""
+    outcomes = await asyncio.gather(*work, return_exceptions=True)
+    failure = next((outcome for outcome in outcomes if isinstance(outcome, BaseException)), None)
+    if failure is not None:
+        raise failure
+    return outcomes  # type: ignore[return-value]
 
 
 class Thumbnail(NamedTuple):
@@ -63,23 +85,36 @@ class Thumbnailer:
         pool: RenderPool,
         metrics: Metrics,
         max_pending: int,
-        render: Callable[[str, RenderOptions], bytes] = render_thumbnail,
+        preview_size: int,
     ) -> None:
-        """At most `max_pending` renders wait for a worker; past that, a request needing one is refused (503)."""
+        """At most `max_pending` renders wait for a worker; past that, a request needing one is refused (503).
+
+        Frames get previews of `preview_size` pixels on their long side (0: none).
+        """
         self._cache = cache
         self._files = files
         self._pool = pool
         self._metrics = metrics
         self._max_pending = max_pending
+        self._preview_size = preview_size
         # Recent render time, for the Retry-After of a refusal.
         self._render_seconds = 1.0
         self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
-        # Module-level function: it is pickled by name into a pool worker.
-        self.render = render
+        # By frame version: concurrent thumbnails of a frame with no stored preview share one making it.
+        self._preview_flights: SingleFlight[tuple[int, str], MadePreview] = SingleFlight()
+        # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
+        # function, so it is pickled by name into a pool worker.
+        self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
+            render_with_preview, preview_size=preview_size)
 
     def key(self, frames: Sequence[Frame], options: RenderOptions) -> str:
         """The cache key of the thumbnail of one frame, or of the red, visual and blue frames' composite."""
-        return cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), _for_frames(frames, options))
+        return self._key(tuple(frames), _for_frames(frames, options))
+
+    def _key(self, frames: tuple[Frame, ...], options: RenderOptions) -> str:
+        # Only a single frame's thumbnail is made from a preview, so only its bytes depend on the preview size.
+        preview_size = self._preview_size if len(frames) == 1 else 0
+        return cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), options, preview_size)
 
     async def thumbnail(self, frames: Sequence[Frame], options: RenderOptions) -> Thumbnail:
         """The thumbnail of one frame, or the composite of three, from the first cache level holding it,
@@ -97,9 +132,10 @@ class Thumbnailer:
     async def close(self) -> None:
         """Stop work still under way at shutdown."""
         await self._flights.close()
+        await self._preview_flights.close()
 
     async def _thumbnail(self, frames: tuple[Frame, ...], options: RenderOptions, render: Renderer) -> Thumbnail:
-        key = cached_thumbnail_key(tuple((frame.id, frame.version) for frame in frames), options)
+        key = self._key(frames, options)
         hot = self._cache.memory_hit(key)
         if hot is not None:
             return Thumbnail(key, hot, "memory")
@@ -133,37 +169,89 @@ class Thumbnailer:
                               {"Retry-After": str(min(max(wait, 1), MAX_RETRY_AFTER_SECONDS))})
 
     async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
-        async with self._files.fits_file(frames[0]) as fits_path:
-            return await self._in_pool("mono", {fits_path.name: frames[0]}, self.render, str(fits_path), options)
+        frame = frames[0]
+        key = preview_key((frame.id, frame.version), self._preview_size)
+        preview = await self._cache.preview(key) if self._preview_size else None
+        if preview is not None and preview.covers(options):
+            # Neither a download nor a decompression: the preview holds all this thumbnail needs. The worker
+            # reads it from the disk level itself, quicker than megabytes through a pipe, unless it is gone since.
+            async with self._rendering("mono", lambda _: frame):
+                thumbnail = await self._pool.run(_render_stored_preview, self._cache.disk.directory, key, options)
+                if thumbnail is None:
+                    thumbnail = await self._pool.run(render_preview, preview, options)
+                return thumbnail
+        async with self._files.fits_file(frame) as fits_path, self._rendering("mono", lambda _: frame):
+            if preview is None and self._preview_size:
+                return await self._first_render(frame, key, str(fits_path), options)
+            thumbnail, _ = await self._pool.run(self.render, str(fits_path), options)
+            return thumbnail
+
+    async def _first_render(self, frame: Frame, key: str, path: str, options: RenderOptions) -> bytes:
+        """A thumbnail of a frame version with no preview stored under key, from its file at path.
+
+        The preview is made once for all the version's requests under way, and stored.
+        """
+        (preview, thumbnail), joined = await self._preview_flights.run(
+            (frame.id, frame.version), lambda: self._make_preview(key, path, options))
+        if joined or thumbnail is None:
+            thumbnail = await self._from_preview(preview, options)
+        if thumbnail is None:
+            thumbnail, _ = await self._pool.run(self.render, path, options)
+        return thumbnail
+
+    async def _make_preview(self, key: str, path: str, options: RenderOptions) -> MadePreview:
+        """The preview stored under key since this request looked, else made from the file at path and stored.
+
+        With idle workers it is read in bands, one per worker; else one job renders the thumbnail
+        and makes the preview on the way.
+        """
+        stored = await self._cache.preview(key)
+        if stored is not None:
+            return stored, None
+        bands = self._pool.idle
+        if bands >= 2 and likely_from_preview(options, self._preview_size):
+            preview = await self._preview_in_bands(path, bands)
+            thumbnail = await self._from_preview(preview, options)
+        else:
+            thumbnail, preview = await self._pool.run(self.render, path, options)
+        # Written while the thumbnail is answered; until it is on disk, the cache answers from memory.
+        self._cache.keep_preview(key, preview)
+        return preview, thumbnail
+
+    async def _preview_in_bands(self, path: str, bands: int) -> Preview:
+        """The preview of the file at path read by `bands` pool jobs at once, each decompressing only its rows."""
+        parts = await _all_or_first_failure(
+            *(self._pool.run(read_band, path, band, bands, self._preview_size) for band in range(bands)))
+        return await asyncio.to_thread(join_bands, parts)
+
+    async def _from_preview(self, preview: Preview, options: RenderOptions) -> bytes | None:
+        """The thumbnail made from the preview, or None when it needs finer pixels."""
+        return await self._pool.run(render_preview, preview, options) if preview.covers(options) else None
 
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with AsyncExitStack() as files:
             # All three download at once, each shared with other requests for the same frame version.
-            entered = await asyncio.gather(
-                *(files.enter_async_context(self._files.fits_file(frame)) for frame in frames), return_exceptions=True
-            )
-            failure = next((outcome for outcome in entered if isinstance(outcome, BaseException)), None)
-            if failure is not None:
-                raise failure
+            entered = await _all_or_first_failure(*(files.enter_async_context(self._files.fits_file(frame))
+                                                    for frame in frames))
             names = {path.name: frame for path, frame in zip(entered, frames)}
-            composite = await self._in_pool("color", names, render_color_thumbnail, [str(path) for path in entered],
-                                            options)
+            async with self._rendering("color", names.get):
+                composite = await self._pool.run(render_color_thumbnail, [str(path) for path in entered], options)
         self._metrics.color_alignments.labels(method=composite.alignment).inc()
         if composite.alignment == "none":
             log.warning("colour frames %s could not be aligned", [frame.id for frame in frames])
         return composite.image
 
-    async def _in_pool(self, kind: str, files: Mapping[str, Frame], function: Callable[..., T], *args: Any) -> T:
-        """function(*args) in the pool; `files` names the frame behind each file, for the client's 422."""
+    @asynccontextmanager
+    async def _rendering(self, kind: str, frame_of: Callable[[str], Frame | None]) -> AsyncIterator[None]:
+        """Count and time one render; a file the renderer refuses answers 422 naming its frame (of `frame_of`)."""
         result = "error"
         started = time.perf_counter()
         try:
-            outcome = await self._pool.run(function, *args)
+            yield
             result = "ok"
-            return outcome
         except RenderError as error:
             # The frame's own name: the file's is a temporary one, of no use to the client.
-            frame = files.get(error.file)
+            frame = frame_of(error.file)
             name = (frame.filename or frame.basename) if frame is not None else error.file
             raise ThumbproxyError(422, f"cannot render {name}: {error.reason}") from None
         finally:

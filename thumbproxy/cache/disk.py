@@ -2,6 +2,8 @@
 
 import asyncio
 import logging
+import sqlite3
+from functools import lru_cache
 from pathlib import Path
 
 import diskcache
@@ -23,6 +25,8 @@ class DiskCache:
     """
 
     def __init__(self, directory: Path, size_limit_bytes: int) -> None:
+        # For readers in other processes (read_elsewhere).
+        self.directory = str(directory)
         self._failure_warning = ThrottledWarning(log, WARN_INTERVAL_SECONDS)
         self._cache: diskcache.Cache | None = None
         try:
@@ -61,3 +65,18 @@ class DiskCache:
         """Release the cache's database connections."""
         if self._cache is not None:
             self._cache.close()
+
+
+@lru_cache(maxsize=None)
+def _opened_elsewhere(directory: str) -> diskcache.Cache:
+    # Once per process: opening costs milliseconds. diskcache is safe to share between processes.
+    return diskcache.Cache(directory)
+
+
+def read_elsewhere(directory: str, key: str) -> bytes | None:
+    """The value under key in the disk cache at directory, read from another process (a pool worker);
+    None when it is not there or the disk fails."""
+    try:
+        return _opened_elsewhere(directory).get(key)
+    except (OSError, sqlite3.Error):
+        return None

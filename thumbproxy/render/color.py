@@ -12,9 +12,9 @@ from thumbproxy.render.fitsread import Frame
 from thumbproxy.render.lupton import lupton_rgb
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, cd_matrix, display_orientation
-from thumbproxy.render.reduce import block_mean, reduction_factor
-from thumbproxy.render.thumbnail import (Tone, finish, grey_levels, measure_tone, output_size,
-                                         read_renderable)
+from thumbproxy.render.reduce import block_mean, output_size, reduction_factor
+from thumbproxy.render.samples import pixel_samples
+from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone, read_renderable
 from thumbproxy.render.warp import warp
 
 
@@ -38,7 +38,7 @@ class _Channel:
 def _channel(frame: Frame, factor: int, options: RenderOptions) -> _Channel:
     """Block-average the frame by factor and measure its tone."""
     reduced = block_mean(frame.data, factor)
-    return _Channel(reduced, measure_tone(frame.data, reduced, options), frame.header)
+    return _Channel(reduced, measure_tone(pixel_samples(frame.data), reduced, options), frame.header)
 
 
 def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) -> Orientation:

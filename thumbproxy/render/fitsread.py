@@ -1,11 +1,13 @@
-"""Find the image a user means in a FITS file and read it into memory, refusing damaged files."""
+"""Find the image a user means in a FITS file and read it, whole or some rows at a time, refusing damaged files."""
 
 import os
 import warnings
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from functools import partial
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
@@ -77,33 +79,48 @@ def _check_datasum(path: str | os.PathLike, index: int) -> None:
                                   "does not match")
 
 
-def _first_plane(hdu: HDU) -> np.ndarray:
-    """The image of hdu, or the first plane of a cube without reading the other planes."""
-    extra_axes = len(hdu.shape) - 2
-    if extra_axes:
-        return hdu.section[(0,) * extra_axes]
-    return hdu.data
+class FitsImage:
+    """The image a user means in an open FITS file: its shape and header at once, its rows on demand."""
+
+    def __init__(self, hdu: HDU, header: Mapping[str, Any],
+                 refusing_damage: Callable[[], AbstractContextManager[None]]) -> None:
+        self._hdu = hdu
+        self._compressed = isinstance(hdu, fits.CompImageHDU)
+        self._refusing_damage = refusing_damage
+        # The image HDU's own cards, falling back to the primary header's.
+        self.header = header
+        rows, columns = hdu.shape[-2:]
+        # (rows, columns) of the image, or of each plane of a cube.
+        self.shape: tuple[int, int] = (rows, columns)
+        # Rows of one compression tile: reading fewer costs as much as reading these.
+        self.tile_rows: int = hdu.tile_shape[-2] if self._compressed else 1
+
+    def read(self, rows: slice = slice(None)) -> np.ndarray:
+        """These rows of the image (of the first plane of a cube); only the tiles holding them are decompressed.
+
+        Raises UnreadableFrame when the pixels cannot be read.
+        """
+        extra_axes = len(self._hdu.shape) - 2
+        with self._refusing_damage():
+            try:
+                return self._hdu.section[(0,) * extra_axes + (rows,)]
+            except Exception as err:
+                if not self._compressed:
+                    raise
+                # Truncation that astropy warned of still takes precedence in _failure_reason.
+                raise UnreadableFrame(f"the compressed image data are corrupt ({err})") from err
 
 
-def _read_image(path: str | os.PathLike, file: BinaryIO) -> Frame:
-    """The frame in file, the open FITS file at path; any exception means it cannot be read."""
-    # memmap off: the pixels are read once and nothing refers to the file afterwards.
-    with fits.open(file, memmap=False) as hdul:
-        hdu = pick_image_hdu(hdul)
-        _check_size(hdu)
-        compressed = isinstance(hdu, fits.CompImageHDU)
-        if compressed:
-            _check_datasum(path, hdul.index_of(hdu))
-        try:
-            data = _first_plane(hdu)
-        except Exception as err:
-            if not compressed:
-                raise
-            # Truncation that astropy warned of still takes precedence in _failure_reason.
-            raise UnreadableFrame(f"the compressed image data are corrupt ({err})") from err
-        primary = hdul[0]
-        header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
-        return Frame(data=data, header=header)
+def _image(path: str | os.PathLike, hdul: fits.HDUList, check_datasum: bool,
+           refusing_damage: Callable[[], AbstractContextManager[None]]) -> FitsImage:
+    """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read."""
+    hdu = pick_image_hdu(hdul)
+    _check_size(hdu)
+    if check_datasum and isinstance(hdu, fits.CompImageHDU):
+        _check_datasum(path, hdul.index_of(hdu))
+    primary = hdul[0]
+    header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
+    return FitsImage(hdu, header, refusing_damage)
 
 
 def _failure_reason(start: bytes, error: Exception,
@@ -129,12 +146,30 @@ def _failure_reason(start: bytes, error: Exception,
     return f"{type(error).__name__}: {error}"
 
 
-def read_frame(path: str | os.PathLike) -> Frame:
-    """Read the image a user expects from the FITS file at path, closing the file before returning.
+@contextmanager
+def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) -> Iterator[None]:
+    """Within: any error of astropy's reading the file becomes UnreadableFrame with a reason for a user."""
+    try:
+        yield
+    except Exception as err:
+        # astropy reports damage as OSError, ValueError, TypeError or its own decompression
+        # error depending on where the damage lies; to a caller they all mean the same.
+        raise UnreadableFrame(_failure_reason(start, err, caught)) from err
+
+
+@contextmanager
+def open_image(path: str | os.PathLike, check_datasum: bool = True,
+               memory_mapped: bool = False) -> Iterator[FitsImage]:
+    """The image a user expects in the FITS file at path, open for reading until the context ends.
 
     Raises UnreadableFrame for anything that is not a readable FITS image: an empty,
-    truncated or non-FITS file, a table-only file, or corrupt compressed tiles. A path
+    truncated or non-FITS file, a table-only file, or (on reading) corrupt compressed tiles;
+    with check_datasum, also compressed data that disagree with their DATASUM card. A path
     that cannot be opened raises OSError (FileNotFoundError, ...) as open() does.
+
+    memory_mapped suits reading a band of rows: each compressed tile is then a slice of the
+    mapped file, not a read of its own. Pixels read may then refer to the file: use them
+    before the context ends.
     """
     # Opened here so a missing or unreadable path raises as itself: it says nothing about the frame.
     with open(path, "rb") as file:
@@ -144,9 +179,21 @@ def read_frame(path: str | os.PathLike) -> Frame:
             # Recorded, never raised or printed: astropy warns of harmless header quirks all the
             # time, and a strict warnings filter must not make a readable frame unreadable.
             warnings.simplefilter("always")
-            try:
-                return _read_image(path, file)
-            except Exception as err:
-                # astropy reports damage as OSError, ValueError, TypeError or its own decompression
-                # error depending on where the damage lies; to a caller they all mean the same.
-                raise UnreadableFrame(_failure_reason(start, err, caught)) from err
+            refusing_damage = partial(_refusing_damage, start, caught)
+            with refusing_damage():
+                # Unmapped by default: the pixels are read once and nothing refers to the file afterwards.
+                # Mapped is astropy's default (None): a strict True would refuse scaled images.
+                hdul = fits.open(file, memmap=None if memory_mapped else False)
+            with hdul:
+                with refusing_damage():
+                    image = _image(path, hdul, check_datasum, refusing_damage)
+                yield image
+
+
+def read_frame(path: str | os.PathLike) -> Frame:
+    """Read the image a user expects from the FITS file at path, closing the file before returning.
+
+    Raises UnreadableFrame and OSError as open_image does.
+    """
+    with open_image(path) as image:
+        return Frame(data=image.read(), header=image.header)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 
 CD_KEYWORDS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
+# Every header card display_orientation reads.
+ORIENTATION_KEYWORDS = ("OBSTYPE", *CD_KEYWORDS)
 # Below this the CD matrix is not invertible in any useful sense.
 MIN_DETERMINANT = 1e-20
 # These carry only a prototype WCS: turning them "north up" puts them on their side.
@@ -69,6 +71,16 @@ def display_orientation(header: Mapping[str, Any], spectrum: bool = False) -> Or
         return FLIP_VERTICAL
     cd = cd_matrix(header)
     return FLIP_VERTICAL if cd is None else north_up_east_left(cd)
+
+
+def orientation_cards(header: Mapping[str, Any]) -> dict[str, str | int | float | bool]:
+    """The cards of header that display_orientation reads, as plain values a JSON document keeps.
+
+    A value of any other type (astropy's Undefined, a complex number) is kept as its text,
+    which display_orientation treats alike: not a number, so no usable CD matrix.
+    """
+    return {keyword: value if isinstance(value, (str, int, float, bool)) else str(value)
+            for keyword in ORIENTATION_KEYWORDS if (value := header.get(keyword)) is not None}
 
 
 def orient(image: np.ndarray, orientation: Orientation) -> np.ndarray:

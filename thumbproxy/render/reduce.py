@@ -6,6 +6,9 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
+from thumbproxy.render.options import RenderOptions
+from thumbproxy.render.orient import Orientation
+
 # As Pillow's Image.thumbnail: the integer block reduction leaves at least this much
 # shrinking to Lanczos, which is then close to resampling the full frame with Lanczos.
 REDUCING_GAP = 2.0
@@ -32,6 +35,17 @@ def thumbnail_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, in
                                    lambda n: 0 if n == 0 else abs(aspect - box_width / n))
 
 
+def output_size(shape: tuple[int, int], orientation: Orientation,
+                options: RenderOptions) -> tuple[int, int]:
+    """The (width, height), in data orientation, of the thumbnail of an image of shape (rows,
+    columns): it fits options' box once oriented, keeps its aspect ratio and is never enlarged."""
+    rows, columns = shape
+    oriented = (rows, columns) if orientation.swaps_axes else (columns, rows)
+    width, height = thumbnail_size(oriented, (options.width, options.height))
+    # Resampling happens before orientation, so a quarter turn swaps the target too.
+    return (height, width) if orientation.swaps_axes else (width, height)
+
+
 def reduction_factor(shape: tuple[int, int], target: tuple[int, int]) -> int:
     """The block size to average over before resampling an image of shape (rows, columns)
     to target (width, height)."""
@@ -51,7 +65,8 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     data = data[:rows * factor, :columns * factor]
     # Summing the row blocks first reads the frame once in memory order; the column
     # blocks are then added as strided slices, much faster than reducing a short last axis.
-    row_sums = data.reshape(rows, factor, -1).sum(axis=1, dtype=np.float32)
+    # Shapes spelled out: a band of a frame can have no rows, and -1 cannot be inferred then.
+    row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
     means = row_sums[:, 0::factor].copy()
     for offset in range(1, factor):
         means += row_sums[:, offset::factor]

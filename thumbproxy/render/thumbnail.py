@@ -1,40 +1,27 @@
-"""Render one FITS frame as a JPEG thumbnail: the entry point a pool worker calls.
+"""Render one FITS frame as a thumbnail: the entry points a pool worker calls.
 
 Its steps are public so a colour composite can take each frame through the same ones.
 """
 
+import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from astropy.visualization import BaseTransform
 from PIL import Image
 
 from thumbproxy.render.encode import encode
-from thumbproxy.render.fitsread import Frame, UnreadableFrame, read_frame
+from thumbproxy.render.errors import refused_as_render_error
+from thumbproxy.render.fitsread import Frame, read_frame
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
-from thumbproxy.render.orient import Orientation, display_orientation, orient
-from thumbproxy.render.reduce import block_mean, reduction_factor, resample, thumbnail_size
-from thumbproxy.render.stretch import (MEDIAN_SAMPLE_COUNT, Limits, black_value, display_limits,
-                                       noise_averaged_away, pixel_noise, pixel_stretch,
-                                       sample_pixels, subtract_median, to_grey,
-                                       white_value)
-
-
-class RenderError(Exception):
-    """The file (by name, no directory) cannot be rendered, for a reason; the message starts with "cannot render"."""
-
-    def __init__(self, file: str, reason: str) -> None:
-        # Both in args, so the error pickles back from a pool worker intact.
-        super().__init__(file, reason)
-        self.file = file
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"cannot render {self.file}: {self.reason}"
-
+from thumbproxy.render.orient import Orientation, orient
+from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, preview_of, unreduced
+from thumbproxy.render.reduce import block_mean, output_size, reduction_factor, resample
+from thumbproxy.render.samples import PixelSamples, pixel_samples
+from thumbproxy.render.stretch import (Limits, black_value, display_limits, noise_averaged_away,
+                                       pixel_stretch, subtract_median, to_grey, white_value)
 
 @dataclass(frozen=True)
 class Tone:
@@ -47,51 +34,25 @@ class Tone:
     pixel_noise: float
 
 
-@dataclass(frozen=True)
-class _Shrunk:
-    """What the rest of the pipeline needs from the full-resolution frame."""
-
-    reduced: np.ndarray
-    tone: Tone
-    orientation: Orientation
-    # Output (width, height) in data orientation, and full-resolution pixels per output pixel.
-    size: tuple[int, int]
-    pixels_per_output_pixel: float
-
-
 def read_renderable(path: str | os.PathLike) -> Frame:
     """The frame at path; RenderError when the file holds no readable image (OSError as itself)."""
-    try:
+    with refused_as_render_error(path):
         return read_frame(path)
-    except UnreadableFrame as err:
-        # The file name only: the directory is the server's business, not the client's.
-        raise RenderError(Path(path).name, str(err)) from err
 
 
-def output_size(shape: tuple[int, int], orientation: Orientation,
-                options: RenderOptions) -> tuple[int, int]:
-    """The (width, height), in data orientation, of the thumbnail of an image of shape (rows,
-    columns): it fits options' box once oriented, keeps its aspect ratio and is never enlarged."""
-    rows, columns = shape
-    oriented = (rows, columns) if orientation.swaps_axes else (columns, rows)
-    width, height = thumbnail_size(oriented, (options.width, options.height))
-    # Resampling happens before orientation, so a quarter turn swaps the target too.
-    return (height, width) if orientation.swaps_axes else (width, height)
-
-
-def measure_tone(data: np.ndarray, reduced: np.ndarray, options: RenderOptions) -> Tone:
-    """The tone curve fits2image would give the full-resolution data; reduced is its block mean,
-    measured when the sampling stride misses every finite pixel."""
-    samples = sample_pixels(data)
-    if samples.size == 0:
-        samples = reduced[np.isfinite(reduced)]
-    limits = display_limits(samples)
+def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
+    """The tone curve fits2image would give the full-resolution frame these samples are of;
+    reduced is its block mean, measured when the sampling stride misses every finite pixel."""
+    limit_samples = samples.limit_samples
+    if limit_samples.size == 0:
+        limit_samples = reduced[np.isfinite(reduced)]
+    limits = display_limits(limit_samples)
     stretch = pixel_stretch(limits)
     if options.median:
-        median_samples = sample_pixels(data, MEDIAN_SAMPLE_COUNT)
-        stretch = subtract_median(stretch, median_samples if median_samples.size else samples,
+        median_samples = samples.median_samples
+        stretch = subtract_median(stretch, median_samples if median_samples.size else limit_samples,
                                   options.percentile)
-    return Tone(stretch, limits, pixel_noise(data))
+    return Tone(stretch, limits, samples.noise)
 
 
 def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int],
@@ -120,27 +81,36 @@ def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions)
     return encode(image, options)
 
 
-def _shrink(path: str | os.PathLike, options: RenderOptions) -> _Shrunk:
-    """Read the frame, reduce it towards output size in data orientation and measure its tone.
+def render_preview(preview: Preview, options: RenderOptions) -> bytes:
+    """Image bytes of the thumbnail options ask for, made from a preview that covers it (Preview.covers)."""
+    orientation = preview.orientation(options.spectrum)
+    size = output_size(preview.shape, orientation, options)
+    reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
+    grey = grey_levels(reduced, measure_tone(preview.samples, reduced, options), size,
+                       math.prod(preview.shape) / (size[0] * size[1]))
+    return finish(grey, orientation, options)
 
-    The full-resolution pixels live only inside this call.
-    """
+
+def render_with_preview(path: str | os.PathLike, options: RenderOptions,
+                        preview_size: int) -> tuple[bytes, Preview | None]:
+    """render_thumbnail's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
     frame = read_renderable(path)
-    orientation = display_orientation(frame.header, spectrum=options.spectrum)
-    size = output_size(frame.data.shape, orientation, options)
-    reduced = block_mean(frame.data, reduction_factor(frame.data.shape, size))
-    return _Shrunk(reduced, measure_tone(frame.data, reduced, options), orientation, size,
-                   frame.data.size / (size[0] * size[1]))
+    preview = preview_of(frame, preview_size) if preview_size else None
+    if preview is not None and preview.covers(options):
+        return render_preview(preview, options), preview
+    samples = pixel_samples(frame.data) if preview is None else preview.samples
+    return render_preview(unreduced(frame, samples), options), preview
 
 
-def render_thumbnail(path: str | os.PathLike, options: RenderOptions) -> bytes:
-    """JPEG bytes of a greyscale thumbnail of the FITS frame at path.
+def render_thumbnail(path: str | os.PathLike, options: RenderOptions,
+                     preview_size: int = DEFAULT_PREVIEW_SIZE) -> bytes:
+    """Image bytes of a greyscale thumbnail of the FITS frame at path.
 
     The image is the SCI extension, else the first HDU with 2-D data (first plane of a
     cube); it fits inside options.width x options.height with its aspect ratio kept and is
-    never enlarged; north is up and east left when the WCS allows. Raises RenderError
-    when the file holds no readable image, and OSError when path cannot be opened.
+    never enlarged; north is up and east left when the WCS allows. A thumbnail that needs no
+    finer pixels than the frame's preview of preview_size (0: none) is made from that preview.
+    Raises RenderError when the file holds no readable image, and OSError when path cannot be
+    opened.
     """
-    shrunk = _shrink(path, options)
-    grey = grey_levels(shrunk.reduced, shrunk.tone, shrunk.size, shrunk.pixels_per_output_pixel)
-    return finish(grey, shrunk.orientation, options)
+    return render_with_preview(path, options, preview_size)[0]

@@ -1,12 +1,13 @@
 """The endpoints operators and their tools call: liveness, readiness, metrics."""
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from thumbproxy.metrics import Metrics
 from thumbproxy.readiness import Readiness
+from thumbproxy.web.observe import Observation
 
 METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
@@ -31,8 +32,8 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def add_operations_routes(app: web.Application) -> None:
+def add_operations_routes(app: web.Application, observation: Observation) -> None:
     """Register /healthz, /readyz and /metrics."""
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    observation.add(app, hdrs.METH_GET, "/healthz", healthz)
+    observation.add(app, hdrs.METH_GET, "/readyz", readyz)
+    observation.add(app, hdrs.METH_GET, "/metrics", metrics)

@@ -19,7 +19,7 @@ from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, etag, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
-from thumbproxy.web.observe import SERVED_FROM
+from thumbproxy.web.observe import SERVED_FROM, Observation
 from thumbproxy.web.operations import add_operations_routes
 from thumbproxy.web.query import (KNOWN_PARAMETERS, ThumbnailQuery, accepts_webp, canonical_query,
                                   parse_query_string)
@@ -210,20 +210,22 @@ async def preflight(request: web.Request) -> web.Response:
     })
 
 
-def add_routes(app: web.Application) -> None:
-    """Register every route.
+def add_routes(app: web.Application, observation: Observation) -> None:
+    """Register every route, each observed.
 
     aiohttp tries the routes under one path prefix in the order they were added, and every
     thumbnail route and `/` share the prefix `/`: the thumbnail routes come first, so a hit tries
-    the fewest. Fixed paths such as /healthz are found by their full path before any pattern.
+    the fewest. Fixed paths such as /healthz are found by their full path before any pattern;
+    the route of last resort comes last.
     """
     for suffix in ("/", ""):
-        app.router.add_get(f"/latest{suffix}", latest)
-        app.router.add_route(hdrs.METH_OPTIONS, f"/latest{suffix}", preflight)
+        observation.add(app, hdrs.METH_GET, f"/latest{suffix}", latest)
+        observation.add(app, hdrs.METH_OPTIONS, f"/latest{suffix}", preflight)
         for pattern, handler in ((FRAME_ID, by_frame_id), (BASENAME, by_basename)):
-            app.router.add_get(f"/{pattern}{suffix}", handler)
-            app.router.add_route(hdrs.METH_OPTIONS, f"/{pattern}{suffix}", preflight)
-    app.router.add_get("/", pages.index)
-    app.router.add_get("/robots.txt", pages.robots)
-    app.router.add_get("/favicon.ico", pages.favicon)
-    add_operations_routes(app)
+            observation.add(app, hdrs.METH_GET, f"/{pattern}{suffix}", handler)
+            observation.add(app, hdrs.METH_OPTIONS, f"/{pattern}{suffix}", preflight)
+    observation.add(app, hdrs.METH_GET, "/", pages.index)
+    observation.add(app, hdrs.METH_GET, "/robots.txt", pages.robots)
+    observation.add(app, hdrs.METH_GET, "/favicon.ico", pages.favicon)
+    add_operations_routes(app, observation)
+    observation.add_unmatched(app)

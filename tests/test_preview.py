@@ -1,0 +1,300 @@
+"""Frame previews: later thumbnails of a frame need no download and no decompression, bands read
+by several workers join into exactly the preview read whole, and bytes never depend on either."""
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from PIL import Image
+
+import thumbproxy.thumbnails as thumbnails_module
+from conftest import WIDE, Service, ServiceFactory, write_fits_file
+from fakearchive import FakeArchive
+from test_bad_fits import BAD_FILES, assert_cannot_render
+from test_render import structural_similarity
+from thumbproxy.app import RENDER_POOL
+from thumbproxy.cache.disk import DiskCache
+from thumbproxy.config import SettingsError, load_settings
+from thumbproxy.render import RenderOptions, render_thumbnail
+from thumbproxy.render.fitsread import read_frame
+from thumbproxy.render.preview import Preview, join_bands, preview_of, read_band
+from thumbproxy.render.samples import band_samples, joined, pixel_samples
+from thumbproxy.render.thumbnail import render_preview, render_with_preview
+from thumbproxy.sampledata import raw_frame, star_field
+from thumbproxy.thumbkey import preview_key
+from thumbproxy.web.routes import THUMBNAILER
+
+# The later thumbnails a user asks for: another size, a label, another stretch, another format.
+NEXT_QUERIES = ("width=120", "label=M42", "median=true&percentile=90", "format=png&width=250")
+
+
+# --- jobs the tests hand the render pool: module level, so workers import them by name --------
+
+
+def counted(counter: str, job: Callable[..., object], *args: object) -> object:
+    """job(*args), after adding a line to the file counter: the pool runs it in another process."""
+    with open(counter, "a") as lines:
+        lines.write("run\n")
+    return job(*args)
+
+
+def refused(*_: object) -> object:
+    raise AssertionError("this thumbnail should not need the FITS file")
+
+
+def count(counter: Path) -> int:
+    return len(counter.read_text().splitlines()) if counter.exists() else 0
+
+
+# --- bands join into exactly the preview read whole ------------------------------------------
+
+
+def assert_same_preview(banded: Preview, whole: Preview) -> None:
+    assert (banded.shape, banded.factor, dict(banded.cards)) == (whole.shape, whole.factor, dict(whole.cards))
+    for ours, theirs in ((banded.image, whole.image), (banded.samples.limit_samples, whole.samples.limit_samples),
+                         (banded.samples.median_samples, whole.samples.median_samples)):
+        assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs, equal_nan=True)
+    assert banded.samples.noise == whole.samples.noise
+
+
+@pytest.fixture(scope="module")
+def big_field(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 4096x4096 RICE-compressed star field, as the archive serves reduced frames."""
+    return star_field(tmp_path_factory.mktemp("field") / "field.fits.fz", 4096)
+
+
+@pytest.mark.parametrize("bands", [2, 3, 8])
+def test_bands_of_a_compressed_frame_join_into_its_whole_preview(big_field: Path, bands: int) -> None:
+    whole = preview_of(read_frame(big_field), 1024)
+    assert whole.image.shape == (1024, 1024) and whole.factor == 4
+    assert_same_preview(join_bands([read_band(big_field, band, bands, 1024) for band in range(bands)]), whole)
+
+
+@pytest.mark.parametrize("bands", [2, 5])
+def test_bands_of_a_scaled_int16_frame_join_into_its_whole_preview(tmp_path: Path, bands: int) -> None:
+    # 700 rows in blocks of 3 leave a row over, as uneven frames do.
+    path = raw_frame(tmp_path / "raw.fits", 1000, height=700, compression=None)
+    with fits.open(path, do_not_scale_image_data=True) as hdul:
+        assert hdul[0].header["BITPIX"] == 16 and hdul[0].header["BZERO"] == 32768
+    whole = preview_of(read_frame(path), 256)
+    assert whole.factor == 3
+    assert_same_preview(join_bands([read_band(path, band, bands, 256) for band in range(bands)]), whole)
+
+
+def test_bands_keep_to_tiles_of_several_rows_and_tolerate_more_bands_than_rows(tmp_path: Path) -> None:
+    data = np.random.default_rng(2).normal(100.0, 10.0, (70, 90)).astype(np.float32)
+    data[5:9, :] = np.nan
+    path = tmp_path / "tiled.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", tile_shape=(16, 45))]
+                 ).writeto(path)
+    for size, bands in ((30, 3), (30, 12), (200, 40)):
+        whole = preview_of(read_frame(path), size)
+        assert_same_preview(join_bands([read_band(path, band, bands, size) for band in range(bands)]), whole)
+
+
+def test_samples_whose_neighbour_starts_the_next_band_join_exactly() -> None:
+    flat = np.random.default_rng(3).normal(0.0, 1.0, 20_000).astype(np.float32)
+    # 10 pixels between samples: the pair (10, 11) straddles a cut after pixel 10.
+    cut = 11
+    bands = [band_samples(flat[:cut], 0, flat.size, lambda: flat[cut]), band_samples(flat[cut:], cut, flat.size)]
+    whole = pixel_samples(flat)
+    assert joined(bands).noise == whole.noise
+    assert np.array_equal(joined(bands).limit_samples, whole.limit_samples)
+
+
+# --- what a preview makes ---------------------------------------------------------------------
+
+
+def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: Path) -> None:
+    built = preview_of(read_frame(big_field), 1024)
+    stored = Preview.from_bytes(built.to_bytes())
+    for options in (RenderOptions(width=500, height=500), RenderOptions(label="M42", median=True, format="png")):
+        assert render_preview(stored, options) == render_preview(built, options)
+    assert render_preview(built, RenderOptions(width=500, height=500)) == render_thumbnail(
+        big_field, RenderOptions(width=500, height=500))
+
+
+def test_a_damaged_stored_preview_is_refused(big_field: Path) -> None:
+    stored = preview_of(read_frame(big_field), 1024).to_bytes()
+    for damaged in (b"", b"not a preview", stored[:200], stored[:len(stored) // 2]):
+        with pytest.raises(ValueError):
+            Preview.from_bytes(damaged)
+
+
+def test_a_thumbnail_needing_finer_pixels_is_made_from_the_whole_frame(big_field: Path) -> None:
+    options = RenderOptions(width=1500, height=1500)
+    thumbnail, preview = render_with_preview(big_field, options, 1024)
+    assert preview is not None and not preview.covers(options)
+    assert Image.open(io.BytesIO(thumbnail)).size == (1500, 1500)
+    assert thumbnail == render_thumbnail(big_field, options, preview_size=0)
+
+
+def test_a_thumbnail_from_the_preview_looks_like_one_from_the_whole_frame(big_field: Path) -> None:
+    # At the preview's own block size the preview changes nothing.
+    box = RenderOptions(width=500, height=500)
+    assert render_thumbnail(big_field, box, 1024) == render_thumbnail(big_field, box, preview_size=0)
+    # Smaller ones are averaged over fewer pixels before Lanczos: star cores differ, the picture does not.
+    for width in (120, 200, 300):
+        box = RenderOptions(width=width, height=width, quality=95)
+        ours, whole = (np.asarray(Image.open(io.BytesIO(render_thumbnail(big_field, box, size)))).astype(int)
+                       for size in (1024, 0))
+        assert structural_similarity(ours, whole) > 0.9 and np.abs(ours - whole).mean() < 3, width
+
+
+def test_the_preview_size_setting_is_a_whole_number_from_zero() -> None:
+    assert load_settings(env={}, config_file=None).preview_size == 1024
+    assert load_settings(env={"THUMBPROXY_PREVIEW_SIZE": "0"}, config_file=None).preview_size == 0
+    with pytest.raises(SettingsError, match="THUMBPROXY_PREVIEW_SIZE"):
+        load_settings(env={"THUMBPROXY_PREVIEW_SIZE": "-1"}, config_file=None)
+
+
+# --- through the service ----------------------------------------------------------------------
+
+
+async def image_bytes(service: Service, path: str) -> bytes:
+    response = await service.get(path)
+    assert response.status == 200, await response.text()
+    return await response.read()
+
+
+async def test_later_thumbnails_need_no_download_and_match_a_fresh_service(
+    start_service: ServiceFactory, frame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service = await start_service()
+    await image_bytes(service, f"/{frame['id']}/?image=true")
+    # Anything reading the FITS file now fails the request.
+    service.app[THUMBNAILER].render = refused
+    monkeypatch.setattr(thumbnails_module, "read_band", refused)
+    later = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in NEXT_QUERIES]
+    assert service.archive.downloads[frame["id"]] == 1
+    assert Image.open(io.BytesIO(later[3])).format == "PNG"
+    monkeypatch.undo()
+
+    fresh = await start_service(THUMBPROXY_CACHE_DIR=str(tmp_path / "fresh-cache"))
+    for query, seen in zip(NEXT_QUERIES, later):
+        assert await image_bytes(fresh, f"/{frame['id']}/?image=true&{query}") == seen, query
+
+
+async def test_a_thumbnail_larger_than_the_preview_is_made_from_the_whole_frame(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    path = write_fits_file(tmp_path / "ogg0m404-kb82-20190321-0274-e91.fits.fz", shape=WIDE, compressed=True)
+    frame = fake_archive.add_frame(path)
+    # A 64 px preview of the 400 x 300 frame is 66 x 50: a full-size thumbnail needs every pixel.
+    service = await start_service(THUMBPROXY_PREVIEW_SIZE="64")
+    full = await image_bytes(service, f"/{frame['id']}/?image=true&width=400&height=400")
+    assert Image.open(io.BytesIO(full)).size == (400, 300)
+    assert full == render_thumbnail(path, RenderOptions(width=400, height=400), preview_size=0)
+    # The preview was made on the way: a small thumbnail needs the file no more, a large one again.
+    await image_bytes(service, f"/{frame['id']}/?image=true&width=30&height=30")
+    assert fake_archive.downloads[frame["id"]] == 1
+    await image_bytes(service, f"/{frame['id']}/?image=true&width=400&height=400&label=M42")
+    assert fake_archive.downloads[frame["id"]] == 2
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+async def test_concurrent_sizes_of_a_cold_frame_share_one_download_and_one_preview(
+    start_service: ServiceFactory, frame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+) -> None:
+    service = await start_service(THUMBPROXY_WORKERS=workers)
+    thumbnailer = service.app[THUMBNAILER]
+    renders, bands = tmp_path / "renders", tmp_path / "bands"
+    thumbnailer.render = partial(counted, str(renders), thumbnailer.render)
+    monkeypatch.setattr(thumbnails_module, "read_band", partial(counted, str(bands), read_band))
+    sizes = [60, 90, 120, 150, 180]
+    answers = await asyncio.gather(*(image_bytes(service, f"/{frame['id']}/?image=true&width={size}")
+                                     for size in sizes))
+    assert [Image.open(io.BytesIO(answer)).width for answer in answers] == sizes
+    assert service.archive.downloads[frame["id"]] == 1
+    # One worker: one job renders the first thumbnail and makes the preview. Two idle workers: each reads a band.
+    assert (count(renders), count(bands)) == ((1, 0) if workers == "1" else (0, 2))
+    assert service.temp_files() == []
+
+
+async def test_banded_and_single_job_renders_give_the_same_bytes(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    path = write_fits_file(tmp_path / "ogg0m404-kb82-20190321-0275-e91.fits.fz", shape=WIDE, compressed=True)
+    frame = fake_archive.add_frame(path)
+    query = f"/{frame['id']}/?image=true&width=30&height=30"
+    answers = []
+    for workers in ("2", "1"):
+        service = await start_service(THUMBPROXY_WORKERS=workers, THUMBPROXY_PREVIEW_SIZE="64",
+                                      THUMBPROXY_CACHE_DIR=str(tmp_path / f"cache-{workers}"))
+        answers.append(await image_bytes(service, query))
+    assert answers[0] == answers[1] == render_thumbnail(path, RenderOptions(width=30, height=30), preview_size=64)
+
+
+async def test_a_restart_keeps_the_preview(start_service: ServiceFactory, frame: dict) -> None:
+    first = await start_service()
+    await image_bytes(first, f"/{frame['id']}/?image=true")
+    await first.client.close()
+    second = await start_service()
+    await image_bytes(second, f"/{frame['id']}/?image=true&width=90")
+    assert second.archive.downloads[frame["id"]] == 1
+
+
+async def test_a_new_version_gets_a_new_preview(start_service: ServiceFactory, frame: dict, tmp_path: Path) -> None:
+    service = await start_service(THUMBPROXY_METADATA_TTL="0.3")
+    old = await image_bytes(service, f"/{frame['id']}/?image=true&width=90")
+    new_path = write_fits_file(tmp_path / "v2.fits.fz", shape=WIDE, compressed=True, seed=3)
+    service.archive.new_version(frame["id"], new_path)
+    await asyncio.sleep(0.4)
+    new = await image_bytes(service, f"/{frame['id']}/?image=true&width=120")
+    assert service.archive.downloads[frame["id"]] == 2
+    assert new == render_thumbnail(new_path, RenderOptions(width=120, height=120))
+    assert await image_bytes(service, f"/{frame['id']}/?image=true&width=90") != old
+    assert service.archive.downloads[frame["id"]] == 2
+
+
+async def test_damaged_files_answer_422_when_read_in_bands(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    service = await start_service(THUMBPROXY_WORKERS="2")
+    workers = sorted(service.app[RENDER_POOL].worker_pids())
+    for number, (kind, (make, reason)) in enumerate(BAD_FILES.items(), start=2):
+        bad = fake_archive.add_frame(make(tmp_path / f"ogg0m404-kb82-20190321-{number:04d}-e91.fits.fz"))
+        response = await service.get(f"/{bad['id']}/?image=true")
+        assert response.status == 422, f"{kind}: {await response.text()}"
+        assert_cannot_render((await response.json())["message"], bad["filename"], reason, service.tmp_dir)
+    assert service.temp_files() == []
+    assert sorted(service.app[RENDER_POOL].worker_pids()) == workers
+
+
+async def test_previews_off_renders_every_thumbnail_from_the_file(
+    start_service: ServiceFactory, frame: dict, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    service = await start_service(THUMBPROXY_PREVIEW_SIZE="0")
+    for width in (90, 120):
+        answer = await image_bytes(service, f"/{frame['id']}/?image=true&width={width}")
+        path = fake_archive.record(frame["id"])["filename"]
+        assert answer == render_thumbnail(tmp_path / path, RenderOptions(width=width, height=width), preview_size=0)
+    assert service.archive.downloads[frame["id"]] == 2
+
+
+async def test_a_damaged_stored_preview_is_built_again(
+    service: Service, frame: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await image_bytes(service, f"/{frame['id']}/?image=true")
+    key = preview_key((frame["id"], service.archive.record(frame["id"])["version_set"][0]["md5"]), 1024)
+    # The service's disk level, opened beside it as another process would; the preview lands there
+    # just after the answer.
+    disk = DiskCache(tmp_path / "cache" / "thumbnails", 2**30)
+    async with asyncio.timeout(5):
+        while await disk.get(key) is None:
+            await asyncio.sleep(0.01)
+    await disk.put(key, b"\x93NUMPY damaged")
+    with caplog.at_level(logging.WARNING):
+        later = await image_bytes(service, f"/{frame['id']}/?image=true&width=90")
+    assert "cannot be read" in caplog.text
+    assert Image.open(io.BytesIO(later)).width == 90
+    assert service.archive.downloads[frame["id"]] == 2
+    # Stored again, whole: the next thumbnail needs no download.
+    await image_bytes(service, f"/{frame['id']}/?image=true&width=60")
+    assert service.archive.downloads[frame["id"]] == 2

@@ -1,0 +1,168 @@
+"""A frame's preview: the frame block-averaged to about THUMBPROXY_PREVIEW_SIZE pixels on its long
+side, with everything its thumbnails take from the full-resolution pixels.
+
+Thumbnails that need no finer pixels are always made from the preview, also the first one, so
+their bytes are the same whether the preview was just built or kept from earlier. Several
+workers can each read a band of rows and the bands join into exactly the preview read whole.
+"""
+
+import io
+import json
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from thumbproxy.render.errors import refused_as_render_error
+from thumbproxy.render.fitsread import Frame, open_image
+from thumbproxy.render.options import RenderOptions
+from thumbproxy.render.orient import Orientation, display_orientation, orientation_cards
+from thumbproxy.render.reduce import REDUCING_GAP, block_mean, output_size, reduction_factor
+from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, joined
+
+# THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
+DEFAULT_PREVIEW_SIZE = 1024
+# The .npy format versions write_array chooses for a stored preview's arrays.
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def preview_factor(shape: tuple[int, int], preview_size: int) -> int:
+    """The block size of the preview of an image of shape (rows, columns): the largest that leaves
+    at least preview_size pixels on the long side (1 for smaller images)."""
+    return max(1, max(shape) // preview_size)
+
+
+def likely_from_preview(options: RenderOptions, preview_size: int) -> bool:
+    """Whether the thumbnail options ask for is usually made from a preview of this size, whatever
+    the frame: its box is at most 1 / REDUCING_GAP of the preview's long side.
+
+    Only a guess before the frame's shape is known; Preview.covers decides.
+    """
+    return max(options.width, options.height) * REDUCING_GAP <= preview_size
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A frame reduced by an integer factor, and what its thumbnails take from the full-resolution frame.
+
+    The frame itself is the preview of factor 1 (see unreduced).
+    """
+
+    # (rows, columns) of the full-resolution image.
+    shape: tuple[int, int]
+    factor: int
+    # block_mean of the full-resolution image by factor (that image itself for unreduced).
+    image: np.ndarray
+    samples: PixelSamples
+    # The header cards the orientation is read from.
+    cards: Mapping[str, Any]
+
+    def orientation(self, spectrum: bool) -> Orientation:
+        """How the frame is turned for display (see display_orientation)."""
+        return display_orientation(self.cards, spectrum=spectrum)
+
+    def covers(self, options: RenderOptions) -> bool:
+        """Whether the thumbnail options ask for is made from this preview: it needs no finer pixels."""
+        size = output_size(self.shape, self.orientation(options.spectrum), options)
+        return reduction_factor(self.shape, size) >= self.factor
+
+    def to_bytes(self) -> bytes:
+        """The preview as .npy records one after another: its other fields as a JSON document (uint8),
+        the image, the limit samples and the median samples. No pickled objects."""
+        fields = {"shape": self.shape, "factor": self.factor, "noise": self.samples.noise, "cards": dict(self.cards)}
+        stored = io.BytesIO()
+        for array in (np.frombuffer(json.dumps(fields).encode(), np.uint8), self.image,
+                      self.samples.limit_samples, self.samples.median_samples):
+            np.lib.format.write_array(stored, np.ascontiguousarray(array), allow_pickle=False)
+        return stored.getvalue()
+
+    @classmethod
+    def from_bytes(cls, stored: bytes) -> "Preview":
+        """The preview to_bytes wrote, its arrays read-only views of stored; ValueError when it is damaged."""
+        records = io.BytesIO(stored)
+        fields_record, image, limit_samples, median_samples = (_next_array(stored, records) for _ in range(4))
+        try:
+            fields = json.loads(fields_record.tobytes())
+            rows, columns = fields["shape"]
+            return cls((rows, columns), fields["factor"], image,
+                       PixelSamples(limit_samples, median_samples, fields["noise"]), fields["cards"])
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"not a stored preview: {error!r}") from error
+
+
+def _next_array(stored: bytes, records: io.BytesIO) -> np.ndarray:
+    """The .npy record at the position of records (a reader over stored), as a view of stored; moves past it."""
+    read_header = _HEADER_READERS.get(np.lib.format.read_magic(records))
+    if read_header is None:
+        raise ValueError("not a stored preview: unknown .npy version")
+    shape, fortran_order, dtype = read_header(records)
+    if fortran_order or dtype.hasobject:
+        raise ValueError("not a stored preview: unexpected array layout")
+    array = np.frombuffer(stored, dtype, count=math.prod(shape), offset=records.tell()).reshape(shape)
+    records.seek(array.nbytes, io.SEEK_CUR)
+    return array
+
+
+@dataclass(frozen=True)
+class PreviewBand:
+    """One band of rows of a preview, as a pool worker reads it."""
+
+    shape: tuple[int, int]
+    factor: int
+    # The band's rows of the preview image.
+    image: np.ndarray
+    samples: BandSamples
+    cards: Mapping[str, Any]
+
+
+def unreduced(frame: Frame, samples: PixelSamples) -> Preview:
+    """The frame itself as the preview of factor 1, for thumbnails that need its every pixel."""
+    return Preview(frame.data.shape, 1, frame.data, samples, frame.header)
+
+
+def band_rows(rows: int, unit: int, band: int, bands: int) -> slice:
+    """The rows of band `band` of `bands` of an image of `rows` rows, split at multiples of unit.
+
+    Bands are as even as whole units allow; when there are fewer units than bands, the last
+    bands are empty.
+    """
+    units = -(-rows // unit)
+    return slice(min(rows, band * units // bands * unit), min(rows, (band + 1) * units // bands * unit))
+
+
+def _band(data: np.ndarray, first_row: int, shape: tuple[int, int], factor: int,
+          cards: Mapping[str, Any], next_pixel: Callable[[], Any] | None = None) -> PreviewBand:
+    """The preview band of these rows (from first_row) of an image of shape; next_pixel as for band_samples."""
+    return PreviewBand(shape, factor, block_mean(data, factor),
+                       band_samples(data.reshape(-1), first_row * shape[1], shape[0] * shape[1], next_pixel),
+                       orientation_cards(cards))
+
+
+def join_bands(bands: Sequence[PreviewBand]) -> Preview:
+    """The preview from all its bands, in order."""
+    first = bands[0]
+    return Preview(first.shape, first.factor, np.concatenate([band.image for band in bands]),
+                   joined([band.samples for band in bands]), first.cards)
+
+
+def preview_of(frame: Frame, preview_size: int) -> Preview:
+    """The preview of a frame read whole."""
+    factor = preview_factor(frame.data.shape, preview_size)
+    return join_bands([_band(frame.data, 0, frame.data.shape, factor, frame.header)])
+
+
+def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int) -> PreviewBand:
+    """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed.
+
+    Bands are whole tile rows and whole preview blocks, so joined in order they are exactly
+    preview_of the frame read whole. The first band checks the compressed data's checksum: any
+    band failing fails the preview. Raises RenderError and OSError as render_thumbnail does.
+    """
+    with refused_as_render_error(path), open_image(path, check_datasum=band == 0, memory_mapped=True) as image:
+        factor = preview_factor(image.shape, preview_size)
+        rows = band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands)
+        return _band(image.read(rows), rows.start, image.shape, factor, image.header,
+                     lambda: image.read(slice(rows.stop, rows.stop + 1))[0, 0])
