@@ -88,7 +88,7 @@ def _render(arguments: argparse.Namespace, settings: Settings) -> None:
     query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
     output = arguments.output or Path(arguments.file.name.split(".")[0] + ".jpg")
     try:
-        output.write_bytes(render_thumbnail(arguments.file, query.options))
+        output.write_bytes(render_thumbnail(arguments.file, query.options, settings.preview_size))
     except RenderError as error:
         raise ThumbproxyError(422, str(error)) from None
     print(output)
