@@ -34,7 +34,7 @@ from thumbproxy.web.routes import THUMBNAILER
 NEXT_QUERIES = ("width=120", "label=M42", "median=true&percentile=90", "format=png&width=250")
 
 
-# --- jobs the tests hand the render pool: module level, so workers import them by name --------
+# --- jobs the tests hand the render pool (module level: workers import them by name), and a tally
 
 
 def counted(counter: str, job: Callable[..., object], *args: object) -> object:
