@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -20,7 +21,7 @@ from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.local import LocalArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.retry import RetryPolicy
-from thumbproxy.cache.disk import DiskCache
+from thumbproxy.cache.disk import DiskCache, open_elsewhere
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
 from thumbproxy.cache.tiered import TieredCache
@@ -112,7 +113,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         cache = TieredCache(MemoryCache(settings.memory_cache_mb * MIB), disk, s3, metrics.cache_requests)
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
-        pool = RenderPool(settings.workers)
+        # Workers open the disk level at start: they read frame previews from it themselves.
+        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory))
         stack.push_async_callback(pool.close)
         await pool.start()
         raw_archive = _raw_archive(settings, session, metrics)

@@ -16,10 +16,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _start_worker() -> None:
+def _start_worker(prepare: Callable[[], object] | None) -> None:
     # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _warm_up()
+    if prepare is not None:
+        prepare()
 
 
 def _warm_up() -> None:
@@ -30,8 +32,11 @@ def _warm_up() -> None:
 class RenderPool:
     """A ProcessPoolExecutor that is rebuilt when a worker dies."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, prepare: Callable[[], object] | None = None) -> None:
+        """`prepare` (picklable: a module-level function or a partial of one) runs in each new worker,
+        so what it sets up costs no request."""
         self.workers = workers
+        self._prepare = prepare
         # Jobs handed to the pool and not finished: running, or waiting for a free worker.
         self.pending = 0
         # Only as many jobs as workers are handed to the executor at a time: a dying worker breaks
@@ -43,7 +48,8 @@ class RenderPool:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker)
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
+                                   initargs=(self._prepare,))
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""

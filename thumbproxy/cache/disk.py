@@ -73,6 +73,15 @@ def _opened_elsewhere(directory: str) -> diskcache.Cache:
     return diskcache.Cache(directory)
 
 
+def open_elsewhere(directory: str) -> None:
+    """Open the disk cache at directory in this process (a pool worker) before its first read_elsewhere."""
+    try:
+        _opened_elsewhere(directory)
+    except (OSError, sqlite3.Error):
+        # read_elsewhere tries again and reads as a miss.
+        pass
+
+
 def read_elsewhere(directory: str, key: str) -> bytes | None:
     """The value under key in the disk cache at directory, read from another process (a pool worker);
     None when it is not there or the disk fails."""
