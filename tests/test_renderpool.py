@@ -1,6 +1,7 @@
 """The render pool survives dying workers."""
 
 import asyncio
+import functools
 import os
 import signal
 
@@ -8,7 +9,7 @@ import pytest
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.renderpool import RenderPool
-from workerjobs import add, die, sleep_then_pid
+from workerjobs import add, die, preparations, remember_preparation, sleep_then_pid
 
 
 @pytest.fixture
@@ -68,3 +69,16 @@ async def test_idle_counts_workers_with_nothing_to_do(pool: RenderPool) -> None:
     assert pool.idle == 0
     await asyncio.gather(running, *more)
     assert pool.idle == 2
+
+
+async def test_every_new_worker_is_prepared_before_its_first_job() -> None:
+    pool = RenderPool(workers=1, prepare=functools.partial(remember_preparation, "disk opened"))
+    await pool.start()
+    try:
+        assert await pool.run(preparations) == ["disk opened"]
+        with pytest.raises(ThumbproxyError):
+            await pool.run(die)
+        # The worker that replaced the dead one was prepared too.
+        assert await pool.run(preparations) == ["disk opened"]
+    finally:
+        await pool.close()

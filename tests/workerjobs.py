@@ -16,3 +16,15 @@ def die(*_: object) -> bytes:
 def sleep_then_pid(seconds: float) -> int:
     time.sleep(seconds)
     return os.getpid()
+
+
+# Set in a worker by `remember_preparation`, the pool's `prepare`.
+PREPARED: list[str] = []
+
+
+def remember_preparation(what: str) -> None:
+    PREPARED.append(what)
+
+
+def preparations() -> list[str]:
+    return PREPARED
