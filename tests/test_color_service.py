@@ -11,7 +11,6 @@ from PIL import Image
 from conftest import Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy import sampledata
-from thumbproxy.web.operations import METRICS
 
 REQUEST_ID = 1766530
 START = datetime(2019, 3, 21, 8, 0, tzinfo=UTC)
@@ -59,20 +58,16 @@ async def _image(service: Service, path: str, **kwargs: Any) -> Image.Image:
     return image
 
 
-def _count(service: Service, name: str, **labels: str) -> float:
-    return service.app[METRICS].registry.get_sample_value(name, labels) or 0.0
-
-
 async def test_composite_of_the_request_frames(service: Service, request_frames: Request) -> None:
     image = await _image(service, f"/{request_frames.frames['visual']['id']}/?color=true&image=true")
     assert image.mode == "RGB" and image.size == (192, 192)
     assert [request_frames.downloads(name) for name in ("red", "visual", "blue")] == [1, 1, 1]
-    assert _count(service, "thumbproxy_renders_total", kind="color", result="ok") == 1
-    assert _count(service, "thumbproxy_color_alignments_total", method="wcs") == 1
+    assert service.metric("thumbproxy_renders_total", kind="color", result="ok") == 1
+    assert service.metric("thumbproxy_color_alignments_total", method="wcs") == 1
     # Cached like any thumbnail: no second download or render.
     await _image(service, f"/{request_frames.frames['red']['basename']}/?color=true&image=true")
     assert [request_frames.downloads(name) for name in ("red", "visual", "blue")] == [1, 1, 1]
-    assert _count(service, "thumbproxy_renders_total", kind="color", result="ok") == 1
+    assert service.metric("thumbproxy_renders_total", kind="color", result="ok") == 1
 
 
 async def test_channels_are_not_grey(service: Service, request_frames: Request) -> None:
@@ -135,7 +130,7 @@ async def test_caller_gets_a_composite_only_of_frames_it_may_see(
     # An anonymous caller gets the composite of the public frames: another thumbnail.
     await _image(service, path)
     assert request_frames.downloads("blue") == 1
-    assert _count(service, "thumbproxy_renders_total", kind="color", result="ok") == 2
+    assert service.metric("thumbproxy_renders_total", kind="color", result="ok") == 2
 
 
 async def test_channel_filters_are_a_setting(

@@ -9,7 +9,6 @@ live is still answered for a while ("stale"); a proprietary one never is, and a 
 archive has answered 404 for is forgotten at once.
 """
 
-import hashlib
 import logging
 import time
 from collections import OrderedDict
@@ -17,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from thumbproxy.archive.base import Archive, Frame
+from thumbproxy.archive.base import Archive, Frame, caller_scope
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
 from thumbproxy.singleflight import SingleFlight
@@ -103,7 +102,7 @@ class CachedArchive:
         self, field: str, value: int | str, authorization: str | None, fetch: Callable[[], Awaitable[Frame]]
     ) -> Frame:
         """A remembered record the caller may see, else one fetch shared by the caller's identical lookups."""
-        scope = _scope_of(authorization)
+        scope = caller_scope(authorization)
         for candidate in (_PUBLIC,) if scope is None else (_PUBLIC, scope):
             cached = self._records.get((candidate, field, value))
             if cached is not None:
@@ -195,11 +194,3 @@ class _ExpiringRecords:
         """Drop every record of this frame kept for `scope`, whatever it was looked up by."""
         for key in [key for key, (_, _, frame) in self._entries.items() if key[0] == scope and frame.id == frame_id]:
             del self._entries[key]
-
-
-def _scope_of(authorization: str | None) -> str | None:
-    """The caller's private scope: a hash of the exact header, so the credential itself is never kept."""
-    if authorization is None:
-        return None
-    # surrogateescape: how aiohttp decodes header bytes that are not UTF-8.
-    return hashlib.sha256(authorization.encode("utf-8", "surrogateescape")).hexdigest()
