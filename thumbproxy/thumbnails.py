@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import lru_cache, partial
@@ -19,7 +20,7 @@ from thumbproxy.framechecks import is_spectrum
 from thumbproxy.metrics import Metrics
 from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
-from thumbproxy.render.preview import Preview, join_bands, likely_from_preview, read_band
+from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
 from thumbproxy.render.thumbnail import render_preview, render_with_preview
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
@@ -37,6 +38,11 @@ MAX_RETRY_AFTER_SECONDS = 60
 # Weight of the newest render in the running average of render time.
 RENDER_SECONDS_WEIGHT = 0.1
 
+# Previews a pool worker keeps after reading them: a frame's next thumbnails tend to follow each other.
+WORKER_PREVIEWS = 4
+# Outlines of stored previews the server keeps, so deciding whether one covers a thumbnail reads nothing.
+OUTLINES = 4096
+
 # Hits ask for the same few keys over and over: hashing them once is part of a lean hit path.
 cached_thumbnail_key = lru_cache(maxsize=65536)(thumbnail_key)
 
@@ -48,11 +54,32 @@ def _for_frames(frames: Sequence[Frame], options: RenderOptions) -> RenderOption
     return options
 
 
+_worker_previews: OrderedDict[str, Preview] = OrderedDict()
+
+
+def _stored_preview(directory: str, key: str) -> Preview | None:
+    """In a pool worker: the preview stored under key in the disk cache at directory, from the few this
+    worker read last if it is one of them; None when it is not stored or cannot be decoded."""
+    preview = _worker_previews.pop(key, None)
+    if preview is None:
+        stored = read_elsewhere(directory, key)
+        try:
+            preview = None if stored is None else Preview.from_bytes(stored)
+        except ValueError:
+            # The server reads it too, says so, and makes it again.
+            return None
+    if preview is not None:
+        _worker_previews[key] = preview
+        while len(_worker_previews) > WORKER_PREVIEWS:
+            _worker_previews.popitem(last=False)
+    return preview
+
+
 def _render_stored_preview(directory: str, key: str, options: RenderOptions) -> bytes | None:
     """In a pool worker: the thumbnail made from the preview stored under key in the disk cache at directory;
     None when it is stored no more."""
-    stored = read_elsewhere(directory, key)
-    return None if stored is None else render_preview(Preview.from_bytes(stored), options)
+    preview = _stored_preview(directory, key)
+    return None if preview is None else render_preview(preview, options)
 
 
 async def _all_or_first_failure(*work: Awaitable[T]) -> list[T]:
@@ -102,6 +129,8 @@ class Thumbnailer:
         self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
         # By frame version: concurrent thumbnails of a frame with no stored preview share one making it.
         self._preview_flights: SingleFlight[tuple[int, str], MadePreview] = SingleFlight()
+        # By preview key, least recently used first.
+        self._outlines: OrderedDict[str, Outline] = OrderedDict()
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
@@ -171,20 +200,54 @@ class Thumbnailer:
     async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         frame = frames[0]
         key = preview_key((frame.id, frame.version), self._preview_size)
-        preview = await self._cache.preview(key) if self._preview_size else None
-        if preview is not None and preview.covers(options):
-            # Neither a download nor a decompression: the preview holds all this thumbnail needs. The worker
-            # reads it from the disk level itself, quicker than megabytes through a pipe, unless it is gone since.
-            async with self._rendering("mono", lambda _: frame):
-                thumbnail = await self._pool.run(_render_stored_preview, self._cache.disk.directory, key, options)
-                if thumbnail is None:
-                    thumbnail = await self._pool.run(render_preview, preview, options)
+        outline = await self._outline(key) if self._preview_size else None
+        if outline is not None and outline.covers(options):
+            thumbnail = await self._from_stored_preview(key, options)
+            if thumbnail is not None:
                 return thumbnail
+            self._outlines.pop(key, None)
+            outline = None
         async with self._files.fits_file(frame) as fits_path, self._rendering("mono", lambda _: frame):
-            if preview is None and self._preview_size:
+            if outline is None and self._preview_size:
                 return await self._first_render(frame, key, str(fits_path), options)
             thumbnail, _ = await self._pool.run(self.render, str(fits_path), options)
             return thumbnail
+
+    async def _from_stored_preview(self, key: str, options: RenderOptions) -> bytes | None:
+        """The thumbnail made from the stored preview under key, which covers it; None when the preview is gone.
+
+        Neither a download nor a decompression. The worker reads the preview from the disk level itself,
+        quicker than megabytes through a pipe; one not on disk yet is still in memory, being written.
+        """
+        started = time.perf_counter()
+        try:
+            thumbnail = await self._pool.run(_render_stored_preview, self._cache.disk.directory, key, options)
+            if thumbnail is None:
+                preview = await self._cache.preview(key)
+                thumbnail = None if preview is None else await self._pool.run(render_preview, preview, options)
+        except BaseException:
+            self._record_render("mono", "error", time.perf_counter() - started)
+            raise
+        # Nothing to render from is no render: the caller makes the preview again.
+        if thumbnail is not None:
+            self._record_render("mono", "ok", time.perf_counter() - started)
+        return thumbnail
+
+    async def _outline(self, key: str) -> Outline | None:
+        """The outline of the preview stored under key, read from it only the first time; None when there is none."""
+        outline = self._outlines.pop(key, None)
+        if outline is None:
+            preview = await self._cache.preview(key)
+            if preview is None:
+                return None
+            outline = preview.outline
+        self._remember_outline(key, outline)
+        return outline
+
+    def _remember_outline(self, key: str, outline: Outline) -> None:
+        self._outlines[key] = outline
+        while len(self._outlines) > OUTLINES:
+            self._outlines.popitem(last=False)
 
     async def _first_render(self, frame: Frame, key: str, path: str, options: RenderOptions) -> bytes:
         """A thumbnail of a frame version with no preview stored under key, from its file at path.
@@ -216,6 +279,7 @@ class Thumbnailer:
             thumbnail, preview = await self._pool.run(self.render, path, options)
         # Written while the thumbnail is answered; until it is on disk, the cache answers from memory.
         self._cache.keep_preview(key, preview)
+        self._remember_outline(key, preview.outline)
         return preview, thumbnail
 
     async def _preview_in_bands(self, path: str, bands: int) -> Preview:
@@ -255,7 +319,9 @@ class Thumbnailer:
             name = (frame.filename or frame.basename) if frame is not None else error.file
             raise ThumbproxyError(422, f"cannot render {name}: {error.reason}") from None
         finally:
-            seconds = time.perf_counter() - started
-            self._render_seconds += RENDER_SECONDS_WEIGHT * (seconds - self._render_seconds)
-            self._metrics.renders.labels(kind=kind, result=result).inc()
-            self._metrics.render_duration.labels(kind=kind).observe(seconds)
+            self._record_render(kind, result, time.perf_counter() - started)
+
+    def _record_render(self, kind: str, result: str, seconds: float) -> None:
+        self._render_seconds += RENDER_SECONDS_WEIGHT * (seconds - self._render_seconds)
+        self._metrics.renders.labels(kind=kind, result=result).inc()
+        self._metrics.render_duration.labels(kind=kind).observe(seconds)

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from thumbproxy.render.rowtiles import RowTiles
+
 SCIENCE_EXTENSION = "SCI"
 # The card every FITS file starts with.
 FITS_SIGNATURE = b"SIMPLE  ="
@@ -67,25 +69,30 @@ def _check_size(hdu: HDU) -> None:
         raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
 
 
-def _check_datasum(path: str | os.PathLike, index: int) -> None:
-    """UnreadableFrame when the compressed HDU at index has a DATASUM card its bytes disagree with.
+def _compressed_tiles(path: str | os.PathLike, index: int, check_datasum: bool) -> RowTiles | None:
+    """The tiles of the compressed HDU at index when RowTiles reads their layout, else None.
 
+    With check_datasum, UnreadableFrame when the HDU has a DATASUM card its bytes disagree with.
     fpack writes the card. Checked before decompressing, because damaged tiles can decompress
     into plausible garbage that no error reveals.
     """
-    with fits.open(path, memmap=False, disable_image_compression=True) as compressed:
-        if compressed[index].verify_datasum() == 0:
+    with open(path, "rb") as file, fits.open(file, memmap=False, disable_image_compression=True) as compressed:
+        table = compressed[index]
+        if check_datasum and table.verify_datasum() == 0:
             raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
                                   "does not match")
+        return RowTiles.of(table, file)
 
 
 class FitsImage:
     """The image a user means in an open FITS file: its shape and header at once, its rows on demand."""
 
-    def __init__(self, hdu: HDU, header: Mapping[str, Any],
+    def __init__(self, hdu: HDU, header: Mapping[str, Any], tiles: RowTiles | None,
                  refusing_damage: Callable[[], AbstractContextManager[None]]) -> None:
         self._hdu = hdu
         self._compressed = isinstance(hdu, fits.CompImageHDU)
+        # The fast reader of the compressed tiles, when it knows their layout.
+        self._tiles = tiles
         self._refusing_damage = refusing_damage
         # The image HDU's own cards, falling back to the primary header's.
         self.header = header
@@ -103,6 +110,8 @@ class FitsImage:
         extra_axes = len(self._hdu.shape) - 2
         with self._refusing_damage():
             try:
+                if self._tiles is not None:
+                    return self._tiles.read(rows)
                 return self._hdu.section[(0,) * extra_axes + (rows,)]
             except Exception as err:
                 if not self._compressed:
@@ -110,17 +119,26 @@ class FitsImage:
                 # Truncation that astropy warned of still takes precedence in _failure_reason.
                 raise UnreadableFrame(f"the compressed image data are corrupt ({err})") from err
 
+    def close(self) -> None:
+        """Release the mapped file of the fast tile reader."""
+        if self._tiles is not None:
+            self._tiles.close()
+
 
 def _image(path: str | os.PathLike, hdul: fits.HDUList, check_datasum: bool,
            refusing_damage: Callable[[], AbstractContextManager[None]]) -> FitsImage:
-    """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read."""
+    """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read.
+
+    Close its tiles (FitsImage.close) when done.
+    """
     hdu = pick_image_hdu(hdul)
     _check_size(hdu)
-    if check_datasum and isinstance(hdu, fits.CompImageHDU):
-        _check_datasum(path, hdul.index_of(hdu))
+    tiles = None
+    if isinstance(hdu, fits.CompImageHDU):
+        tiles = _compressed_tiles(path, hdul.index_of(hdu), check_datasum)
     primary = hdul[0]
     header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
-    return FitsImage(hdu, header, refusing_damage)
+    return FitsImage(hdu, header, tiles, refusing_damage)
 
 
 def _failure_reason(start: bytes, error: Exception,
@@ -187,7 +205,10 @@ def open_image(path: str | os.PathLike, check_datasum: bool = True,
             with hdul:
                 with refusing_damage():
                     image = _image(path, hdul, check_datasum, refusing_damage)
-                yield image
+                try:
+                    yield image
+                finally:
+                    image.close()
 
 
 def read_frame(path: str | os.PathLike) -> Frame:

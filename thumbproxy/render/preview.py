@@ -17,14 +17,16 @@ from typing import Any
 import numpy as np
 
 from thumbproxy.render.errors import refused_as_render_error
-from thumbproxy.render.fitsread import Frame, open_image
+from thumbproxy.render.fitsread import FitsImage, Frame, open_image
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, display_orientation, orientation_cards
 from thumbproxy.render.reduce import REDUCING_GAP, block_mean, output_size, reduction_factor
-from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, joined
+from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, concatenated, joined
 
 # THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
 DEFAULT_PREVIEW_SIZE = 1024
+# Pixels of the frame read at once into a preview (4 MiB as float32): the frame is never whole in memory.
+CHUNK_PIXELS = 2**20
 # The .npy format versions write_array chooses for a stored preview's arrays.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -35,6 +37,13 @@ def preview_factor(shape: tuple[int, int], preview_size: int) -> int:
     return max(1, max(shape) // preview_size)
 
 
+def _covers(shape: tuple[int, int], factor: int, cards: Mapping[str, Any], options: RenderOptions) -> bool:
+    """Whether the thumbnail options ask for of an image of shape with these header cards needs no finer
+    pixels than its preview of factor."""
+    size = output_size(shape, display_orientation(cards, spectrum=options.spectrum), options)
+    return reduction_factor(shape, size) >= factor
+
+
 def likely_from_preview(options: RenderOptions, preview_size: int) -> bool:
     """Whether the thumbnail options ask for is usually made from a preview of this size, whatever
     the frame: its box is at most 1 / REDUCING_GAP of the preview's long side.
@@ -42,6 +51,19 @@ def likely_from_preview(options: RenderOptions, preview_size: int) -> bool:
     Only a guess before the frame's shape is known; Preview.covers decides.
     """
     return max(options.width, options.height) * REDUCING_GAP <= preview_size
+
+
+@dataclass(frozen=True)
+class Outline:
+    """What decides which thumbnails a preview covers, without its pixels: a few hundred bytes."""
+
+    shape: tuple[int, int]
+    factor: int
+    cards: Mapping[str, Any]
+
+    def covers(self, options: RenderOptions) -> bool:
+        """Whether the thumbnail options ask for is made from the preview: it needs no finer pixels."""
+        return _covers(self.shape, self.factor, self.cards, options)
 
 
 @dataclass(frozen=True)
@@ -64,10 +86,13 @@ class Preview:
         """How the frame is turned for display (see display_orientation)."""
         return display_orientation(self.cards, spectrum=spectrum)
 
+    @property
+    def outline(self) -> Outline:
+        return Outline(self.shape, self.factor, self.cards)
+
     def covers(self, options: RenderOptions) -> bool:
         """Whether the thumbnail options ask for is made from this preview: it needs no finer pixels."""
-        size = output_size(self.shape, self.orientation(options.spectrum), options)
-        return reduction_factor(self.shape, size) >= self.factor
+        return self.outline.covers(options)
 
     def to_bytes(self) -> bytes:
         """The preview as .npy records one after another: its other fields as a JSON document (uint8),
@@ -154,6 +179,22 @@ def preview_of(frame: Frame, preview_size: int) -> Preview:
     return join_bands([_band(frame.data, 0, frame.data.shape, factor, frame.header)])
 
 
+def _read_bands(image: FitsImage, rows: slice, factor: int) -> PreviewBand:
+    """The preview band of these rows of image (whole tile rows and preview blocks), read a chunk of
+    about CHUNK_PIXELS at a time: the full-resolution rows are never all in memory at once."""
+    unit = math.lcm(image.tile_rows, factor)
+    step = unit * max(1, CHUNK_PIXELS // (unit * image.shape[1]))
+    chunks = [slice(start, min(rows.stop, start + step)) for start in range(rows.start, rows.stop, step)]
+    # Taken from the header once, not once per chunk.
+    cards = orientation_cards(image.header)
+    bands = [_band(image.read(chunk), chunk.start, image.shape, factor, cards,
+                   lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0])
+             for chunk in chunks or [rows]]
+    first = bands[0]
+    return PreviewBand(first.shape, factor, np.concatenate([band.image for band in bands]),
+                       concatenated([band.samples for band in bands]), first.cards)
+
+
 def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int) -> PreviewBand:
     """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed.
 
@@ -163,6 +204,17 @@ def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int)
     """
     with refused_as_render_error(path), open_image(path, check_datasum=band == 0, memory_mapped=True) as image:
         factor = preview_factor(image.shape, preview_size)
-        rows = band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands)
-        return _band(image.read(rows), rows.start, image.shape, factor, image.header,
-                     lambda: image.read(slice(rows.stop, rows.stop + 1))[0, 0])
+        return _read_bands(image, band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands), factor)
+
+
+def read_preview_if_covering(path: str | os.PathLike, options: RenderOptions,
+                             preview_size: int) -> Preview | Frame:
+    """The preview of the FITS frame at path when it covers the thumbnail options ask for, read without
+    ever holding the whole frame; else the frame read whole. Raises RenderError and OSError as
+    render_thumbnail does."""
+    with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
+        factor = preview_factor(image.shape, preview_size)
+        if _covers(image.shape, factor, image.header, options):
+            return join_bands([_read_bands(image, slice(0, image.shape[0]), factor)])
+        # Copied out of the mapped file, which closes with the context.
+        return Frame(np.array(image.read()), image.header)

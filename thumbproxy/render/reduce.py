@@ -61,6 +61,11 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     pixels, which is less than one pixel of the thumbnail. A block with no finite pixel
     is NaN.
     """
+    if factor == 1:
+        # Always a new array: callers overwrite the result.
+        means = data.astype(np.float32)
+        means[np.isinf(means)] = np.nan
+        return means
     rows, columns = data.shape[0] // factor, data.shape[1] // factor
     data = data[:rows * factor, :columns * factor]
     # Summing the row blocks first reads the frame once in memory order; the column

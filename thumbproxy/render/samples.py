@@ -79,13 +79,19 @@ def band_samples(band: np.ndarray, start: int, total: int,
                        right[finite] - left[finite])
 
 
+def concatenated(bands: Sequence[BandSamples]) -> BandSamples:
+    """The samples of consecutive bands as those of one band."""
+    return BandSamples(np.concatenate([band.limit_samples for band in bands]),
+                       np.concatenate([band.median_samples for band in bands]),
+                       np.concatenate([band.differences for band in bands]))
+
+
 def joined(bands: Sequence[BandSamples]) -> PixelSamples:
     """The frame's samples from its bands' samples, in band order."""
-    differences = np.concatenate([band.differences for band in bands])
+    whole = concatenated(bands)
     # Differences of neighbours ignore sky gradients and extended light; each holds two pixels' noise.
-    noise = float(mad_std(differences)) / math.sqrt(2.0) if differences.size else 0.0
-    return PixelSamples(np.concatenate([band.limit_samples for band in bands]),
-                        np.concatenate([band.median_samples for band in bands]), noise)
+    noise = float(mad_std(whole.differences)) / math.sqrt(2.0) if whole.differences.size else 0.0
+    return PixelSamples(whole.limit_samples, whole.median_samples, noise)
 
 
 def pixel_samples(data: np.ndarray) -> PixelSamples:

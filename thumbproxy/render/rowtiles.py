@@ -1,0 +1,151 @@
+"""Read a RICE-compressed float image whose tiles are whole rows, as fpack writes them, with one
+C call per tile and the dequantization vectorised.
+
+astropy's section reader spends about a third of its time in Python around each tile, and a
+4096 x 4096 frame is 4096 tiles. The C codecs are astropy's own; pixels are astropy's exactly
+when dithered, and within two units in the last place of float32 when not. Any other layout
+(integer pixels, tiles narrower than a row, GZIP-stored tiles, per-tile blank values) is left to
+astropy: `RowTiles.of` answers None.
+"""
+
+import mmap
+from collections.abc import Mapping
+from typing import Any, BinaryIO
+
+import numpy as np
+from astropy.io import fits
+from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unquantize_float_c
+
+RICE = ("RICE_1", "RICE_ONE")
+# ZQUANTIZ values and the numbers the C dequantizer takes for them; absent means no dither.
+DITHERS = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
+# Pixels dequantized at once: fewer numpy calls per tile, still within the CPU's cache.
+CHUNK_PIXELS = 2**16
+
+
+def _setting(header: Mapping[str, Any], name: str, default: int) -> int:
+    """A compression parameter (ZNAMEi = name, ZVALi = value) of the compressed header."""
+    index = 1
+    while f"ZNAME{index}" in header:
+        if header[f"ZNAME{index}"] == name:
+            return int(header[f"ZVAL{index}"])
+        index += 1
+    return default
+
+
+class RowTiles:
+    """The tiles of one compressed image HDU, in a file open for reading."""
+
+    def __init__(self, header: Mapping[str, Any], table: np.ndarray, file: mmap.mmap, heap_start: int) -> None:
+        self._columns = int(header["ZNAXIS1"])
+        self._tile_rows = int(header["ZTILE2"])
+        self._rows = int(header["ZNAXIS2"])
+        self._blocksize = _setting(header, "BLOCKSIZE", 32)
+        self._bytepix = _setting(header, "BYTEPIX", 4)
+        self._dither = DITHERS[header.get("ZQUANTIZ", "NO_DITHER")]
+        self._dither_seed = int(header.get("ZDITHER0", 0))
+        blank = header.get("ZBLANK")
+        self._blank = None if blank is None else int(blank)
+        # Where each tile's bytes start and end in the file, as lists: indexing numpy per tile is slow.
+        descriptors = table["COMPRESSED_DATA"].astype(np.int64)
+        self._starts: list[int] = (heap_start + descriptors[:, 1]).tolist()
+        self._ends: list[int] = (heap_start + descriptors[:, 1] + descriptors[:, 0]).tolist()
+        # Each tile's dequantization.
+        self._scale = table["ZSCALE"].astype(np.float64)
+        self._zero = table["ZZERO"].astype(np.float64)
+        self._file = file
+
+    @classmethod
+    def of(cls, hdu: fits.BinTableHDU, file: BinaryIO) -> "RowTiles | None":
+        """The tiles of the compressed image table hdu (opened with disable_image_compression) of
+        file, or None when its layout is not one this module reads."""
+        try:
+            return cls._of(hdu, file)
+        except (KeyError, ValueError, TypeError):
+            # A header this module misreads is astropy's to judge.
+            return None
+
+    @classmethod
+    def _of(cls, hdu: fits.BinTableHDU, file: BinaryIO) -> "RowTiles | None":
+        header = hdu.header
+        names = hdu.columns.names
+        if (header.get("ZCMPTYPE") not in RICE or header.get("ZBITPIX") != -32 or header.get("ZNAXIS") != 2
+                or header.get("ZTILE1", header.get("ZNAXIS1")) != header.get("ZNAXIS1")
+                or header.get("ZQUANTIZ", "NO_DITHER") not in DITHERS
+                or not {"ZSCALE", "ZZERO"} <= set(names) or "ZBLANK" in names):
+            return None
+        width = header["NAXIS1"] * header["NAXIS2"]
+        start = hdu.fileinfo()["datLoc"]
+        file.seek(start)
+        table = np.frombuffer(file.read(width), hdu.columns.dtype.newbyteorder(">"))
+        if table.size != header["NAXIS2"] or (table["COMPRESSED_DATA"][:, 0] == 0).any():
+            # Zero-length tiles are stored losslessly in another column: astropy's case.
+            return None
+        return cls(header, table, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ),
+                   start + header.get("THEAP", width))
+
+    def close(self) -> None:
+        """Unmap the file."""
+        self._file.close()
+
+    def read(self, rows: slice) -> np.ndarray:
+        """float32 pixels of these rows (step 1); ValueError when a tile is corrupt."""
+        start, stop, _ = rows.indices(self._rows)
+        stop = max(start, stop)
+        first_tile, last_tile = start // self._tile_rows, -(-stop // self._tile_rows)
+        first_row = first_tile * self._tile_rows
+        pixels = np.empty((min(self._rows, last_tile * self._tile_rows) - first_row, self._columns), np.float32)
+        flat = pixels.reshape(-1)
+        if self._dither == DITHERS["NO_DITHER"]:
+            self._read_undithered(first_tile, last_tile, flat)
+        else:
+            self._read_dithered(first_tile, last_tile, flat)
+        return pixels[start - first_row:stop - first_row]
+
+    def _tile(self, tile: int, pixels: int) -> bytes:
+        """The quantized integers of tile, decompressed."""
+        end = self._ends[tile]
+        if end > len(self._file):
+            raise ValueError(f"tile {tile + 1} lies beyond the end of the file")
+        # A bytes copy: the C codec takes no buffer that must be released, so no memoryview of the map.
+        return decompress_rice_1_c(self._file[self._starts[tile]:end], self._blocksize, self._bytepix, pixels)
+
+    def _tile_pixels(self, tile: int) -> int:
+        return (min(self._rows, (tile + 1) * self._tile_rows) - tile * self._tile_rows) * self._columns
+
+    def _read_dithered(self, first_tile: int, last_tile: int, out: np.ndarray) -> None:
+        """Tiles into out, dequantized by astropy's C code: the dither is a sequence per tile."""
+        position = 0
+        for tile in range(first_tile, last_tile):
+            pixels = self._tile_pixels(tile)
+            quantized = self._tile(tile, pixels)
+            values = np.frombuffer(unquantize_float_c(quantized, tile + self._dither_seed, pixels, self._scale[tile],
+                                                      self._zero[tile], self._dither, 0, 0, 0.0, self._bytepix),
+                                   np.float32)
+            if self._blank is not None:
+                values = np.where(np.frombuffer(quantized, f"i{self._bytepix}") == self._blank, np.nan, values)
+            out[position:position + pixels] = values
+            position += pixels
+
+    def _read_undithered(self, first_tile: int, last_tile: int, out: np.ndarray) -> None:
+        """Tiles into out, dequantized (q * scale + zero) a chunk of tiles at a time."""
+        per_chunk = max(1, CHUNK_PIXELS // (self._tile_rows * self._columns))
+        # A last tile cut short by the image's end goes alone, so every chunk's tiles are the same size.
+        whole_tiles = self._rows // self._tile_rows
+        position = 0
+        for chunk_start in range(first_tile, last_tile, per_chunk):
+            for tiles in (range(chunk_start, min(last_tile, whole_tiles, chunk_start + per_chunk)),
+                          range(max(chunk_start, whole_tiles), min(last_tile, chunk_start + per_chunk))):
+                if not tiles:
+                    continue
+                pixels = self._tile_pixels(tiles.start)
+                quantized = np.frombuffer(b"".join(self._tile(tile, pixels) for tile in tiles),
+                                          f"i{self._bytepix}").reshape(len(tiles), pixels)
+                values = out[position:position + quantized.size].reshape(quantized.shape)
+                # In float32: within two units in the last place of astropy's float64, and faster.
+                np.multiply(quantized, self._scale[tiles.start:tiles.stop, None].astype(np.float32), out=values,
+                            dtype=np.float32, casting="unsafe")
+                values += self._zero[tiles.start:tiles.stop, None].astype(np.float32)
+                if self._blank is not None:
+                    values[quantized == self._blank] = np.nan
+                position += values.size
