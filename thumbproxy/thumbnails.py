@@ -60,7 +60,7 @@ _worker_previews: OrderedDict[str, Preview] = OrderedDict()
 def _stored_preview(directory: str, key: str) -> Preview | None:
     """In a pool worker: the preview stored under key in the disk cache at directory, from the few this
     worker read last if it is one of them; None when it is not stored or cannot be decoded."""
-    preview = _worker_previews.pop(key, None)
+    preview = _worker_previews.get(key)
     if preview is None:
         stored = read_elsewhere(directory, key)
         try:
@@ -69,10 +69,22 @@ def _stored_preview(directory: str, key: str) -> Preview | None:
             # The server reads it too, says so, and makes it again.
             return None
     if preview is not None:
-        _worker_previews[key] = preview
-        while len(_worker_previews) > WORKER_PREVIEWS:
-            _worker_previews.popitem(last=False)
+        _keep_in_worker(key, preview)
     return preview
+
+
+def _keep_in_worker(key: str, preview: Preview) -> None:
+    """In a pool worker: keep the preview under key as the most recently used of the few kept."""
+    _worker_previews.pop(key, None)
+    _worker_previews[key] = preview
+    while len(_worker_previews) > WORKER_PREVIEWS:
+        _worker_previews.popitem(last=False)
+
+
+def _render_kept_preview(key: str, preview: Preview, options: RenderOptions) -> bytes:
+    """In a pool worker: the thumbnail made from a preview handed over whole, kept for the frame's next thumbnails."""
+    _keep_in_worker(key, preview)
+    return render_preview(preview, options)
 
 
 def _render_stored_preview(directory: str, key: str, options: RenderOptions) -> bytes | None:
@@ -224,7 +236,7 @@ class Thumbnailer:
             thumbnail = await self._pool.run(_render_stored_preview, self._cache.disk.directory, key, options)
             if thumbnail is None:
                 preview = await self._cache.preview(key)
-                thumbnail = None if preview is None else await self._pool.run(render_preview, preview, options)
+                thumbnail = None if preview is None else await self._from_preview(key, preview, options)
         except BaseException:
             self._record_render("mono", "error", time.perf_counter() - started)
             raise
@@ -257,7 +269,7 @@ class Thumbnailer:
         (preview, thumbnail), joined = await self._preview_flights.run(
             (frame.id, frame.version), lambda: self._make_preview(key, path, options))
         if joined or thumbnail is None:
-            thumbnail = await self._from_preview(preview, options)
+            thumbnail = await self._from_preview(key, preview, options)
         if thumbnail is None:
             thumbnail, _ = await self._pool.run(self.render, path, options)
         return thumbnail
@@ -274,7 +286,7 @@ class Thumbnailer:
         bands = self._pool.idle
         if bands >= 2 and likely_from_preview(options, self._preview_size):
             preview = await self._preview_in_bands(path, bands)
-            thumbnail = await self._from_preview(preview, options)
+            thumbnail = await self._from_preview(key, preview, options)
         else:
             thumbnail, preview = await self._pool.run(self.render, path, options)
         # Written while the thumbnail is answered; until it is on disk, the cache answers from memory.
@@ -288,9 +300,11 @@ class Thumbnailer:
             *(self._pool.run(read_band, path, band, bands, self._preview_size) for band in range(bands)))
         return await asyncio.to_thread(join_bands, parts)
 
-    async def _from_preview(self, preview: Preview, options: RenderOptions) -> bytes | None:
-        """The thumbnail made from the preview, or None when it needs finer pixels."""
-        return await self._pool.run(render_preview, preview, options) if preview.covers(options) else None
+    async def _from_preview(self, key: str, preview: Preview, options: RenderOptions) -> bytes | None:
+        """The thumbnail made from the preview stored under key, or None when it needs finer pixels."""
+        if not preview.covers(options):
+            return None
+        return await self._pool.run(_render_kept_preview, key, preview, options)
 
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with AsyncExitStack() as files:
