@@ -25,7 +25,7 @@ from thumbproxy.render import RenderOptions, render_thumbnail
 from thumbproxy.render.fitsread import read_frame
 from thumbproxy.render.preview import Preview, join_bands, preview_of, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
-from thumbproxy.render.thumbnail import render_preview, render_with_preview
+from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
 from thumbproxy.sampledata import raw_frame, star_field
 from thumbproxy.thumbkey import preview_key
 from thumbproxy.web.routes import THUMBNAILER
@@ -118,6 +118,16 @@ def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: 
         assert render_preview(stored, options) == render_preview(built, options)
     assert render_preview(built, RenderOptions(width=500, height=500)) == render_thumbnail(
         big_field, RenderOptions(width=500, height=500))
+
+
+def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Path) -> None:
+    preview = preview_of(read_frame(big_field), 1024)
+    shared = resample_preview(preview, RenderOptions(width=300, height=300))
+    untouched = shared.pixels.copy()
+    for options in (RenderOptions(width=300, height=300), RenderOptions(width=300, height=300, label="M42"),
+                    RenderOptions(width=300, height=300, median=True, percentile=90, format="png")):
+        assert render_resampled(preview, shared, options) == render_preview(preview, options)
+    assert np.array_equal(shared.pixels, untouched)
 
 
 def test_a_damaged_stored_preview_is_refused(big_field: Path) -> None:

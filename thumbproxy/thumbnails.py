@@ -21,7 +21,7 @@ from thumbproxy.metrics import Metrics
 from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
-from thumbproxy.render.thumbnail import render_preview, render_with_preview
+from thumbproxy.render.thumbnail import Resampled, render_resampled, resample_preview, render_with_preview
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.singleflight import SingleFlight
@@ -40,6 +40,9 @@ RENDER_SECONDS_WEIGHT = 0.1
 
 # Previews a pool worker keeps after reading them: a frame's next thumbnails tend to follow each other.
 WORKER_PREVIEWS = 4
+# Previews resampled to a thumbnail size the server keeps, about 1 MiB each: thumbnails of that size
+# differing only in stretch, label or format need no resampling.
+RESAMPLED_KEPT = 16
 # Outlines of stored previews the server keeps, so deciding whether one covers a thumbnail reads nothing.
 OUTLINES = 4096
 
@@ -81,17 +84,29 @@ def _keep_in_worker(key: str, preview: Preview) -> None:
         _worker_previews.popitem(last=False)
 
 
-def _render_kept_preview(key: str, preview: Preview, options: RenderOptions) -> bytes:
-    """In a pool worker: the thumbnail made from a preview handed over whole, kept for the frame's next thumbnails."""
+def _render_kept_preview(key: str, preview: Preview, options: RenderOptions,
+                         resampled: Resampled | None) -> tuple[bytes, Resampled | None]:
+    """In a pool worker: _render_sharing from a preview handed over whole, kept for the frame's next thumbnails."""
     _keep_in_worker(key, preview)
-    return render_preview(preview, options)
+    return _render_sharing(preview, options, resampled)
 
 
-def _render_stored_preview(directory: str, key: str, options: RenderOptions) -> bytes | None:
-    """In a pool worker: the thumbnail made from the preview stored under key in the disk cache at directory;
+def _render_stored_preview(directory: str, key: str, options: RenderOptions,
+                           resampled: Resampled | None) -> tuple[bytes, Resampled | None] | None:
+    """In a pool worker: _render_sharing from the preview stored under key in the disk cache at directory;
     None when it is stored no more."""
     preview = _stored_preview(directory, key)
-    return None if preview is None else render_preview(preview, options)
+    return None if preview is None else _render_sharing(preview, options, resampled)
+
+
+def _render_sharing(preview: Preview, options: RenderOptions,
+                    resampled: Resampled | None) -> tuple[bytes, Resampled | None]:
+    """The thumbnail made from the preview (resampled to its size when given), and the preview resampled
+    for it when that was not given: the server keeps it for the size's other thumbnails."""
+    if resampled is not None:
+        return render_resampled(preview, resampled, options), None
+    made = resample_preview(preview, options)
+    return render_resampled(preview, made, options), made
 
 
 async def _all_or_first_failure(*work: Awaitable[T]) -> list[T]:
@@ -143,6 +158,8 @@ class Thumbnailer:
         self._preview_flights: SingleFlight[tuple[int, str], MadePreview] = SingleFlight()
         # By preview key, least recently used first.
         self._outlines: OrderedDict[str, Outline] = OrderedDict()
+        # By preview key and thumbnail size, least recently used first.
+        self._resampled: OrderedDict[tuple[str, tuple[int, int]], Resampled] = OrderedDict()
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
@@ -214,7 +231,7 @@ class Thumbnailer:
         key = preview_key((frame.id, frame.version), self._preview_size)
         outline = await self._outline(key) if self._preview_size else None
         if outline is not None and outline.covers(options):
-            thumbnail = await self._from_stored_preview(key, options)
+            thumbnail = await self._from_stored_preview(key, outline, options)
             if thumbnail is not None:
                 return thumbnail
             self._outlines.pop(key, None)
@@ -225,15 +242,21 @@ class Thumbnailer:
             thumbnail, _ = await self._pool.run(self.render, str(fits_path), options)
             return thumbnail
 
-    async def _from_stored_preview(self, key: str, options: RenderOptions) -> bytes | None:
+    async def _from_stored_preview(self, key: str, outline: Outline, options: RenderOptions) -> bytes | None:
         """The thumbnail made from the stored preview under key, which covers it; None when the preview is gone.
 
         Neither a download nor a decompression. The worker reads the preview from the disk level itself,
-        quicker than megabytes through a pipe; one not on disk yet is still in memory, being written.
+        quicker than megabytes through a pipe, unless it is not on disk (yet) but in memory.
         """
         started = time.perf_counter()
         try:
-            thumbnail = await self._pool.run(_render_stored_preview, self._cache.disk.directory, key, options)
+            # Just made, it is not on disk yet: handed over rather than looked for there.
+            writing = self._cache.preview_being_written(key)
+            if writing is not None:
+                thumbnail = await self._from_preview(key, writing, options)
+            else:
+                thumbnail = await self._render_sharing(key, outline, options, _render_stored_preview,
+                                                       self._cache.disk.directory, key)
             if thumbnail is None:
                 preview = await self._cache.preview(key)
                 thumbnail = None if preview is None else await self._from_preview(key, preview, options)
@@ -304,7 +327,25 @@ class Thumbnailer:
         """The thumbnail made from the preview stored under key, or None when it needs finer pixels."""
         if not preview.covers(options):
             return None
-        return await self._pool.run(_render_kept_preview, key, preview, options)
+        return await self._render_sharing(key, preview.outline, options, _render_kept_preview, key, preview)
+
+    async def _render_sharing(self, key: str, outline: Outline, options: RenderOptions,
+                              job: Callable[..., tuple[bytes, Resampled | None] | None], *args: object) -> bytes | None:
+        """job(*args, options, resampled) in the pool, handed the preview under key already resampled to the
+        thumbnail's size if kept; keeps what the job resampled. None when the job finds no preview."""
+        size_key = (key, outline.thumbnail_size(options))
+        resampled = self._resampled.pop(size_key, None)
+        if resampled is not None:
+            self._resampled[size_key] = resampled
+        done = await self._pool.run(job, *args, options, resampled)
+        if done is None:
+            return None
+        thumbnail, made = done
+        if made is not None:
+            self._resampled[size_key] = made
+            while len(self._resampled) > RESAMPLED_KEPT:
+                self._resampled.popitem(last=False)
+        return thumbnail
 
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with AsyncExitStack() as files:

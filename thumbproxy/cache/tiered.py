@@ -78,6 +78,11 @@ class TieredCache:
         self._in_background(key, self._s3.put(key, thumbnail))
         return False
 
+    def preview_being_written(self, key: str) -> Preview | None:
+        """The frame preview under key while it is still being written to the disk level, else None."""
+        writing = self._preview_writes.get(key)
+        return None if writing is None else writing[0]
+
     async def preview(self, key: str) -> Preview | None:
         """The frame preview stored under key, or None; previews live on the disk level only.
 
@@ -85,9 +90,9 @@ class TieredCache:
         level and S3. One still being written is answered from memory. One that cannot be decoded
         is as good as absent: it is built and stored again.
         """
-        writing = self._preview_writes.get(key)
+        writing = self.preview_being_written(key)
         if writing is not None:
-            return writing[0]
+            return writing
         stored = await self._disk.get(key)
         if stored is None:
             return None

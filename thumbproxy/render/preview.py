@@ -65,6 +65,10 @@ class Outline:
         """Whether the thumbnail options ask for is made from the preview: it needs no finer pixels."""
         return _covers(self.shape, self.factor, self.cards, options)
 
+    def thumbnail_size(self, options: RenderOptions) -> tuple[int, int]:
+        """(width, height) in data orientation of the thumbnail options ask for."""
+        return output_size(self.shape, display_orientation(self.cards, spectrum=options.spectrum), options)
+
 
 @dataclass(frozen=True)
 class Preview:

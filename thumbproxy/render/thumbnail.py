@@ -44,9 +44,16 @@ def read_renderable(path: str | os.PathLike) -> Frame:
 def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
     """The tone curve fits2image would give the full-resolution frame these samples are of;
     reduced is its block mean, measured when the sampling stride misses every finite pixel."""
-    limit_samples = samples.limit_samples
-    if limit_samples.size == 0:
-        limit_samples = reduced[np.isfinite(reduced)]
+    return tone_of(samples, limit_samples_of(samples, reduced), options)
+
+
+def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
+    """The pixels the display limits are measured on: the samples, else the finite pixels of reduced."""
+    return samples.limit_samples if samples.limit_samples.size else reduced[np.isfinite(reduced)]
+
+
+def tone_of(samples: PixelSamples, limit_samples: np.ndarray, options: RenderOptions) -> Tone:
+    """measure_tone with the limit samples already chosen (limit_samples_of)."""
     limits = display_limits(limit_samples)
     stretch = pixel_stretch(limits)
     if options.median:
@@ -64,13 +71,19 @@ def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int],
     pixel covers: the noise averaged over it no longer shows, so the tone curve allows for it.
     """
     noise = noise_averaged_away(tone.pixel_noise, pixels_per_output_pixel)
+    return to_grey(_display_resampled(reduced, tone.limits, noise, size), tone.stretch, tone.limits, noise)
+
+
+def _display_resampled(reduced: np.ndarray, limits: Limits, noise: float, size: tuple[int, int]) -> np.ndarray:
+    """reduced (overwritten) clipped to the drawn range and resampled to size, for a tone curve of these
+    limits allowing for this noise."""
     # Non-finite blocks take a value drawn black, so Lanczos does not spread NaN into
     # their neighbours.
-    reduced[~np.isfinite(reduced)] = black_value(tone.limits, noise)
+    reduced[~np.isfinite(reduced)] = black_value(limits, noise)
     # Lanczos rings around stars far brighter than white; clipped to the drawn range first,
     # the rings stay invisible, as they do when the stretch comes before the resampling.
-    np.clip(reduced, black_value(tone.limits, noise), white_value(tone.limits, noise), out=reduced)
-    return to_grey(resample(reduced, size), tone.stretch, tone.limits, noise)
+    np.clip(reduced, black_value(limits, noise), white_value(limits, noise), out=reduced)
+    return resample(reduced, size)
 
 
 def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions) -> bytes:
@@ -82,14 +95,39 @@ def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions)
     return encode(image, options)
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """A preview's pixels at one thumbnail size before the tone curve: block-reduced, clipped to the
+    drawn range and resampled. Thumbnails of that size differing only in stretch, label or format
+    share it, and skip the resampling, the larger part of their work."""
+
+    size: tuple[int, int]
+    pixels: np.ndarray
+    # The pixels the display limits are measured on (limit_samples_of), and the pixel noise left at this size.
+    limit_samples: np.ndarray
+    noise: float
+
+
+def resample_preview(preview: Preview, options: RenderOptions) -> Resampled:
+    """The preview, which covers the thumbnail options ask for (Preview.covers), ready for its tone curve."""
+    size = preview.outline.thumbnail_size(options)
+    reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
+    limit_samples = limit_samples_of(preview.samples, reduced)
+    noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
+    limits = display_limits(limit_samples)
+    return Resampled(size, _display_resampled(reduced, limits, noise, size), limit_samples, noise)
+
+
+def render_resampled(preview: Preview, resampled: Resampled, options: RenderOptions) -> bytes:
+    """Image bytes of the thumbnail options ask for, from the preview resampled to its size (resample_preview)."""
+    tone = tone_of(preview.samples, resampled.limit_samples, options)
+    grey = to_grey(resampled.pixels, tone.stretch, tone.limits, resampled.noise)
+    return finish(grey, preview.orientation(options.spectrum), options)
+
+
 def render_preview(preview: Preview, options: RenderOptions) -> bytes:
     """Image bytes of the thumbnail options ask for, made from a preview that covers it (Preview.covers)."""
-    orientation = preview.orientation(options.spectrum)
-    size = output_size(preview.shape, orientation, options)
-    reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
-    grey = grey_levels(reduced, measure_tone(preview.samples, reduced, options), size,
-                       math.prod(preview.shape) / (size[0] * size[1]))
-    return finish(grey, orientation, options)
+    return render_resampled(preview, resample_preview(preview, options), options)
 
 
 def render_with_preview(path: str | os.PathLike, options: RenderOptions,
