@@ -49,7 +49,8 @@ class TieredCache:
         thumbnail = self.memory_hit(key)
         if thumbnail is not None:
             return thumbnail, "memory"
-        thumbnail = await self._disk.get(key)
+        # Its file kept open: a repeat hit can read it without a thread (see HeldFiles).
+        thumbnail = await self._disk.get(key, keep_open=True)
         self._count("disk", "miss" if thumbnail is None else "hit")
         if thumbnail is not None:
             self._memory.put(key, thumbnail)
