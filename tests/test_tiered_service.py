@@ -138,10 +138,12 @@ async def test_repeated_hits_are_the_same_answer_and_counted(service: Service, f
     assert await other.read() != body
 
 
+# Repeats answered from the memory level, and with it off, from the disk level's files kept open.
+@pytest.mark.parametrize("memory_cache_mb", ["64", "0"])
 async def test_repeated_hits_stop_once_the_frame_is_no_longer_public(
-    start_service: ServiceFactory, frame: dict
+    start_service: ServiceFactory, frame: dict, memory_cache_mb: str
 ) -> None:
-    service = await start_service(THUMBPROXY_METADATA_TTL="0.3")
+    service = await start_service(THUMBPROXY_METADATA_TTL="0.3", THUMBPROXY_MEMORY_CACHE_MB=memory_cache_mb)
     for path in (f"/{frame['id']}/?image=true", f"/{frame['basename']}?image=true") * 2:
         assert (await service.get(path)).status == 200
     service.archive.record(frame["id"])["public_date"] = FUTURE_DATE

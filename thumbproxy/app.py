@@ -108,7 +108,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
         session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
         s3 = await _s3_level(settings, metrics, stack)
-        disk = await asyncio.to_thread(DiskCache, Path(settings.cache_dir) / "thumbnails", settings.cache_size_mb * MIB)
+        disk = await asyncio.to_thread(DiskCache, Path(settings.cache_dir) / "thumbnails", settings.cache_size_mb * MIB,
+                                       settings.open_files)
         stack.push_async_callback(asyncio.to_thread, disk.close)
         cache = TieredCache(MemoryCache(settings.memory_cache_mb * MIB), disk, s3, metrics.cache_requests)
         # Closed before the S3 client, so background uploads can finish.

@@ -192,6 +192,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Size bound of the disk cache in MiB; least recently used thumbnails go first"),
     Setting("memory_cache_mb", "THUMBPROXY_MEMORY_CACHE_MB", _integer(0), lambda: 64,
             "Size bound in MiB of the in-process level in front of the disk cache; 0 turns it off"),
+    Setting("open_files", "THUMBPROXY_OPEN_FILES", _integer(0), lambda: 512,
+            "Disk-level thumbnails kept open so their hits are read without a thread; 0 turns it off"),
     Setting("workers", "THUMBPROXY_WORKERS", _integer(1, 256), _default_workers,
             "Render processes"),
     Setting("preview_size", "THUMBPROXY_PREVIEW_SIZE", _integer(0), lambda: 1024,
@@ -267,6 +269,7 @@ class Settings:
     cache_dir: str
     cache_size_mb: int
     memory_cache_mb: int
+    open_files: int
     workers: int
     preview_size: int
     public_url: str

@@ -5,9 +5,11 @@ import logging
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
+from typing import BinaryIO
 
 import diskcache
 
+from thumbproxy.cache.heldfiles import HeldFiles
 from thumbproxy.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
@@ -15,36 +17,58 @@ log = logging.getLogger(__name__)
 WARN_INTERVAL_SECONDS = 60.0
 # Thumbnail keys are "<id>/<digest>", so this one can never collide with a thumbnail.
 PROBE_KEY = "readiness-probe"
+# Every value in a file of its own, not inside the SQLite index, so a thumbnail's file can be held open.
+MIN_FILE_SIZE = 0
 
 
 class DiskCache:
     """diskcache behind an async get/put; its SQLite and file I/O runs in threads.
 
+    Values read with `keep_open` keep their files open (up to `open_files` of them), and a later
+    `read_nowait` answers from such a file on the event loop when the page cache holds it.
     A directory that cannot be opened (read-only, full, not a directory) leaves the level out:
     every read is a miss, every write a no-op, and readiness reports the disk as failing.
     """
 
-    def __init__(self, directory: Path, size_limit_bytes: int) -> None:
+    def __init__(self, directory: Path, size_limit_bytes: int, open_files: int = 0) -> None:
         # For readers in other processes (read_elsewhere).
         self.directory = str(directory)
         self._failure_warning = ThrottledWarning(log, WARN_INTERVAL_SECONDS)
+        self._held = HeldFiles(open_files, self.directory)
         self._cache: diskcache.Cache | None = None
         try:
             self._cache = diskcache.Cache(
-                str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used"
+                str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used",
+                disk_min_file_size=MIN_FILE_SIZE,
             )
         except Exception as error:
             self._failure_warning.warn("disk cache %s cannot be opened, serving without it: %r", directory, error)
 
-    async def get(self, key: str) -> bytes | None:
-        """The thumbnail under key, or None; a failing disk reads as a miss."""
+    async def get(self, key: str, keep_open: bool = False) -> bytes | None:
+        """The thumbnail under key, or None; a failing disk reads as a miss.
+
+        With `keep_open`, its file stays open for `read_nowait`.
+        """
         if self._cache is None:
             return None
         try:
-            return await asyncio.to_thread(self._cache.get, key)
+            if not keep_open:
+                return await asyncio.to_thread(self._cache.get, key)
+            # A file dropped by a cancelled await is closed with its file object.
+            found = await asyncio.to_thread(_read_open, self._cache, key)
         except Exception as error:
             self._failure_warning.warn("disk cache read failed, serving without it: %r", error)
             return None
+        if found is None:
+            return None
+        thumbnail, file = found
+        if file is not None:
+            self._held.hold(key, file, len(thumbnail))
+        return thumbnail
+
+    def read_nowait(self, key: str) -> bytearray | None:
+        """The thumbnail under key if a file kept open by `get` holds it and the page cache has it all; never waits."""
+        return self._held.read(key)
 
     async def put(self, key: str, thumbnail: bytes) -> bool:
         """Store a thumbnail; a full or unwritable disk is logged and answers False, never raises."""
@@ -62,9 +86,24 @@ class DiskCache:
         return await self.put(PROBE_KEY, probe) and await self.get(PROBE_KEY) == probe
 
     def close(self) -> None:
-        """Release the cache's database connections."""
+        """Close the files kept open and release the cache's database connections."""
+        self._held.close()
         if self._cache is not None:
             self._cache.close()
+
+
+def _read_open(cache: diskcache.Cache, key: str) -> tuple[bytes, BinaryIO | None] | None:
+    """In a thread: the value under key and its file, still open; no file for a value stored in the index."""
+    found = cache.get(key, read=True)
+    if found is None:
+        return None
+    if isinstance(found, bytes):
+        return found, None
+    try:
+        return found.read(), found
+    except BaseException:
+        found.close()
+        raise
 
 
 @lru_cache(maxsize=None)

@@ -18,10 +18,12 @@ class MemoryCache:
             self._entries.move_to_end(key)
         return thumbnail
 
-    def put(self, key: str, thumbnail: bytes) -> None:
+    def put(self, key: str, thumbnail: bytes | bytearray) -> None:
         """Keep a thumbnail, evicting the least recently used past the bound; too large ones are not kept."""
         if len(thumbnail) > self._max_bytes:
             return
+        # Kept unchangeable: a bytearray (read from a disk-level file) is copied once, bytes are not.
+        thumbnail = bytes(thumbnail)
         previous = self._entries.pop(key, None)
         if previous is not None:
             self._size -= len(previous)

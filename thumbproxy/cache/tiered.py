@@ -44,12 +44,27 @@ class TieredCache:
             self._count("memory", "hit")
         return thumbnail
 
+    def hit_nowait(self, key: str) -> tuple[bytes | bytearray, str] | None:
+        """The thumbnail and its level ("memory" or "disk") if it can be had without an await or a thread:
+        from memory, else from a disk-level file kept open whose bytes the page cache holds."""
+        thumbnail = self.memory_hit(key)
+        if thumbnail is not None:
+            return thumbnail, "memory"
+        on_disk = self._disk.read_nowait(key)
+        if on_disk is None:
+            return None
+        self._count("disk", "hit")
+        # A hit fills the level above it.
+        self._memory.put(key, on_disk)
+        return on_disk, "disk"
+
     async def get(self, key: str) -> tuple[bytes, str] | None:
         """The thumbnail and the level that held it ("memory", "disk" or "s3"), or None everywhere."""
         thumbnail = self.memory_hit(key)
         if thumbnail is not None:
             return thumbnail, "memory"
-        thumbnail = await self._disk.get(key)
+        # Its file kept open: a repeat hit can read it without a thread (see hit_nowait).
+        thumbnail = await self._disk.get(key, keep_open=True)
         self._count("disk", "miss" if thumbnail is None else "hit")
         if thumbnail is not None:
             self._memory.put(key, thumbnail)

@@ -1,10 +1,11 @@
 """The lean hit path: image answers already given for public frames, found again by request target.
 
 A repeat of `/<frame>/?image=true&...` for a public frame needs no query parsing, no archive
-call, no await and no copy: the request line finds the frame record it was answered from and
+call, no await and no thread: the request line finds the frame record it was answered from and
 the thumbnail key. The entry holds only while that same record is still the one remembered
 for everyone (so a new version, a record past its time to live, or a frame no longer public
-falls back to the full path) and while the memory level still holds the thumbnail.
+falls back to the full path) and while the thumbnail can be had without waiting: from the memory
+level (no copy), or from the disk level's file kept open when the page cache holds it (one copy).
 """
 
 from typing import NamedTuple
@@ -57,10 +58,11 @@ class HotAnswers:
         if self._archive.public_record(entry.field, entry.value) is not entry.frame:
             del self._entries[target]
             return None
-        data = self._cache.memory_hit(entry.key)
-        if data is None:
+        found = self._cache.hit_nowait(entry.key)
+        if found is None:
             return None
-        request[SERVED_FROM] = Thumbnail(entry.key, data, "memory")
+        data, level = found
+        request[SERVED_FROM] = Thumbnail(entry.key, data, level)
         if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.headers[hdrs.ETAG]):
             return web.Response(status=304, headers=entry.not_modified_headers.copy())
         return web.Response(body=data, headers=entry.headers.copy())
