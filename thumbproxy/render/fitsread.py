@@ -101,17 +101,22 @@ class FitsImage:
         self.shape: tuple[int, int] = (rows, columns)
         # Rows of one compression tile: reading fewer costs as much as reading these.
         self.tile_rows: int = hdu.tile_shape[-2] if self._compressed else 1
+        # Whether reading rows a few at a time costs no more than all at once: astropy's compressed
+        # reader reads the whole heap in one go only for the whole image.
+        self.reads_rows_cheaply = tiles is not None or not self._compressed
 
-    def read(self, rows: slice = slice(None)) -> np.ndarray:
+    def read(self, rows: slice = slice(None), out: np.ndarray | None = None) -> np.ndarray:
         """These rows of the image (of the first plane of a cube); only the tiles holding them are decompressed.
 
-        Raises UnreadableFrame when the pixels cannot be read.
+        out, float32 rows of the image's width, may be filled and a view of it returned: reused, it
+        spares a fresh allocation (and its page faults) per read. Raises UnreadableFrame when the
+        pixels cannot be read.
         """
         extra_axes = len(self._hdu.shape) - 2
         with self._refusing_damage():
             try:
                 if self._tiles is not None:
-                    return self._tiles.read(rows)
+                    return self._tiles.read(rows, out)
                 return self._hdu.section[(0,) * extra_axes + (rows,)]
             except Exception as err:
                 if not self._compressed:

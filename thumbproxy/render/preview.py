@@ -25,8 +25,8 @@ from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, c
 
 # THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
 DEFAULT_PREVIEW_SIZE = 1024
-# Pixels of the frame read at once into a preview (4 MiB as float32): the frame is never whole in memory.
-CHUNK_PIXELS = 2**20
+# Pixels of the frame read at once into a preview (8 MiB as float32): the frame is never whole in memory.
+CHUNK_PIXELS = 2**21
 # The .npy format versions write_array chooses for a stored preview's arrays.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -185,13 +185,16 @@ def preview_of(frame: Frame, preview_size: int) -> Preview:
 
 def _read_bands(image: FitsImage, rows: slice, factor: int) -> PreviewBand:
     """The preview band of these rows of image (whole tile rows and preview blocks), read a chunk of
-    about CHUNK_PIXELS at a time: the full-resolution rows are never all in memory at once."""
+    about CHUNK_PIXELS at a time where that costs nothing more: the full-resolution rows are then never
+    all in memory at once."""
     unit = math.lcm(image.tile_rows, factor)
-    step = unit * max(1, CHUNK_PIXELS // (unit * image.shape[1]))
+    step = unit * max(1, CHUNK_PIXELS // (unit * image.shape[1])) if image.reads_rows_cheaply else image.shape[0]
     chunks = [slice(start, min(rows.stop, start + step)) for start in range(rows.start, rows.stop, step)]
     # Taken from the header once, not once per chunk.
     cards = orientation_cards(image.header)
-    bands = [_band(image.read(chunk), chunk.start, image.shape, factor, cards,
+    # Every chunk is read into the same memory: each is reduced and sampled before the next is read.
+    buffer = np.empty((min(step, image.shape[0]), image.shape[1]), np.float32)
+    bands = [_band(image.read(chunk, buffer), chunk.start, image.shape, factor, cards,
                    lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0])
              for chunk in chunks or [rows]]
     first = bands[0]

@@ -9,6 +9,7 @@ astropy: `RowTiles.of` answers None.
 """
 
 import mmap
+import os
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
@@ -81,20 +82,29 @@ class RowTiles:
         if table.size != header["NAXIS2"] or (table["COMPRESSED_DATA"][:, 0] == 0).any():
             # Zero-length tiles are stored losslessly in another column: astropy's case.
             return None
-        return cls(header, table, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ),
-                   start + header.get("THEAP", width))
+        heap_start = start + header.get("THEAP", width)
+        descriptors = table["COMPRESSED_DATA"].astype(np.int64)
+        if (heap_start + descriptors[:, 0] + descriptors[:, 1]).max() > os.fstat(file.fileno()).st_size:
+            # Cut short: astropy's reader tells the user so.
+            return None
+        return cls(header, table, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), heap_start)
 
     def close(self) -> None:
         """Unmap the file."""
         self._file.close()
 
-    def read(self, rows: slice) -> np.ndarray:
-        """float32 pixels of these rows (step 1); ValueError when a tile is corrupt."""
+    def read(self, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
+        """float32 pixels of these rows (step 1); ValueError when a tile is corrupt.
+
+        Into out (float32, the image's width) when it has room for the whole tiles holding them.
+        """
         start, stop, _ = rows.indices(self._rows)
         stop = max(start, stop)
         first_tile, last_tile = start // self._tile_rows, -(-stop // self._tile_rows)
         first_row = first_tile * self._tile_rows
-        pixels = np.empty((min(self._rows, last_tile * self._tile_rows) - first_row, self._columns), np.float32)
+        shape = (min(self._rows, last_tile * self._tile_rows) - first_row, self._columns)
+        fits_out = out is not None and out.shape[0] >= shape[0] and out.shape[1:] == shape[1:]
+        pixels = out[:shape[0]] if fits_out else np.empty(shape, np.float32)
         flat = pixels.reshape(-1)
         if self._dither == DITHERS["NO_DITHER"]:
             self._read_undithered(first_tile, last_tile, flat)
@@ -102,13 +112,12 @@ class RowTiles:
             self._read_dithered(first_tile, last_tile, flat)
         return pixels[start - first_row:stop - first_row]
 
-    def _tile(self, tile: int, pixels: int) -> bytes:
-        """The quantized integers of tile, decompressed."""
-        end = self._ends[tile]
-        if end > len(self._file):
-            raise ValueError(f"tile {tile + 1} lies beyond the end of the file")
-        # A bytes copy: the C codec takes no buffer that must be released, so no memoryview of the map.
-        return decompress_rice_1_c(self._file[self._starts[tile]:end], self._blocksize, self._bytepix, pixels)
+    def _tiles(self, tiles: range, pixels: int) -> list[bytes]:
+        """The quantized integers of these tiles of `pixels` pixels each, decompressed."""
+        file, blocksize, bytepix = self._file, self._blocksize, self._bytepix
+        # A bytes copy of each tile: the C codec takes no buffer that must be released, so no memoryview of the map.
+        return [decompress_rice_1_c(file[start:end], blocksize, bytepix, pixels)
+                for start, end in zip(self._starts[tiles.start:tiles.stop], self._ends[tiles.start:tiles.stop])]
 
     def _tile_pixels(self, tile: int) -> int:
         return (min(self._rows, (tile + 1) * self._tile_rows) - tile * self._tile_rows) * self._columns
@@ -118,7 +127,7 @@ class RowTiles:
         position = 0
         for tile in range(first_tile, last_tile):
             pixels = self._tile_pixels(tile)
-            quantized = self._tile(tile, pixels)
+            [quantized] = self._tiles(range(tile, tile + 1), pixels)
             values = np.frombuffer(unquantize_float_c(quantized, tile + self._dither_seed, pixels, self._scale[tile],
                                                       self._zero[tile], self._dither, 0, 0, 0.0, self._bytepix),
                                    np.float32)
@@ -139,7 +148,7 @@ class RowTiles:
                 if not tiles:
                     continue
                 pixels = self._tile_pixels(tiles.start)
-                quantized = np.frombuffer(b"".join(self._tile(tile, pixels) for tile in tiles),
+                quantized = np.frombuffer(b"".join(self._tiles(tiles, pixels)),
                                           f"i{self._bytepix}").reshape(len(tiles), pixels)
                 values = out[position:position + quantized.size].reshape(quantized.shape)
                 # In float32: within two units in the last place of astropy's float64, and faster.

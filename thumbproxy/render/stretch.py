@@ -106,13 +106,15 @@ def _interpolate(image: np.ndarray, start: float, step: float, table: np.ndarray
     """The table, tabulated from start every step, linearly interpolated at image's values and
     constant beyond its ends, as np.interp gives it.
 
-    np.interp searches the table for every value; on a uniform grid one division finds the place.
+    np.interp searches the table for every value; on a uniform grid one multiplication finds the place.
+    In float32, as the image is: a grey level's error stays a ten-thousandth of a step.
     """
-    position = (image.astype(np.float64) - start) / step
+    position = (image.astype(np.float32) - np.float32(start)) * np.float32(1.0 / step)
     np.clip(position, 0.0, table.size - 1, out=position)
-    index = np.minimum(position.astype(np.intp), table.size - 2)
+    index = np.minimum(position.astype(np.int32), table.size - 2)
     position -= index
-    return table[index] + position * np.diff(table)[index]
+    values = table.astype(np.float32)
+    return values[index] + position * np.diff(values)[index]
 
 
 def to_grey(image: np.ndarray, stretch: BaseTransform, limits: Limits,
