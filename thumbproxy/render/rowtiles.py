@@ -54,6 +54,9 @@ class RowTiles:
         # Each tile's dequantization.
         self._scale = table["ZSCALE"].astype(np.float64)
         self._zero = table["ZZERO"].astype(np.float64)
+        # The same as a column each, in float32: within two units in the last place of astropy's float64, and faster.
+        self._scale32 = self._scale.astype(np.float32)[:, None]
+        self._zero32 = self._zero.astype(np.float32)[:, None]
         self._file = file
 
     @classmethod
@@ -151,10 +154,9 @@ class RowTiles:
                 quantized = np.frombuffer(b"".join(self._tiles(tiles, pixels)),
                                           f"i{self._bytepix}").reshape(len(tiles), pixels)
                 values = out[position:position + quantized.size].reshape(quantized.shape)
-                # In float32: within two units in the last place of astropy's float64, and faster.
-                np.multiply(quantized, self._scale[tiles.start:tiles.stop, None].astype(np.float32), out=values,
-                            dtype=np.float32, casting="unsafe")
-                values += self._zero[tiles.start:tiles.stop, None].astype(np.float32)
+                np.multiply(quantized, self._scale32[tiles.start:tiles.stop], out=values, dtype=np.float32,
+                            casting="unsafe")
+                values += self._zero32[tiles.start:tiles.stop]
                 if self._blank is not None:
                     values[quantized == self._blank] = np.nan
                 position += values.size
