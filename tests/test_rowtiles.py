@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from thumbproxy.render.fitsread import open_image, read_frame
+from thumbproxy.render.fitsread import _compressed_tiles, open_image, read_frame
 from thumbproxy.render.rowtiles import RowTiles
 
 ROWS, COLUMNS = 203, 150
@@ -99,3 +99,15 @@ def test_a_frame_is_read_through_the_fast_reader_band_by_band(tmp_path: Path) ->
     with open_image(path, memory_mapped=True) as image:
         bands = [image.read(slice(start, start + 40)) for start in range(0, ROWS, 40)]
     assert np.array_equal(np.concatenate(bands), astropy_pixels(path), equal_nan=True)
+
+
+def test_without_astropy_keeping_the_table_the_file_is_opened_again_as_tables(tmp_path: Path) -> None:
+    path = write(tmp_path / "dithered.fits.fz", sky(), quantize_method=1)
+    with open(path, "rb") as file, fits.open(file) as hdul:
+        # An HDU with no `_bintable`, as older astropy versions make them.
+        tiles = _compressed_tiles(path, object(), hdul.index_of("SCI"), file, check_datasum=True)
+        assert tiles is not None
+        try:
+            assert np.array_equal(tiles.read(slice(None)), astropy_pixels(path), equal_nan=True)
+        finally:
+            tiles.close()

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from astropy.io import fits
@@ -69,19 +69,28 @@ def _check_size(hdu: HDU) -> None:
         raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
 
 
-def _compressed_tiles(path: str | os.PathLike, index: int, check_datasum: bool) -> RowTiles | None:
-    """The tiles of the compressed HDU at index when RowTiles reads their layout, else None.
+def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO,
+                      check_datasum: bool) -> RowTiles | None:
+    """The tiles of hdu, the compressed HDU at index of the FITS file at path open as file, when RowTiles
+    reads their layout, else None.
 
     With check_datasum, UnreadableFrame when the HDU has a DATASUM card its bytes disagree with.
     fpack writes the card. Checked before decompressing, because damaged tiles can decompress
     into plausible garbage that no error reveals.
     """
-    with open(path, "rb") as file, fits.open(file, memmap=False, disable_image_compression=True) as compressed:
-        table = compressed[index]
-        if check_datasum and table.verify_datasum() == 0:
-            raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
-                                  "does not match")
-        return RowTiles.of(table, file)
+    # The table astropy decompresses from (newer versions keep it), else the file opened again as tables.
+    table = getattr(hdu, "_bintable", None)
+    if table is None:
+        with open(path, "rb") as again, fits.open(again, memmap=False, disable_image_compression=True) as tables:
+            return _checked_tiles(tables[index], again, check_datasum)
+    return _checked_tiles(table, file, check_datasum)
+
+
+def _checked_tiles(table: fits.BinTableHDU, file: BinaryIO, check_datasum: bool) -> RowTiles | None:
+    if check_datasum and table.verify_datasum() == 0:
+        raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
+                              "does not match")
+    return RowTiles.of(table, file)
 
 
 class FitsImage:
@@ -130,7 +139,7 @@ class FitsImage:
             self._tiles.close()
 
 
-def _image(path: str | os.PathLike, hdul: fits.HDUList, check_datasum: bool,
+def _image(path: str | os.PathLike, file: BinaryIO, hdul: fits.HDUList, check_datasum: bool,
            refusing_damage: Callable[[], AbstractContextManager[None]]) -> FitsImage:
     """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read.
 
@@ -140,7 +149,7 @@ def _image(path: str | os.PathLike, hdul: fits.HDUList, check_datasum: bool,
     _check_size(hdu)
     tiles = None
     if isinstance(hdu, fits.CompImageHDU):
-        tiles = _compressed_tiles(path, hdul.index_of(hdu), check_datasum)
+        tiles = _compressed_tiles(path, hdu, hdul.index_of(hdu), file, check_datasum)
     primary = hdul[0]
     header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
     return FitsImage(hdu, header, tiles, refusing_damage)
@@ -209,7 +218,7 @@ def open_image(path: str | os.PathLike, check_datasum: bool = True,
                 hdul = fits.open(file, memmap=None if memory_mapped else False)
             with hdul:
                 with refusing_damage():
-                    image = _image(path, hdul, check_datasum, refusing_damage)
+                    image = _image(path, file, hdul, check_datasum, refusing_damage)
                 try:
                     yield image
                 finally:
