@@ -1,6 +1,7 @@
 """render_thumbnail: which image, what size, which way up, what it looks like, what it refuses."""
 
 import io
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -465,3 +466,16 @@ def test_similarity_threshold_rejects_a_wrong_stretch(field_and_fits2image, monk
                         lambda limits: pixel_stretch(limits, gamma=1.0))
     linear = render(path, width=200, height=200, quality=95, median=median)
     assert structural_similarity(linear, reference) < SIMILAR
+
+
+def test_pixels_near_the_float32_limit_render_even_when_warnings_are_errors(tmp_path: Path) -> None:
+    data = np.random.default_rng(1).normal(1000.0, 10.0, (256, 256)).astype(np.float32)
+    # A saturated patch whose block sums pass the float32 range.
+    data[100:110, 100:110] = 3.3e38
+    fits.PrimaryHDU(data).writeto(tmp_path / "huge.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for size in (32, 200):
+            thumbnail = Image.open(io.BytesIO(render_thumbnail(tmp_path / "huge.fits",
+                                                                RenderOptions(width=size, height=size))))
+            assert thumbnail.size == (size, size)

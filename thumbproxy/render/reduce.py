@@ -71,10 +71,12 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     # Summing the row blocks first reads the frame once in memory order; the column
     # blocks are then added as strided slices, much faster than reducing a short last axis.
     # Shapes spelled out: a band of a frame can have no rows, and -1 cannot be inferred then.
-    row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
-    means = row_sums[:, 0::factor].copy()
-    for offset in range(1, factor):
-        means += row_sums[:, offset::factor]
+    # Sums past the float32 range become inf, and such blocks are averaged again below.
+    with np.errstate(over="ignore", invalid="ignore"):
+        row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
+        means = row_sums[:, 0::factor].copy()
+        for offset in range(1, factor):
+            means += row_sums[:, offset::factor]
     means /= np.float32(factor * factor)
     bad = ~np.isfinite(means)
     if bad.any():
@@ -84,7 +86,7 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
         finite = np.isfinite(blocks)
         counts = finite.sum(axis=(1, 2))
         totals = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             means[bad] = totals / counts
     return means
 
