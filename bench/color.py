@@ -16,7 +16,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.render import _check, _seconds, _summary, _versions
+from bench.render import _check, _seconds, _summary, _versions, as_render_worker
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAME_SIZE = 4096
@@ -49,6 +49,7 @@ def time_interleaved(paths: list[Path], rounds: int) -> tuple[dict[str, list[flo
     and how the colour renders aligned the frames."""
     from thumbproxy.render import RenderOptions, render_color_thumbnail, render_thumbnail
 
+    as_render_worker()
     options = RenderOptions(width=BOX, height=BOX)
     lupton = RenderOptions(width=BOX, height=BOX, stretch="lupton")
     alignments = set()

@@ -79,8 +79,17 @@ def _seconds(call: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def as_render_worker() -> None:
+    """Give this process the C allocator settings of a render worker (thumbproxy.allocator), so renders
+    timed here run as they run in the service; every contender in the process runs under them alike."""
+    from thumbproxy.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
+
 def time_interleaved(path: Path, rounds: int) -> dict[str, list[float]]:
     """Seconds per run of each contender, one run of each per round after a warm-up round."""
+    as_render_worker()
     with tempfile.TemporaryDirectory() as scratch:
         output = Path(scratch) / "fits2image.jpg"
         contenders = {
@@ -124,6 +133,7 @@ def measure_memory_here(what: str, method: str, path: Path) -> int:
     call = {"render": render, "decompress": decompress}[what]
     from thumbproxy.sampledata import star_field
 
+    as_render_worker()
     # A tiny run first, so lazily imported modules and one-off buffers are not counted.
     with tempfile.TemporaryDirectory() as scratch:
         call(star_field(Path(scratch) / "tiny.fits.fz", 64))

@@ -28,3 +28,20 @@ def remember_preparation(what: str) -> None:
 
 def preparations() -> list[str]:
     return PREPARED
+
+
+def faults_of_a_repeat_render(directory: str) -> int:
+    """Page faults of rendering a 1024 x 1024 frame made in directory, after two renders of it."""
+    import resource
+    from pathlib import Path
+
+    from thumbproxy.render import RenderOptions, render_thumbnail
+    from thumbproxy.sampledata import star_field
+
+    path = star_field(Path(directory) / "repeat.fits.fz", 1024)
+    options = RenderOptions(width=200, height=200)
+    render_thumbnail(path, options)
+    render_thumbnail(path, options)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    render_thumbnail(path, options)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

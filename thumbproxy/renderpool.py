@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
+from thumbproxy.allocator import keep_freed_memory
 from thumbproxy.errors import ThumbproxyError
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ T = TypeVar("T")
 def _start_worker(prepare: Callable[[], object] | None) -> None:
     # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
     _warm_up()
     if prepare is not None:
         prepare()
