@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import lru_cache, partial
@@ -18,6 +17,7 @@ from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import is_spectrum
 from thumbproxy.metrics import Metrics
+from thumbproxy.recent import Recent
 from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
@@ -57,7 +57,7 @@ def _for_frames(frames: Sequence[Frame], options: RenderOptions) -> RenderOption
     return options
 
 
-_worker_previews: OrderedDict[str, Preview] = OrderedDict()
+_worker_previews: Recent[str, Preview] = Recent(WORKER_PREVIEWS)
 
 
 def _stored_preview(directory: str, key: str) -> Preview | None:
@@ -71,23 +71,15 @@ def _stored_preview(directory: str, key: str) -> Preview | None:
         except ValueError:
             # The server reads it too, says so, and makes it again.
             return None
-    if preview is not None:
-        _keep_in_worker(key, preview)
+        if preview is not None:
+            _worker_previews.put(key, preview)
     return preview
-
-
-def _keep_in_worker(key: str, preview: Preview) -> None:
-    """In a pool worker: keep the preview under key as the most recently used of the few kept."""
-    _worker_previews.pop(key, None)
-    _worker_previews[key] = preview
-    while len(_worker_previews) > WORKER_PREVIEWS:
-        _worker_previews.popitem(last=False)
 
 
 def _render_kept_preview(key: str, preview: Preview, options: RenderOptions,
                          resampled: Resampled | None) -> tuple[bytes, Resampled | None]:
     """In a pool worker: _render_sharing from a preview handed over whole, kept for the frame's next thumbnails."""
-    _keep_in_worker(key, preview)
+    _worker_previews.put(key, preview)
     return _render_sharing(preview, options, resampled)
 
 
@@ -156,10 +148,10 @@ class Thumbnailer:
         self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
         # By frame version: concurrent thumbnails of a frame with no stored preview share one making it.
         self._preview_flights: SingleFlight[tuple[int, str], MadePreview] = SingleFlight()
-        # By preview key, least recently used first.
-        self._outlines: OrderedDict[str, Outline] = OrderedDict()
-        # By preview key and thumbnail size, least recently used first.
-        self._resampled: OrderedDict[tuple[str, tuple[int, int]], Resampled] = OrderedDict()
+        # By preview key.
+        self._outlines: Recent[str, Outline] = Recent(OUTLINES)
+        # By preview key and thumbnail size.
+        self._resampled: Recent[tuple[str, tuple[int, int]], Resampled] = Recent(RESAMPLED_KEPT)
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
@@ -234,7 +226,7 @@ class Thumbnailer:
             thumbnail = await self._from_stored_preview(key, outline, options)
             if thumbnail is not None:
                 return thumbnail
-            self._outlines.pop(key, None)
+            self._outlines.forget(key)
             outline = None
         async with self._files.fits_file(frame) as fits_path, self._rendering("mono", lambda _: frame):
             if outline is None and self._preview_size:
@@ -270,19 +262,14 @@ class Thumbnailer:
 
     async def _outline(self, key: str) -> Outline | None:
         """The outline of the preview stored under key, read from it only the first time; None when there is none."""
-        outline = self._outlines.pop(key, None)
+        outline = self._outlines.get(key)
         if outline is None:
             preview = await self._cache.preview(key)
             if preview is None:
                 return None
             outline = preview.outline
-        self._remember_outline(key, outline)
+            self._outlines.put(key, outline)
         return outline
-
-    def _remember_outline(self, key: str, outline: Outline) -> None:
-        self._outlines[key] = outline
-        while len(self._outlines) > OUTLINES:
-            self._outlines.popitem(last=False)
 
     async def _first_render(self, frame: Frame, key: str, path: str, options: RenderOptions) -> bytes:
         """A thumbnail of a frame version with no preview stored under key, from its file at path.
@@ -314,7 +301,7 @@ class Thumbnailer:
             thumbnail, preview = await self._pool.run(self.render, path, options)
         # Written while the thumbnail is answered; until it is on disk, the cache answers from memory.
         self._cache.keep_preview(key, preview)
-        self._remember_outline(key, preview.outline)
+        self._outlines.put(key, preview.outline)
         return preview, thumbnail
 
     async def _preview_in_bands(self, path: str, bands: int) -> Preview:
@@ -334,17 +321,12 @@ class Thumbnailer:
         """job(*args, options, resampled) in the pool, handed the preview under key already resampled to the
         thumbnail's size if kept; keeps what the job resampled. None when the job finds no preview."""
         size_key = (key, outline.thumbnail_size(options))
-        resampled = self._resampled.pop(size_key, None)
-        if resampled is not None:
-            self._resampled[size_key] = resampled
-        done = await self._pool.run(job, *args, options, resampled)
+        done = await self._pool.run(job, *args, options, self._resampled.get(size_key))
         if done is None:
             return None
         thumbnail, made = done
         if made is not None:
-            self._resampled[size_key] = made
-            while len(self._resampled) > RESAMPLED_KEPT:
-                self._resampled.popitem(last=False)
+            self._resampled.put(size_key, made)
         return thumbnail
 
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
