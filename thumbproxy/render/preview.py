@@ -37,13 +37,6 @@ def preview_factor(shape: tuple[int, int], preview_size: int) -> int:
     return max(1, max(shape) // preview_size)
 
 
-def _covers(shape: tuple[int, int], factor: int, cards: Mapping[str, Any], options: RenderOptions) -> bool:
-    """Whether the thumbnail options ask for of an image of shape with these header cards needs no finer
-    pixels than its preview of factor."""
-    size = output_size(shape, display_orientation(cards, spectrum=options.spectrum), options)
-    return reduction_factor(shape, size) >= factor
-
-
 def likely_from_preview(options: RenderOptions, preview_size: int) -> bool:
     """Whether the thumbnail options ask for is usually made from a preview of this size, whatever
     the frame: its box is at most 1 / REDUCING_GAP of the preview's long side.
@@ -63,7 +56,7 @@ class Outline:
 
     def covers(self, options: RenderOptions) -> bool:
         """Whether the thumbnail options ask for is made from the preview: it needs no finer pixels."""
-        return _covers(self.shape, self.factor, self.cards, options)
+        return reduction_factor(self.shape, self.thumbnail_size(options)) >= self.factor
 
     def thumbnail_size(self, options: RenderOptions) -> tuple[int, int]:
         """(width, height) in data orientation of the thumbnail options ask for."""
@@ -221,7 +214,7 @@ def read_preview_if_covering(path: str | os.PathLike, options: RenderOptions,
     render_thumbnail does."""
     with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
         factor = preview_factor(image.shape, preview_size)
-        if _covers(image.shape, factor, image.header, options):
+        if Outline(image.shape, factor, image.header).covers(options):
             return join_bands([_read_bands(image, slice(0, image.shape[0]), factor)])
         # Copied out of the mapped file, which closes with the context.
         return Frame(np.array(image.read()), image.header)

@@ -19,7 +19,7 @@ from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
 from thumbproxy.render.preview import (DEFAULT_PREVIEW_SIZE, Preview, preview_of, read_preview_if_covering,
                                        unreduced)
-from thumbproxy.render.reduce import block_mean, output_size, reduction_factor, resample
+from thumbproxy.render.reduce import block_mean, reduction_factor, resample
 from thumbproxy.render.samples import PixelSamples, pixel_samples
 from thumbproxy.render.stretch import (Limits, black_value, display_limits, noise_averaged_away,
                                        pixel_stretch, subtract_median, to_grey, white_value)
@@ -44,7 +44,8 @@ def read_renderable(path: str | os.PathLike) -> Frame:
 def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
     """The tone curve fits2image would give the full-resolution frame these samples are of;
     reduced is its block mean, measured when the sampling stride misses every finite pixel."""
-    return tone_of(samples, limit_samples_of(samples, reduced), options)
+    limit_samples = limit_samples_of(samples, reduced)
+    return tone_of(samples, limit_samples, display_limits(limit_samples), options)
 
 
 def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
@@ -52,9 +53,8 @@ def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
     return samples.limit_samples if samples.limit_samples.size else reduced[np.isfinite(reduced)]
 
 
-def tone_of(samples: PixelSamples, limit_samples: np.ndarray, options: RenderOptions) -> Tone:
-    """measure_tone with the limit samples already chosen (limit_samples_of)."""
-    limits = display_limits(limit_samples)
+def tone_of(samples: PixelSamples, limit_samples: np.ndarray, limits: Limits, options: RenderOptions) -> Tone:
+    """measure_tone with the limit samples already chosen (limit_samples_of) and their display limits."""
     stretch = pixel_stretch(limits)
     if options.median:
         median_samples = samples.median_samples
@@ -101,10 +101,11 @@ class Resampled:
     drawn range and resampled. Thumbnails of that size differing only in stretch, label or format
     share it, and skip the resampling, the larger part of their work."""
 
-    size: tuple[int, int]
     pixels: np.ndarray
-    # The pixels the display limits are measured on (limit_samples_of), and the pixel noise left at this size.
+    # The pixels the display limits are measured on (limit_samples_of), those limits, and the pixel noise
+    # left at this size.
     limit_samples: np.ndarray
+    limits: Limits
     noise: float
 
 
@@ -115,12 +116,12 @@ def resample_preview(preview: Preview, options: RenderOptions) -> Resampled:
     limit_samples = limit_samples_of(preview.samples, reduced)
     noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
     limits = display_limits(limit_samples)
-    return Resampled(size, _display_resampled(reduced, limits, noise, size), limit_samples, noise)
+    return Resampled(_display_resampled(reduced, limits, noise, size), limit_samples, limits, noise)
 
 
 def render_resampled(preview: Preview, resampled: Resampled, options: RenderOptions) -> bytes:
     """Image bytes of the thumbnail options ask for, from the preview resampled to its size (resample_preview)."""
-    tone = tone_of(preview.samples, resampled.limit_samples, options)
+    tone = tone_of(preview.samples, resampled.limit_samples, resampled.limits, options)
     grey = to_grey(resampled.pixels, tone.stretch, tone.limits, resampled.noise)
     return finish(grey, preview.orientation(options.spectrum), options)
 
