@@ -1,5 +1,6 @@
-"""The fast reader of row-tiled RICE frames gives astropy's pixels: exactly when dithered, within two
-units in the last place of float32 when not; any layout it does not know is left to astropy."""
+"""The fast reader of row-tiled RICE frames gives astropy's pixels: exactly when dithered or 16-bit
+integers, within two units in the last place of float32 otherwise; any layout it does not know is
+left to astropy."""
 
 from pathlib import Path
 
@@ -76,8 +77,28 @@ def test_nan_pixels_stay_nan(tmp_path: Path) -> None:
     assert np.array_equal(np.isnan(fast_pixels(path)), np.isnan(data))
 
 
+def test_integer_frames_read_as_astropy_scales_them(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    # A raw frame: unsigned 16-bit counts, stored as int16 with BZERO = 32768.
+    unsigned = rng.integers(0, 65536, (ROWS, COLUMNS)).astype(np.uint16)
+    # And signed 32-bit integers scaled by BSCALE and BZERO.
+    scaled = fits.CompImageHDU(rng.integers(-50_000, 50_000, (ROWS, COLUMNS)) * 0.5 + 100.0, name="SCI",
+                               compression_type="RICE_1")
+    scaled.scale("int32", bscale=0.5, bzero=100.0)
+    frames = {"unsigned": fits.CompImageHDU(unsigned, name="SCI", compression_type="RICE_1"), "scaled": scaled}
+    for name, hdu in frames.items():
+        path = tmp_path / f"{name}.fits.fz"
+        fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+        with fits.open(path, disable_image_compression=True) as tables:
+            assert (tables["SCI"].header["ZBITPIX"], tables["SCI"].header.get("BZERO")) == (
+                {"unsigned": (16, 32768), "scaled": (32, 100.0)}[name])
+        for rows in ROW_SLICES:
+            fast, theirs = fast_pixels(path, rows), astropy_pixels(path, rows)
+            assert fast.dtype == np.float32 and np.array_equal(fast, theirs.astype(np.float32)), (name, rows)
+
+
 @pytest.mark.parametrize("layout", [
-    {"data": np.arange(ROWS * COLUMNS, dtype=np.int16).reshape(ROWS, COLUMNS)},
+    {"data": np.arange(ROWS * COLUMNS, dtype=np.uint8).reshape(ROWS, COLUMNS)},
     {"data": sky(), "tile_shape": (16, 50)},
     {"data": sky(), "compression_type": "GZIP_1"},
     # A constant row does not quantize: its tile is stored losslessly, in another column.

@@ -1,11 +1,12 @@
-"""Read a RICE-compressed float image whose tiles are whole rows, as fpack writes them, with one
-C call per tile and the dequantization vectorised.
+"""Read a RICE-compressed image whose tiles are whole rows, as fpack writes them, with one C call
+per tile and the dequantization (or BSCALE/BZERO scaling) vectorised, as float32.
 
 astropy's section reader spends about a third of its time in Python around each tile, and a
-4096 x 4096 frame is 4096 tiles. The C codecs are astropy's own; pixels are astropy's exactly
-when dithered, and within two units in the last place of float32 when not. Any other layout
-(integer pixels, tiles narrower than a row, GZIP-stored tiles, per-tile blank values) is left to
-astropy: `RowTiles.of` answers None.
+4096 x 4096 frame is 4096 tiles. The C codecs are astropy's own. Quantized float pixels are
+astropy's exactly when dithered, and within two units in the last place of float32 when not;
+16- and 32-bit integer pixels are scaled in float32, exactly for 16-bit ones. Any other layout
+(8-bit or blank-marked integers, tiles narrower than a row, GZIP-stored tiles, per-tile blank
+values) is left to astropy: `RowTiles.of` answers None.
 """
 
 import mmap
@@ -20,6 +21,8 @@ from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unq
 RICE = ("RICE_1", "RICE_ONE")
 # ZQUANTIZ values and the numbers the C dequantizer takes for them; absent means no dither.
 DITHERS = {"NO_DITHER": -1, "SUBTRACTIVE_DITHER_1": 1, "SUBTRACTIVE_DITHER_2": 2}
+# ZBITPIX of the integer images read here; 8-bit FITS pixels are unsigned, astropy's to read.
+INTEGER_BITPIX = (16, 32)
 # Pixels dequantized at once: fewer numpy calls per tile, still within the CPU's cache.
 CHUNK_PIXELS = 2**16
 
@@ -51,9 +54,13 @@ class RowTiles:
         descriptors = table["COMPRESSED_DATA"].astype(np.int64)
         self._starts: list[int] = (heap_start + descriptors[:, 1]).tolist()
         self._ends: list[int] = (heap_start + descriptors[:, 1] + descriptors[:, 0]).tolist()
-        # Each tile's dequantization.
-        self._scale = table["ZSCALE"].astype(np.float64)
-        self._zero = table["ZZERO"].astype(np.float64)
+        # Each tile's dequantization; integers are scaled as the image's BSCALE and BZERO say.
+        if "ZSCALE" in table.dtype.names:
+            self._scale = table["ZSCALE"].astype(np.float64)
+            self._zero = table["ZZERO"].astype(np.float64)
+        else:
+            self._scale = np.full(table.size, float(header.get("BSCALE", 1.0)))
+            self._zero = np.full(table.size, float(header.get("BZERO", 0.0)))
         # The same as a column each, in float32: within two units in the last place of astropy's float64, and faster.
         self._scale32 = self._scale.astype(np.float32)[:, None]
         self._zero32 = self._zero.astype(np.float32)[:, None]
@@ -72,11 +79,15 @@ class RowTiles:
     @classmethod
     def _of(cls, hdu: fits.BinTableHDU, file: BinaryIO) -> "RowTiles | None":
         header = hdu.header
-        names = hdu.columns.names
-        if (header.get("ZCMPTYPE") not in RICE or header.get("ZBITPIX") != -32 or header.get("ZNAXIS") != 2
+        names = set(hdu.columns.names)
+        quantized = header.get("ZBITPIX") == -32 and {"ZSCALE", "ZZERO"} <= names
+        # Blank-marked integers are astropy's: their blanks are not scaled like other pixels.
+        integer = (header.get("ZBITPIX") in INTEGER_BITPIX and "ZSCALE" not in names
+                   and "ZBLANK" not in header and "BLANK" not in header)
+        if (header.get("ZCMPTYPE") not in RICE or header.get("ZNAXIS") != 2
                 or header.get("ZTILE1", header.get("ZNAXIS1")) != header.get("ZNAXIS1")
                 or header.get("ZQUANTIZ", "NO_DITHER") not in DITHERS
-                or not {"ZSCALE", "ZZERO"} <= set(names) or "ZBLANK" in names):
+                or not (quantized or integer) or "ZBLANK" in names):
             return None
         width = header["NAXIS1"] * header["NAXIS2"]
         start = hdu.fileinfo()["datLoc"]
