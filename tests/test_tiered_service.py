@@ -1,6 +1,7 @@
 """The service with its S3 level (moto over real HTTP): shared results, coalesced work, private thumbnails."""
 
 import asyncio
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,10 @@ import pytest
 
 from conftest import WIDE, MotoS3, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
+from thumbproxy.cache.disk import DiskCache
+from thumbproxy.cache.memory import MemoryCache
+from thumbproxy.cache.tiered import TieredCache
+from thumbproxy.metrics import Metrics
 
 KEY_PATTERN = r"thumbnails/{frame_id}/[0-9a-f]{{64}}\.jpg"
 
@@ -200,3 +205,44 @@ async def test_a_client_hanging_up_does_not_waste_the_render(service: Service, f
     assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
     assert service.archive.downloads[frame["id"]] == 1
     assert service.metric("thumbproxy_renders_total", kind="mono", result="ok") == 1
+
+
+async def test_thumbnails_answered_from_memory_are_the_last_the_disk_level_evicts(tmp_path: Path) -> None:
+    metrics = Metrics()
+    # Room on disk for about twenty 100 kB thumbnails, in memory for two: the hot one and the newest.
+    disk = DiskCache(tmp_path / "disk", size_limit_bytes=2_000_000)
+    tiered = TieredCache(MemoryCache(max_bytes=250_000), disk, None, metrics.cache_requests)
+    hot, cold = os.urandom(100_000), os.urandom(100_000)
+    await tiered.put("hot", hot, wait_for_s3=False)
+    # Stored on disk at the same time, but never asked for again.
+    await disk.put("cold", cold)
+    for number in range(40):
+        # Every hit of the hot thumbnail is a memory hit: the disk level never sees it.
+        assert tiered.memory_hit("hot") == hot
+        await tiered.refresh_disk_recency()
+        await tiered.put(f"new/{number}", os.urandom(100_000), wait_for_s3=False)
+    assert await disk.get("cold") is None, "the disk level should have had to evict"
+    assert await disk.get("hot") == hot
+    await tiered.close()
+    disk.close()
+
+
+async def test_the_service_marks_memory_hits_used_on_disk_while_it_runs(tmp_path: Path) -> None:
+    disk = DiskCache(tmp_path / "disk", size_limit_bytes=2**30)
+    tiered = TieredCache(MemoryCache(max_bytes=2**24), disk, None, Metrics().cache_requests)
+    await tiered.put("hot", b"hot thumbnail", wait_for_s3=False)
+    marked: list[list[str]] = []
+    original = disk.mark_used
+
+    async def recording(keys: list[str]) -> None:
+        marked.append(list(keys))
+        await original(keys)
+
+    disk.mark_used = recording  # type: ignore[method-assign]
+    tiered.start(recency_seconds=0.01)
+    async with asyncio.timeout(5):
+        while not marked:
+            await asyncio.sleep(0.01)
+    await tiered.close()
+    assert marked[0] == ["hot"]
+    disk.close()

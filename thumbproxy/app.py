@@ -112,6 +112,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
                                        settings.open_files)
         stack.push_async_callback(asyncio.to_thread, disk.close)
         cache = TieredCache(MemoryCache(settings.memory_cache_mb * MIB), disk, s3, metrics.cache_requests)
+        cache.start()
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
         # Workers open the disk level at start: they read frame previews from it themselves.

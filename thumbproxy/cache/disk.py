@@ -4,6 +4,7 @@ import asyncio
 import logging
 import sqlite3
 from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -70,6 +71,20 @@ class DiskCache:
         """The thumbnail under key if a file kept open by `get` holds it and the page cache has it all; never waits."""
         return self._held.read(key)
 
+    def held_keys(self) -> list[str]:
+        """The keys whose files are kept open for `read_nowait`."""
+        return self._held.keys()
+
+    async def mark_used(self, keys: Sequence[str]) -> None:
+        """Make these values the most recently used, as reading them would, without reading them;
+        a failing disk is logged."""
+        if self._cache is None or not keys:
+            return
+        try:
+            await asyncio.to_thread(_mark_used, self._cache, keys)
+        except Exception as error:
+            self._failure_warning.warn("disk cache read failed, serving without it: %r", error)
+
     async def put(self, key: str, thumbnail: bytes) -> bool:
         """Store a thumbnail; a full or unwritable disk is logged and answers False, never raises."""
         if self._cache is None:
@@ -90,6 +105,15 @@ class DiskCache:
         self._held.close()
         if self._cache is not None:
             self._cache.close()
+
+
+def _mark_used(cache: diskcache.Cache, keys: Sequence[str]) -> None:
+    """In a thread: look each key up, which is what refreshes its place in the eviction order."""
+    for key in keys:
+        # read=True opens a value's file instead of reading it.
+        found = cache.get(key, read=True)
+        if hasattr(found, "close"):
+            found.close()
 
 
 def _read_open(cache: diskcache.Cache, key: str) -> tuple[bytes, BinaryIO | None] | None:

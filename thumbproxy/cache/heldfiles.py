@@ -87,6 +87,10 @@ class HeldFiles:
         self._files.move_to_end(key)
         return value
 
+    def keys(self) -> list[str]:
+        """The keys whose files are held."""
+        return list(self._files)
+
     def close(self) -> None:
         """Close every held file."""
         while self._files:

@@ -33,6 +33,10 @@ class MemoryCache:
             _, evicted = self._entries.popitem(last=False)
             self._size -= len(evicted)
 
+    def keys(self) -> list[str]:
+        """The keys held, least recently used first."""
+        return list(self._entries)
+
     @property
     def size(self) -> int:
         """Bytes held."""

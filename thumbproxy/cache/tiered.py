@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 
 # Long enough for uploads in flight to finish, short enough not to stall a deploy.
 CLOSE_TIMEOUT_SECONDS = 10.0
+# How often thumbnails answered without the disk level (from memory, or from a held file) are marked
+# used there: its least-recently-used eviction would otherwise take the hottest thumbnails first.
+DISK_RECENCY_SECONDS = 300.0
 
 
 class TieredCache:
@@ -36,6 +39,21 @@ class TieredCache:
         self._uploads: dict[str, asyncio.Task[bool]] = {}
         # Previews being written to the disk level, by key: `preview` answers with them meanwhile.
         self._preview_writes: dict[str, tuple[Preview, asyncio.Task[bool]]] = {}
+        self._recency: asyncio.Task[None] | None = None
+
+    def start(self, recency_seconds: float = DISK_RECENCY_SECONDS) -> None:
+        """Mark the thumbnails answered without the disk level used there every recency_seconds, until `close`."""
+        self._recency = asyncio.create_task(self._keep_recent(recency_seconds))
+
+    async def refresh_disk_recency(self) -> None:
+        """Mark the thumbnails the memory level and the held files answer as used on the disk level,
+        so that its eviction takes the coldest thumbnails, not the hottest."""
+        await self._disk.mark_used([*self._memory.keys(), *self._disk.held_keys()])
+
+    async def _keep_recent(self, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            await self.refresh_disk_recency()
 
     def memory_hit(self, key: str) -> bytes | None:
         """The thumbnail if the memory level holds it: no await, no thread, no copy."""
@@ -159,6 +177,9 @@ class TieredCache:
 
     async def close(self) -> None:
         """Let background uploads and preview writes finish (bounded), so a shutdown loses none that could complete."""
+        if self._recency is not None:
+            self._recency.cancel()
+            await asyncio.gather(self._recency, return_exceptions=True)
         running = {*self._uploads.values(), *(task for _, task in self._preview_writes.values())}
         if not running:
             return
