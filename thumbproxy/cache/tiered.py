@@ -48,7 +48,8 @@ class TieredCache:
     async def refresh_disk_recency(self) -> None:
         """Mark the thumbnails the memory level and the held files answer as used on the disk level,
         so that its eviction takes the coldest thumbnails, not the hottest."""
-        await self._disk.mark_used([*self._memory.keys(), *self._disk.held_keys()])
+        # A held file's hit also fills the memory level: each key once.
+        await self._disk.mark_used(list(dict.fromkeys([*self._memory.keys(), *self._disk.held_keys()])))
 
     async def _keep_recent(self, seconds: float) -> None:
         while True:

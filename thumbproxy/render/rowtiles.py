@@ -40,7 +40,8 @@ def _setting(header: Mapping[str, Any], name: str, default: int) -> int:
 class RowTiles:
     """The tiles of one compressed image HDU, in a file open for reading."""
 
-    def __init__(self, header: Mapping[str, Any], table: np.ndarray, file: mmap.mmap, heap_start: int) -> None:
+    def __init__(self, header: Mapping[str, Any], table: np.ndarray, file: mmap.mmap, starts: np.ndarray,
+                 ends: np.ndarray) -> None:
         self._columns = int(header["ZNAXIS1"])
         self._tile_rows = int(header["ZTILE2"])
         self._rows = int(header["ZNAXIS2"])
@@ -51,9 +52,8 @@ class RowTiles:
         blank = header.get("ZBLANK")
         self._blank = None if blank is None else int(blank)
         # Where each tile's bytes start and end in the file, as lists: indexing numpy per tile is slow.
-        descriptors = table["COMPRESSED_DATA"].astype(np.int64)
-        self._starts: list[int] = (heap_start + descriptors[:, 1]).tolist()
-        self._ends: list[int] = (heap_start + descriptors[:, 1] + descriptors[:, 0]).tolist()
+        self._starts: list[int] = starts.tolist()
+        self._ends: list[int] = ends.tolist()
         # Each tile's dequantization; integers are scaled as the image's BSCALE and BZERO say.
         if "ZSCALE" in table.dtype.names:
             self._scale = table["ZSCALE"].astype(np.float64)
@@ -96,12 +96,14 @@ class RowTiles:
         if table.size != header["NAXIS2"] or (table["COMPRESSED_DATA"][:, 0] == 0).any():
             # Zero-length tiles are stored losslessly in another column: astropy's case.
             return None
-        heap_start = start + header.get("THEAP", width)
+        # Each tile's (bytes, heap offset).
         descriptors = table["COMPRESSED_DATA"].astype(np.int64)
-        if (heap_start + descriptors[:, 0] + descriptors[:, 1]).max() > os.fstat(file.fileno()).st_size:
+        starts = start + header.get("THEAP", width) + descriptors[:, 1]
+        ends = starts + descriptors[:, 0]
+        if ends.max() > os.fstat(file.fileno()).st_size:
             # Cut short: astropy's reader tells the user so.
             return None
-        return cls(header, table, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), heap_start)
+        return cls(header, table, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ), starts, ends)
 
     def close(self) -> None:
         """Unmap the file."""
