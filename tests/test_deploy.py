@@ -379,7 +379,7 @@ def test_alerts_fire_on_trouble_and_stay_quiet_otherwise(tmp_path: Path) -> None
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
     job = 'job="thumbproxy", instance="a:8080"'
     up = {f'up{{{job}}}': "1x40", 'up{job="thumbproxy", instance="b:8080"}': "1x40"}
-    requests = f'thumbproxy_requests_total{{{job}, route="/{{frame_id}}/"'
+    requests = f'thumbproxy_requests_total{{{job}, route="/{{frame}}/"'
     archive = f'thumbproxy_archive_requests_total{{{job}, operation="frame"'
     s3 = f'thumbproxy_s3_requests_total{{{job}, operation="get"'
     render = f'thumbproxy_render_duration_seconds_bucket{{{job}, kind="mono"'

@@ -20,43 +20,56 @@ RENDER_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ARCHIVE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+class RouteStats:
+    """One route template's answers by status, and how many durations fell in each bucket, and their sum."""
+
+    __slots__ = ("answers", "durations", "seconds")
+
+    def __init__(self) -> None:
+        self.answers: dict[int, int] = {}
+        # Not cumulative; the last is +Inf.
+        self.durations = [0] * (len(REQUEST_BUCKETS) + 1)
+        self.seconds = 0.0
+
+    def observe(self, status: int, seconds: float) -> None:
+        """Count one answer with this status, taking this long."""
+        answers = self.answers
+        answers[status] = answers.get(status, 0) + 1
+        # Prometheus buckets are "less than or equal": the first bound not below the duration.
+        self.durations[bisect_left(REQUEST_BUCKETS, seconds)] += 1
+        self.seconds += seconds
+
+
 class RequestStats:
     """thumbproxy_requests_total and thumbproxy_request_duration_seconds, kept in plain numbers.
 
-    Every request updates them, so they skip prometheus_client's locks and per-bucket loop: they
-    are only touched from the event loop's thread, where /metrics also reads them.
+    Every request updates them, so they skip prometheus_client's locks, label lookup and per-bucket
+    loop: each route holds its own RouteStats, only touched from the event loop's thread, where
+    /metrics also reads them.
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._answers: dict[tuple[str, int], int] = {}
-        # Per route: how many durations fell in each bucket (not cumulative; the last is +Inf), and their sum.
-        self._durations: dict[str, list[int]] = {}
-        self._seconds: dict[str, float] = {}
+        self._routes: dict[str, RouteStats] = {}
         registry.register(self)
 
-    def observe(self, route: str, status: int, seconds: float) -> None:
-        """Count one answer of this route and status, taking this long."""
-        self._answers[route, status] = self._answers.get((route, status), 0) + 1
-        durations = self._durations.get(route)
-        if durations is None:
-            durations = self._durations[route] = [0] * (len(REQUEST_BUCKETS) + 1)
-        # Prometheus buckets are "less than or equal": the first bound not below the duration.
-        durations[bisect_left(REQUEST_BUCKETS, seconds)] += 1
-        self._seconds[route] = self._seconds.get(route, 0.0) + seconds
+    def route(self, route: str) -> RouteStats:
+        """The stats of this route template, to observe its answers."""
+        return self._routes.setdefault(route, RouteStats())
 
     def collect(self) -> Iterator[Metric]:
-        """The two families, as Prometheus reads them."""
+        """The two families, as Prometheus reads them; a route not answered yet is left out."""
         answers = CounterMetricFamily("thumbproxy_requests", "Answered HTTP requests by route template and status",
                                       labels=["route", "status"])
-        for (route, status), count in self._answers.items():
-            answers.add_metric([route, str(status)], count)
+        for route, stats in self._routes.items():
+            for status, count in stats.answers.items():
+                answers.add_metric([route, str(status)], count)
         yield answers
         durations = HistogramMetricFamily("thumbproxy_request_duration_seconds",
                                           "Time to answer a request, by route template", labels=["route"])
-        for route, counts in self._durations.items():
-            cumulative = list(accumulate(counts))
-            bounds = [str(bound) for bound in REQUEST_BUCKETS] + ["+Inf"]
-            durations.add_metric([route], list(zip(bounds, cumulative)), self._seconds[route])
+        bounds = [str(bound) for bound in REQUEST_BUCKETS] + ["+Inf"]
+        for route, stats in self._routes.items():
+            if stats.answers:
+                durations.add_metric([route], list(zip(bounds, accumulate(stats.durations))), stats.seconds)
         yield durations
 
 

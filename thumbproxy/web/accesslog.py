@@ -15,11 +15,17 @@ from typing import TextIO
 from aiohttp import web
 
 WRITE_INTERVAL_SECONDS = 0.2
+# Lines formatted while holding the GIL at a stretch (well under a millisecond of work): the event
+# loop waits meanwhile, and one whole batch at a time made every request's 99th percentile 5 ms.
+CHUNK_LINES = 512
+# How long the writer leaves the GIL to the event loop between chunks.
+YIELD_SECONDS = 0.0005
 
 
 # What the access log says of one request, as a plain tuple (cheapest to make on every hit):
-# (time, method, path, status, seconds, source, coalesced, request id). `source` is where the
-# answer came from: memory, disk, s3, render, or "-" for answers without a thumbnail.
+# (time, method, target, status, seconds, source, coalesced, request id). `target` is the request
+# target as sent, whose query the writer cuts off; `source` is where the answer came from: memory,
+# disk, s3, render, or "-" for answers without a thumbnail.
 AccessEntry = tuple[float, str, str, int, float, str, bool, str]
 
 
@@ -28,7 +34,7 @@ class AccessLogWriter:
 
     def __init__(self, stream: TextIO, log_format: str, interval: float = WRITE_INTERVAL_SECONDS) -> None:
         self._stream = stream
-        self._format = _json_line if log_format == "json" else _text_line
+        self._format = _json_lines if log_format == "json" else _text_lines
         self._interval = interval
         self._entries: queue.SimpleQueue[AccessEntry] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -53,15 +59,19 @@ class AccessLogWriter:
         self._write_queued()
 
     def _write_queued(self) -> None:
-        lines = []
         while True:
+            entries = []
             try:
-                lines.append(self._format(self._entries.get_nowait()))
+                while len(entries) < CHUNK_LINES:
+                    entries.append(self._entries.get_nowait())
             except queue.Empty:
-                break
-        if lines:
-            self._stream.write("".join(lines))
-            self._stream.flush()
+                pass
+            if entries:
+                self._stream.write(self._format(entries))
+                self._stream.flush()
+            if len(entries) < CHUNK_LINES:
+                return
+            time.sleep(YIELD_SECONDS)
 
 
 @lru_cache(maxsize=4)
@@ -75,18 +85,28 @@ def _timestamp(at: float) -> str:
     return f"{_second(whole)}.{int((at - whole) * 1000):03d}Z"
 
 
-def _text_line(entry: AccessEntry) -> str:
-    at, method, path, status, seconds, source, coalesced, request_id = entry
-    joined = " coalesced" if coalesced else ""
-    return f"{_timestamp(at)} {method} {path} {status} {seconds * 1000:.1f}ms {source}{joined} id={request_id}\n"
+def _text_lines(entries: list[AccessEntry]) -> str:
+    # One format operation per line, in one loop: this runs for every request the service answers.
+    lines: list[str] = []
+    line = lines.append
+    for at, method, target, status, seconds, source, coalesced, request_id in entries:
+        whole = int(at)
+        line("%s.%03dZ %s %s %d %.1fms %s%s id=%s\n" % (
+            _second(whole), (at - whole) * 1000, method, target.partition("?")[0], status, seconds * 1000,
+            source, " coalesced" if coalesced else "", request_id,
+        ))
+    return "".join(lines)
 
 
-def _json_line(entry: AccessEntry) -> str:
-    at, method, path, status, seconds, source, coalesced, request_id = entry
-    return json.dumps({
-        "time": _timestamp(at), "method": method, "path": path, "status": status,
-        "duration_ms": round(seconds * 1000, 1), "source": source, "coalesced": coalesced, "request_id": request_id,
-    }) + "\n"
+def _json_lines(entries: list[AccessEntry]) -> str:
+    return "".join([
+        json.dumps({
+            "time": _timestamp(at), "method": method, "path": target.partition("?")[0], "status": status,
+            "duration_ms": round(seconds * 1000, 1), "source": source, "coalesced": coalesced,
+            "request_id": request_id,
+        }) + "\n"
+        for at, method, target, status, seconds, source, coalesced, request_id in entries
+    ])
 
 
 ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)

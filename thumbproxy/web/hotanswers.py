@@ -31,7 +31,7 @@ class _Entry(NamedTuple):
     value: int | str
     frame: Frame
     key: str
-    # The answer's headers, made once: each hit only copies them.
+    # The answer's headers, made once: each response copies them.
     headers: CIMultiDict[str]
     not_modified_headers: CIMultiDict[str]
 
@@ -64,8 +64,8 @@ class HotAnswers:
         data, level = found
         request[SERVED_FROM] = Thumbnail(entry.key, data, level)
         if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.headers[hdrs.ETAG]):
-            return web.Response(status=304, headers=entry.not_modified_headers.copy())
-        return web.Response(body=data, headers=entry.headers.copy())
+            return web.Response(status=304, headers=entry.not_modified_headers)
+        return web.Response(body=data, headers=entry.headers)
 
     def remember(self, target: str, field: str, value: int | str, frame: Frame, key: str) -> None:
         """Keep an image answer of a frame, if its record is the public one everybody is answered from."""

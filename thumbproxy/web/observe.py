@@ -5,9 +5,11 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from multidict import istr
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
@@ -16,7 +18,8 @@ from thumbproxy.web.accesslog import AccessLogWriter
 
 log = logging.getLogger(__name__)
 
-REQUEST_ID_HEADER = "X-Request-ID"
+# Case-insensitive already: header lookups need not fold its case on every request.
+REQUEST_ID_HEADER = istr("X-Request-ID")
 # A client's id is echoed and logged, so only a short, plain one is taken.
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ROUTE = "unmatched"
@@ -29,18 +32,9 @@ class Observer:
         self.metrics = metrics
         self.access_log = access_log
 
-    def record(self, request: web.Request, route: str, status: int, seconds: float, request_id: str) -> None:
-        """Count and time the answer under its route template, and queue its access-log line."""
-        self.metrics.requests.observe(route, status, seconds)
-        if self.access_log is not None:
-            served = request.get(SERVED_FROM)
-            # The path as sent, still percent-encoded: decoding it would build a URL object per request.
-            path = request.raw_path.partition("?")[0]
-            self.access_log.add((
-                time.time(), request.method, path, status, seconds,
-                served.source if served is not None else "-", served is not None and served.coalesced, request_id,
-            ))
 
+# An answer made without awaiting anything, or None when the handler has to make it.
+AnswerNow = Callable[[web.Request], web.StreamResponse | None]
 
 # Set by a handler to the Thumbnail it answered with, for the access log.
 SERVED_FROM = web.RequestKey("served_from", Thumbnail)
@@ -79,10 +73,18 @@ class Observation:
         self._process_id = os.urandom(8).hex()
         self._numbers = itertools.count()
 
-    def wrap(self, handler: Handler, route: str) -> Handler:
-        """handler, observed; `route` is its template (never the path: label values must stay few)."""
-        observer, cors_origin, error_cache_control = self._observer, self._cors_origin, self._error_cache_control
+    def wrap(self, handler: Handler, route: str, answer_now: AnswerNow | None = None) -> Handler:
+        """handler, observed; `route` is its template (never the path: label values must stay few).
+
+        `answer_now`, if given, is asked first: its answer, if not None, is the response, and the
+        handler is not called.
+        """
+        cors_origin, error_cache_control = self._cors_origin, self._error_cache_control
         process_id, numbers = self._process_id, self._numbers
+        # Looked up once here, not on every request: a hit's own work is only a few times this.
+        observe = self._observer.metrics.requests.route(route).observe
+        access_log = self._observer.access_log
+        log_line = access_log.add if access_log is not None else None
 
         async def observed(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
@@ -90,7 +92,10 @@ class Observation:
             if request_id is None or not CLIENT_REQUEST_ID.fullmatch(request_id):
                 request_id = f"{process_id}{next(numbers):016x}"
             try:
-                response = await handler(request)
+                # Asked without a coroutine of its own: the cheapest answers are the most frequent.
+                response = answer_now(request) if answer_now is not None else None
+                if response is None:
+                    response = await handler(request)
             except Exception as error:
                 response = _answer_for(request, error)
                 response.headers[hdrs.CACHE_CONTROL] = error_cache_control
@@ -99,18 +104,28 @@ class Observation:
             headers[REQUEST_ID_HEADER] = request_id
             if cors_origin:
                 headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = cors_origin
-            observer.record(request, route, response.status, time.perf_counter() - started, request_id)
+            status = response.status
+            seconds = time.perf_counter() - started
+            observe(status, seconds)
+            if log_line is not None:
+                served = request.get(SERVED_FROM)
+                # The target as sent, still percent-encoded: decoding it would build a URL object per request.
+                log_line((time.time(), request.method, request.raw_path, status, seconds,
+                          served.source if served is not None else "-", served is not None and served.coalesced,
+                          request_id))
             return response
 
         return observed
 
-    def add(self, app: web.Application, method: str, path: str, handler: Handler) -> None:
-        """Register an observed route (GET routes answer HEAD too), recorded under its template."""
+    def add(self, app: web.Application, method: str, path: str, handler: Handler,
+            answer_now: AnswerNow | None = None) -> None:
+        """Register an observed route (GET routes answer HEAD too), recorded under its template;
+        for `answer_now` see `wrap`."""
         route = web.DynamicResource(path).canonical if "{" in path else path
         if method == hdrs.METH_GET:
-            app.router.add_get(path, self.wrap(handler, route))
+            app.router.add_get(path, self.wrap(handler, route, answer_now))
         else:
-            app.router.add_route(method, path, self.wrap(handler, route))
+            app.router.add_route(method, path, self.wrap(handler, route, answer_now))
 
     def add_unmatched(self, app: web.Application) -> None:
         """Register the route of last resort; add it after every other."""

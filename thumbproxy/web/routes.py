@@ -45,9 +45,11 @@ PREFLIGHT_MAX_AGE = 86400
 
 # A DNS name, IPv4 or [IPv6] address, and an optional port; nothing that could add a path or user.
 HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::(?P<port>[0-9]{1,5}))?")
-# ASCII digits only: \d would also take other scripts' digits, minting more URLs for one frame.
-FRAME_ID = r"{frame_id:[0-9]{1,18}}"
-BASENAME = r"{basename:[A-Za-z0-9._-]{1,200}}"
+# One pattern for both lookups, so a basename is not first tried as a frame id: an archive id
+# (1 to 18 ASCII digits; \d would also take other scripts' digits, minting more URLs for one
+# frame), else a basename.
+FRAME = r"{frame:[A-Za-z0-9._-]{1,200}}"
+FRAME_ID = re.compile(r"[0-9]{1,18}")
 
 
 def thumbnail_url(request: web.Request, frame: Frame, query: ThumbnailQuery) -> str:
@@ -68,14 +70,14 @@ def _host(request: web.Request) -> str:
     return host
 
 
-def _check_signature(request: web.Request) -> None:
+def _check_signature(request: web.Request, app: web.Application) -> None:
     """With signing on, a thumbnail URL must carry a valid sig=, so nobody mints parameter combinations."""
-    signer = request.app[SIGNER]
+    signer = app[SIGNER]
     if signer is None:
         return
     path, _, raw_query = request.raw_path.partition("?")
     if not signer.verify(path, raw_query):
-        request.app[SIGNATURE_FAILURES].inc()
+        app[SIGNATURE_FAILURES].inc()
         raise ThumbproxyError(403, "This URL needs a valid signature (sig=)")
 
 
@@ -164,18 +166,20 @@ async def _thumbnail_answer(
     return response
 
 
-async def by_frame_id(request: web.Request) -> web.Response:
-    """Thumbnail of the frame with this archive id."""
-    _check_signature(request)
-    hot = request.app[HOT_ANSWERS].answer(request)
-    return hot if hot is not None else await _answer(request, "id", int(request.match_info["frame_id"]))
+def hot_answer(request: web.Request) -> web.Response | None:
+    """A thumbnail route's image answer given before, if it still holds (see HotAnswers); else None."""
+    app = request.app
+    _check_signature(request, app)
+    return app[HOT_ANSWERS].answer(request)
 
 
-async def by_basename(request: web.Request) -> web.Response:
-    """Thumbnail of the one frame with this basename."""
-    _check_signature(request)
-    hot = request.app[HOT_ANSWERS].answer(request)
-    return hot if hot is not None else await _answer(request, "basename", request.match_info["basename"])
+async def thumbnail(request: web.Request) -> web.Response:
+    """Thumbnail of the frame with this archive id, or else of the one frame with this basename."""
+    _check_signature(request, request.app)
+    value = request.match_info["frame"]
+    if FRAME_ID.fullmatch(value):
+        return await _answer(request, "id", int(value))
+    return await _answer(request, "basename", value)
 
 
 def _frame_filters(raw_query: str) -> dict[str, str]:
@@ -192,7 +196,7 @@ def _frame_filters(raw_query: str) -> dict[str, str]:
 
 async def latest(request: web.Request) -> web.Response:
     """Thumbnail of the newest frame matching the query's archive filters, for dashboards."""
-    _check_signature(request)
+    _check_signature(request, request.app)
     async with request_deadline(request.app[REQUEST_TIMEOUT]):
         raw_query = request.raw_path.partition("?")[2]
         query = parse_query_string(raw_query, request.app[MAX_SIZE])
@@ -221,9 +225,8 @@ def add_routes(app: web.Application, observation: Observation) -> None:
     for suffix in ("/", ""):
         observation.add(app, hdrs.METH_GET, f"/latest{suffix}", latest)
         observation.add(app, hdrs.METH_OPTIONS, f"/latest{suffix}", preflight)
-        for pattern, handler in ((FRAME_ID, by_frame_id), (BASENAME, by_basename)):
-            observation.add(app, hdrs.METH_GET, f"/{pattern}{suffix}", handler)
-            observation.add(app, hdrs.METH_OPTIONS, f"/{pattern}{suffix}", preflight)
+        observation.add(app, hdrs.METH_GET, f"/{FRAME}{suffix}", thumbnail, hot_answer)
+        observation.add(app, hdrs.METH_OPTIONS, f"/{FRAME}{suffix}", preflight)
     observation.add(app, hdrs.METH_GET, "/", pages.index)
     observation.add(app, hdrs.METH_GET, "/robots.txt", pages.robots)
     observation.add(app, hdrs.METH_GET, "/favicon.ico", pages.favicon)
