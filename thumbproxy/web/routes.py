@@ -175,6 +175,7 @@ def hot_answer(request: web.Request) -> web.Response | None:
 
 async def thumbnail(request: web.Request) -> web.Response:
     """Thumbnail of the frame with this archive id, or else of the one frame with this basename."""
+    # Checked here too, not only in hot_answer: the handler must be safe however it is registered.
     _check_signature(request, request.app)
     value = request.match_info["frame"]
     if FRAME_ID.fullmatch(value):
