@@ -38,7 +38,7 @@ from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
 from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
-from thumbproxy.web.observe import Observation, Observer
+from thumbproxy.web.observe import Observation
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
 from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
@@ -184,5 +184,5 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.extend([_temp_dir, _services])
     app.on_shutdown.append(_stop_being_ready)
-    add_routes(app, Observation(Observer(metrics, access_log), settings.cors_origin, cache_policy.error()))
+    add_routes(app, Observation(metrics, access_log, settings.cors_origin, cache_policy.error()))
     return app

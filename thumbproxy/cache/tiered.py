@@ -66,15 +66,13 @@ class TieredCache:
     def hit_nowait(self, key: str) -> tuple[bytes | bytearray, str] | None:
         """The thumbnail and its level ("memory" or "disk") if it can be had without an await or a thread:
         from memory, else from a disk-level file kept open whose bytes the page cache holds."""
-        # memory_hit and _count inlined: this is every lean hit's path.
-        thumbnail = self._memory.get(key)
+        thumbnail = self.memory_hit(key)
         if thumbnail is not None:
-            self._cache_requests.inc("memory", "hit")
             return thumbnail, "memory"
         on_disk = self._disk.read_nowait(key)
         if on_disk is None:
             return None
-        self._cache_requests.inc("disk", "hit")
+        self._count("disk", "hit")
         # A hit fills the level above it.
         self._memory.put(key, on_disk)
         return on_disk, "disk"
