@@ -22,8 +22,9 @@ from thumbproxy.app import RENDER_POOL
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.config import SettingsError, load_settings
 from thumbproxy.render import RenderOptions, render_thumbnail
-from thumbproxy.render.fitsread import read_frame
-from thumbproxy.render.preview import Preview, join_bands, preview_of, read_band
+from thumbproxy.render.fitsread import open_image
+from thumbproxy.render.pixelrows import ScaledRows
+from thumbproxy.render.preview import Preview, join_bands, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
 from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
 from thumbproxy.sampledata import raw_frame, star_field
@@ -63,6 +64,11 @@ def assert_same_preview(banded: Preview, whole: Preview) -> None:
     assert banded.samples.noise == whole.samples.noise
 
 
+def whole_preview(path: Path, preview_size: int) -> Preview:
+    """The preview of the frame at path read in one job, as a single render reads it."""
+    return join_bands([read_band(path, 0, 1, preview_size)])
+
+
 @pytest.fixture(scope="module")
 def big_field(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4096x4096 RICE-compressed star field, as the archive serves reduced frames."""
@@ -71,7 +77,7 @@ def big_field(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("bands", [2, 3, 8])
 def test_bands_of_a_compressed_frame_join_into_its_whole_preview(big_field: Path, bands: int) -> None:
-    whole = preview_of(read_frame(big_field), 1024)
+    whole = whole_preview(big_field, 1024)
     assert whole.image.shape == (1024, 1024) and whole.factor == 4
     assert_same_preview(join_bands([read_band(big_field, band, bands, 1024) for band in range(bands)]), whole)
 
@@ -82,19 +88,25 @@ def test_bands_of_a_scaled_int16_frame_join_into_its_whole_preview(tmp_path: Pat
     path = raw_frame(tmp_path / "raw.fits", 1000, height=700, compression=None)
     with fits.open(path, do_not_scale_image_data=True) as hdul:
         assert hdul[0].header["BITPIX"] == 16 and hdul[0].header["BZERO"] == 32768
-    whole = preview_of(read_frame(path), 256)
+    whole = whole_preview(path, 256)
     assert whole.factor == 3
     assert_same_preview(join_bands([read_band(path, band, bands, 256) for band in range(bands)]), whole)
 
 
-def test_bands_keep_to_tiles_of_several_rows_and_tolerate_more_bands_than_rows(tmp_path: Path) -> None:
+# Tiles narrower than a row (read by astropy), and whole rows undithered (read as scaled integers).
+@pytest.mark.parametrize("tiles", [{"tile_shape": (16, 45)}, {"tile_shape": (16, 90), "quantize_method": -1},
+                                   {"tile_shape": (1, 90), "quantize_method": -1}])
+def test_bands_keep_to_tiles_of_several_rows_and_tolerate_more_bands_than_rows(tmp_path: Path, tiles: dict) -> None:
     data = np.random.default_rng(2).normal(100.0, 10.0, (70, 90)).astype(np.float32)
-    data[5:9, :] = np.nan
+    # Blank blocks, and blocks with a blank pixel; no row all blank, which would store its tile losslessly.
+    data[5:9, :80] = np.nan
+    data[30, 7] = np.nan
     path = tmp_path / "tiled.fits.fz"
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", tile_shape=(16, 45))]
-                 ).writeto(path)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", **tiles)]).writeto(path)
+    with open_image(path, memory_mapped=True) as image:
+        assert isinstance(image.read_rows(slice(0, 16)), ScaledRows) == ("quantize_method" in tiles)
     for size, bands in ((30, 3), (30, 12), (200, 40)):
-        whole = preview_of(read_frame(path), size)
+        whole = whole_preview(path, size)
         assert_same_preview(join_bands([read_band(path, band, bands, size) for band in range(bands)]), whole)
 
 
@@ -112,7 +124,7 @@ def test_samples_whose_neighbour_starts_the_next_band_join_exactly() -> None:
 
 
 def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: Path) -> None:
-    built = preview_of(read_frame(big_field), 1024)
+    built = whole_preview(big_field, 1024)
     stored = Preview.from_bytes(built.to_bytes())
     for options in (RenderOptions(width=500, height=500), RenderOptions(label="M42", median=True, format="png")):
         assert render_preview(stored, options) == render_preview(built, options)
@@ -121,7 +133,7 @@ def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: 
 
 
 def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Path) -> None:
-    preview = preview_of(read_frame(big_field), 1024)
+    preview = whole_preview(big_field, 1024)
     shared = resample_preview(preview, RenderOptions(width=300, height=300))
     untouched = shared.pixels.copy()
     for options in (RenderOptions(width=300, height=300), RenderOptions(width=300, height=300, label="M42"),
@@ -131,7 +143,7 @@ def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Pat
 
 
 def test_a_damaged_stored_preview_is_refused(big_field: Path) -> None:
-    stored = preview_of(read_frame(big_field), 1024).to_bytes()
+    stored = whole_preview(big_field, 1024).to_bytes()
     for damaged in (b"", b"not a preview", stored[:200], stored[:len(stored) // 2]):
         with pytest.raises(ValueError):
             Preview.from_bytes(damaged)

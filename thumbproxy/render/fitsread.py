@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 from astropy.io import fits
 
+from thumbproxy.render.pixelrows import FloatRows, PixelRows
 from thumbproxy.render.rowtiles import RowTiles
 
 SCIENCE_EXTENSION = "SCI"
@@ -27,6 +28,7 @@ BAD_HEADER_WARNING = "Error validating header"
 MAX_PIXELS = 2**27
 
 HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
+Read = TypeVar("Read")
 
 
 class UnreadableFrame(Exception):
@@ -121,12 +123,22 @@ class FitsImage:
         spares a fresh allocation (and its page faults) per read. Raises UnreadableFrame when the
         pixels cannot be read.
         """
-        extra_axes = len(self._hdu.shape) - 2
+        if self._tiles is not None:
+            return self._reading(self._tiles.read, rows, out)
+        return self._reading(lambda: self._hdu.section[(0,) * (len(self._hdu.shape) - 2) + (rows,)])
+
+    def read_rows(self, rows: slice, out: np.ndarray | None = None) -> PixelRows:
+        """These rows, whole tile rows, as read does, or as their stored integers and scales when the fast
+        tile reader has them (they reduce faster). Raises UnreadableFrame when the pixels cannot be read."""
+        if self._tiles is not None and self._tiles.scaled:
+            return self._reading(self._tiles.scaled_rows, rows)
+        return FloatRows(self.read(rows, out))
+
+    def _reading(self, read: Callable[..., Read], *args: Any) -> Read:
+        """read(*args), its errors as UnreadableFrame with a reason for a user."""
         with self._refusing_damage():
             try:
-                if self._tiles is not None:
-                    return self._tiles.read(rows, out)
-                return self._hdu.section[(0,) * extra_axes + (rows,)]
+                return read(*args)
             except Exception as err:
                 if not self._compressed:
                     raise

@@ -3,30 +3,32 @@ side, with everything its thumbnails take from the full-resolution pixels.
 
 Thumbnails that need no finer pixels are always made from the preview, also the first one, so
 their bytes are the same whether the preview was just built or kept from earlier. Several
-workers can each read a band of rows and the bands join into exactly the preview read whole.
+workers can each read a band of rows and the bands join into exactly the preview read whole. A
+thumbnail that needs finer pixels is made from the frame reduced by its own factor, read in the
+same pass as the preview.
 """
 
 import io
 import json
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from thumbproxy.render.errors import refused_as_render_error
-from thumbproxy.render.fitsread import FitsImage, Frame, open_image
+from thumbproxy.render.fitsread import FitsImage, open_image
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, display_orientation, orientation_cards
-from thumbproxy.render.reduce import REDUCING_GAP, block_mean, output_size, reduction_factor
+from thumbproxy.render.reduce import REDUCING_GAP, output_size, reduction_factor
 from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, concatenated, joined
 
 # THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
 DEFAULT_PREVIEW_SIZE = 1024
-# Pixels of the frame read at once into a preview (8 MiB as float32): the frame is never whole in memory.
-CHUNK_PIXELS = 2**21
+# Pixels of the frame read at once (4 MiB as float32): the frame is never whole in memory.
+CHUNK_PIXELS = 2**20
 # The .npy format versions write_array chooses for a stored preview's arrays.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
@@ -67,13 +69,14 @@ class Outline:
 class Preview:
     """A frame reduced by an integer factor, and what its thumbnails take from the full-resolution frame.
 
-    The frame itself is the preview of factor 1 (see unreduced).
+    A thumbnail's own reduction of the frame is one too (see read_reduced), of factor 1 when it needs
+    every pixel.
     """
 
     # (rows, columns) of the full-resolution image.
     shape: tuple[int, int]
     factor: int
-    # block_mean of the full-resolution image by factor (that image itself for unreduced).
+    # The full-resolution image's block mean by factor (see pixelrows.PixelRows.block_mean).
     image: np.ndarray
     samples: PixelSamples
     # The header cards the orientation is read from.
@@ -140,11 +143,6 @@ class PreviewBand:
     cards: Mapping[str, Any]
 
 
-def unreduced(frame: Frame, samples: PixelSamples) -> Preview:
-    """The frame itself as the preview of factor 1, for thumbnails that need its every pixel."""
-    return Preview(frame.data.shape, 1, frame.data, samples, frame.header)
-
-
 def band_rows(rows: int, unit: int, band: int, bands: int) -> slice:
     """The rows of band `band` of `bands` of an image of `rows` rows, split at multiples of unit.
 
@@ -155,66 +153,65 @@ def band_rows(rows: int, unit: int, band: int, bands: int) -> slice:
     return slice(min(rows, band * units // bands * unit), min(rows, (band + 1) * units // bands * unit))
 
 
-def _band(data: np.ndarray, first_row: int, shape: tuple[int, int], factor: int,
-          cards: Mapping[str, Any], next_pixel: Callable[[], Any] | None = None) -> PreviewBand:
-    """The preview band of these rows (from first_row) of an image of shape; next_pixel as for band_samples."""
-    return PreviewBand(shape, factor, block_mean(data, factor),
-                       band_samples(data.reshape(-1), first_row * shape[1], shape[0] * shape[1], next_pixel),
-                       orientation_cards(cards))
-
-
 def join_bands(bands: Sequence[PreviewBand]) -> Preview:
     """The preview from all its bands, in order."""
     first = bands[0]
-    return Preview(first.shape, first.factor, np.concatenate([band.image for band in bands]),
+    return Preview(first.shape, first.factor, _joined([band.image for band in bands]),
                    joined([band.samples for band in bands]), first.cards)
 
 
-def preview_of(frame: Frame, preview_size: int) -> Preview:
-    """The preview of a frame read whole."""
-    factor = preview_factor(frame.data.shape, preview_size)
-    return join_bands([_band(frame.data, 0, frame.data.shape, factor, frame.header)])
-
-
-def _read_bands(image: FitsImage, rows: slice, factor: int) -> PreviewBand:
-    """The preview band of these rows of image (whole tile rows and preview blocks), read a chunk of
-    about CHUNK_PIXELS at a time where that costs nothing more: the full-resolution rows are then never
-    all in memory at once."""
-    unit = math.lcm(image.tile_rows, factor)
+def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[PreviewBand]:
+    """The band of these rows of image (whole tile rows, and whole blocks of each factor) reduced by each
+    factor, read a chunk of about CHUNK_PIXELS at a time where that costs nothing more: the full-resolution
+    rows are then never all in memory at once."""
+    unit = math.lcm(image.tile_rows, *factors)
     step = unit * max(1, CHUNK_PIXELS // (unit * image.shape[1])) if image.reads_rows_cheaply else image.shape[0]
-    chunks = [slice(start, min(rows.stop, start + step)) for start in range(rows.start, rows.stop, step)]
+    chunks = [slice(start, min(rows.stop, start + step)) for start in range(rows.start, rows.stop, step)] or [rows]
+    # Float chunks are read into the same memory: each is reduced and sampled before the next is read.
+    buffer = np.empty((min(step, image.shape[0]), image.shape[1]), np.float32)
+    reduced: list[list[np.ndarray]] = [[] for _ in factors]
+    samples = []
+    for chunk in chunks:
+        pixels = image.read_rows(chunk, buffer)
+        for images, factor in zip(reduced, factors):
+            images.append(pixels.block_mean(factor))
+        samples.append(band_samples(pixels, chunk.start * image.shape[1], math.prod(image.shape),
+                                    lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0]))
     # Taken from the header once, not once per chunk.
     cards = orientation_cards(image.header)
-    # Every chunk is read into the same memory: each is reduced and sampled before the next is read.
-    buffer = np.empty((min(step, image.shape[0]), image.shape[1]), np.float32)
-    bands = [_band(image.read(chunk, buffer), chunk.start, image.shape, factor, cards,
-                   lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0])
-             for chunk in chunks or [rows]]
-    first = bands[0]
-    return PreviewBand(first.shape, factor, np.concatenate([band.image for band in bands]),
-                       concatenated([band.samples for band in bands]), first.cards)
+    return [PreviewBand(image.shape, factor, _joined(images), concatenated(samples), cards)
+            for images, factor in zip(reduced, factors)]
+
+
+def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """arrays one after another along their first axis; a single one as itself, not copied."""
+    return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
 def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int) -> PreviewBand:
     """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed.
 
     Bands are whole tile rows and whole preview blocks, so joined in order they are exactly
-    preview_of the frame read whole. The first band checks the compressed data's checksum: any
+    the preview read in one band. The first band checks the compressed data's checksum: any
     band failing fails the preview. Raises RenderError and OSError as render_thumbnail does.
     """
     with refused_as_render_error(path), open_image(path, check_datasum=band == 0, memory_mapped=True) as image:
         factor = preview_factor(image.shape, preview_size)
-        return _read_bands(image, band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands), factor)
+        [read] = _read_bands(image, band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands), [factor])
+        return read
 
 
-def read_preview_if_covering(path: str | os.PathLike, options: RenderOptions,
-                             preview_size: int) -> Preview | Frame:
-    """The preview of the FITS frame at path when it covers the thumbnail options ask for, read without
-    ever holding the whole frame; else the frame read whole. Raises RenderError and OSError as
-    render_thumbnail does."""
+def read_reduced(path: str | os.PathLike, options: RenderOptions, preview_size: int) -> tuple[Preview, Preview | None]:
+    """The FITS frame at path reduced for the thumbnail options ask for (a Preview covering it), and its
+    preview of preview_size (None for 0), the same one when that covers the thumbnail. Read a chunk at a
+    time: the whole frame is held only by a thumbnail needing its every pixel. Raises RenderError and
+    OSError as render_thumbnail does."""
     with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
-        factor = preview_factor(image.shape, preview_size)
-        if Outline(image.shape, factor, image.header).covers(options):
-            return join_bands([_read_bands(image, slice(0, image.shape[0]), factor)])
-        # Copied out of the mapped file, which closes with the context.
-        return Frame(np.array(image.read()), image.header)
+        own = reduction_factor(image.shape, Outline(image.shape, 1, image.header).thumbnail_size(options))
+        factors = [own]
+        if preview_size:
+            factor = preview_factor(image.shape, preview_size)
+            factors = [factor] if own >= factor else [own, factor]
+        bands = _read_bands(image, slice(0, image.shape[0]), factors)
+    previews = [join_bands([band]) for band in bands]
+    return previews[0], previews[-1] if preview_size else None

@@ -66,29 +66,45 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
         means = data.astype(np.float32)
         means[np.isinf(means)] = np.nan
         return means
+    data = whole_blocks(data, factor)
+    with np.errstate(over="ignore", invalid="ignore"):
+        means = block_sums(data, factor)
+    means /= np.float32(factor * factor)
+    average_finite(data, factor, means, ~np.isfinite(means))
+    return means
+
+
+def whole_blocks(data: np.ndarray, factor: int) -> np.ndarray:
+    """data without the trailing rows and columns that do not fill a factor x factor block."""
+    return data[:data.shape[0] // factor * factor, :data.shape[1] // factor * factor]
+
+
+def block_sums(data: np.ndarray, factor: int) -> np.ndarray:
+    """float32 sums over the factor x factor blocks of data (whole blocks only, see whole_blocks)."""
     rows, columns = data.shape[0] // factor, data.shape[1] // factor
-    data = data[:rows * factor, :columns * factor]
     # Summing the row blocks first reads the frame once in memory order; the column
     # blocks are then added as strided slices, much faster than reducing a short last axis.
     # Shapes spelled out: a band of a frame can have no rows, and -1 cannot be inferred then.
-    # Sums past the float32 range become inf, and such blocks are averaged again below.
-    with np.errstate(over="ignore", invalid="ignore"):
-        row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
-        means = row_sums[:, 0::factor].copy()
-        for offset in range(1, factor):
-            means += row_sums[:, offset::factor]
-    means /= np.float32(factor * factor)
-    bad = ~np.isfinite(means)
-    if bad.any():
-        # Only blocks containing NaN or inf are averaged again, over their finite pixels.
-        block_rows, block_columns = np.nonzero(bad)
-        blocks = data.reshape(rows, factor, columns, factor)[block_rows, :, block_columns, :]
-        finite = np.isfinite(blocks)
-        counts = finite.sum(axis=(1, 2))
-        totals = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            means[bad] = totals / counts
-    return means
+    # Sums past the float32 range become inf, which callers average again.
+    row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
+    sums = row_sums[:, 0::factor].copy()
+    for offset in range(1, factor):
+        sums += row_sums[:, offset::factor]
+    return sums
+
+
+def average_finite(data: np.ndarray, factor: int, means: np.ndarray, bad: np.ndarray) -> None:
+    """Set the means of the blocks marked bad to the mean of their finite pixels of data (whole blocks)."""
+    if not bad.any():
+        return
+    rows, columns = means.shape
+    block_rows, block_columns = np.nonzero(bad)
+    blocks = data.reshape(rows, factor, columns, factor)[block_rows, :, block_columns, :]
+    finite = np.isfinite(blocks)
+    counts = finite.sum(axis=(1, 2))
+    totals = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        means[bad] = totals / counts
 
 
 def resample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

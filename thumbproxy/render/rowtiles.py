@@ -4,7 +4,8 @@ per tile and the dequantization (or BSCALE/BZERO scaling) vectorised, as float32
 astropy's section reader spends about a third of its time in Python around each tile, and a
 4096 x 4096 frame is 4096 tiles. The C codecs are astropy's own. Quantized float pixels are
 astropy's exactly when dithered, and within two units in the last place of float32 when not;
-16- and 32-bit integer pixels are scaled in float32, exactly for 16-bit ones. Any other layout
+16- and 32-bit integer pixels are scaled in float32, exactly for 16-bit ones. Undithered pixels can
+also be had as their stored integers with each row's scale and zero (`scaled_rows`). Any other layout
 (8-bit or blank-marked integers, tiles narrower than a row, GZIP-stored tiles, per-tile blank
 values) is left to astropy: `RowTiles.of` answers None.
 """
@@ -17,6 +18,8 @@ from typing import Any, BinaryIO
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.hdu.compressed._compression import decompress_rice_1_c, unquantize_float_c
+
+from thumbproxy.render.pixelrows import ScaledRows
 
 RICE = ("RICE_1", "RICE_ONE")
 # ZQUANTIZ values and the numbers the C dequantizer takes for them; absent means no dither.
@@ -65,6 +68,8 @@ class RowTiles:
         self._scale32 = self._scale.astype(np.float32)[:, None]
         self._zero32 = self._zero.astype(np.float32)[:, None]
         self._file = file
+        # Each tile's bytes as a view of the map: the C codec reads a numpy array's buffer in place.
+        self._bytes = np.frombuffer(file, np.uint8)
 
     @classmethod
     def of(cls, hdu: fits.BinTableHDU, file: BinaryIO) -> "RowTiles | None":
@@ -107,7 +112,39 @@ class RowTiles:
 
     def close(self) -> None:
         """Unmap the file."""
+        # The view holds the map's buffer: unmapping refuses while it lives.
+        del self._bytes
         self._file.close()
+
+    @property
+    def scaled(self) -> bool:
+        """Whether pixels are their stored integers times a scale plus a zero (no dither): see scaled_rows."""
+        return self._dither == DITHERS["NO_DITHER"]
+
+    def scaled_rows(self, rows: slice) -> ScaledRows:
+        """These whole tile rows (step 1) as their stored integers, when scaled; ValueError when a tile is corrupt."""
+        start, stop, _ = rows.indices(self._rows)
+        first_tile, last_tile, first_row, shape = self._tiles_of(rows)
+        # A last tile cut short by the image's end has fewer pixels than the others.
+        whole = range(first_tile, min(last_tile, self._rows // self._tile_rows))
+        short = range(whole.stop, last_tile)
+        tiles = self._tiles(whole, self._tile_rows * self._columns)
+        if short:
+            tiles += self._tiles(short, self._tile_pixels(short.start))
+        quantized = np.frombuffer(b"".join(tiles), f"i{self._bytepix}").reshape(shape)
+        wanted = slice(start - first_row, max(start, stop) - first_row)
+        return ScaledRows(quantized[wanted], *(np.repeat(column[first_tile:last_tile], self._tile_rows, axis=0)[wanted]
+                                               for column in (self._scale32, self._zero32)), self._blank)
+
+    def _tiles_of(self, rows: slice) -> tuple[int, int, int, tuple[int, int]]:
+        """The first and after-last tiles holding these rows (step 1), the first tile's first row, and
+        the (rows, columns) of those tiles."""
+        start, stop, _ = rows.indices(self._rows)
+        stop = max(start, stop)
+        first_tile, last_tile = start // self._tile_rows, -(-stop // self._tile_rows)
+        first_row = first_tile * self._tile_rows
+        return first_tile, last_tile, first_row, (min(self._rows, last_tile * self._tile_rows) - first_row,
+                                                  self._columns)
 
     def read(self, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
         """float32 pixels of these rows (step 1); ValueError when a tile is corrupt.
@@ -115,24 +152,21 @@ class RowTiles:
         Into out (float32, the image's width) when it has room for the whole tiles holding them.
         """
         start, stop, _ = rows.indices(self._rows)
-        stop = max(start, stop)
-        first_tile, last_tile = start // self._tile_rows, -(-stop // self._tile_rows)
-        first_row = first_tile * self._tile_rows
-        shape = (min(self._rows, last_tile * self._tile_rows) - first_row, self._columns)
+        first_tile, last_tile, first_row, shape = self._tiles_of(rows)
         fits_out = out is not None and out.shape[0] >= shape[0] and out.shape[1:] == shape[1:]
         pixels = out[:shape[0]] if fits_out else np.empty(shape, np.float32)
         flat = pixels.reshape(-1)
-        if self._dither == DITHERS["NO_DITHER"]:
+        if self.scaled:
             self._read_undithered(first_tile, last_tile, flat)
         else:
             self._read_dithered(first_tile, last_tile, flat)
-        return pixels[start - first_row:stop - first_row]
+        return pixels[start - first_row:max(start, stop) - first_row]
 
     def _tiles(self, tiles: range, pixels: int) -> list[bytes]:
         """The quantized integers of these tiles of `pixels` pixels each, decompressed."""
-        file, blocksize, bytepix = self._file, self._blocksize, self._bytepix
-        # A bytes copy of each tile: the C codec takes no buffer that must be released, so no memoryview of the map.
-        return [decompress_rice_1_c(file[start:end], blocksize, bytepix, pixels)
+        blocksize, bytepix = self._blocksize, self._bytepix
+        # The view looked up on self, never held in a local: a traceback keeping this frame must not keep the map.
+        return [decompress_rice_1_c(self._bytes[start:end], blocksize, bytepix, pixels)
                 for start, end in zip(self._starts[tiles.start:tiles.stop], self._ends[tiles.start:tiles.stop])]
 
     def _tile_pixels(self, tile: int) -> int:
@@ -153,23 +187,11 @@ class RowTiles:
             position += pixels
 
     def _read_undithered(self, first_tile: int, last_tile: int, out: np.ndarray) -> None:
-        """Tiles into out, dequantized (q * scale + zero) a chunk of tiles at a time."""
+        """Tiles into out, dequantized a chunk of tiles at a time."""
         per_chunk = max(1, CHUNK_PIXELS // (self._tile_rows * self._columns))
-        # A last tile cut short by the image's end goes alone, so every chunk's tiles are the same size.
-        whole_tiles = self._rows // self._tile_rows
         position = 0
         for chunk_start in range(first_tile, last_tile, per_chunk):
-            for tiles in (range(chunk_start, min(last_tile, whole_tiles, chunk_start + per_chunk)),
-                          range(max(chunk_start, whole_tiles), min(last_tile, chunk_start + per_chunk))):
-                if not tiles:
-                    continue
-                pixels = self._tile_pixels(tiles.start)
-                quantized = np.frombuffer(b"".join(self._tiles(tiles, pixels)),
-                                          f"i{self._bytepix}").reshape(len(tiles), pixels)
-                values = out[position:position + quantized.size].reshape(quantized.shape)
-                np.multiply(quantized, self._scale32[tiles.start:tiles.stop], out=values, dtype=np.float32,
-                            casting="unsafe")
-                values += self._zero32[tiles.start:tiles.stop]
-                if self._blank is not None:
-                    values[quantized == self._blank] = np.nan
-                position += values.size
+            chunk = self.scaled_rows(slice(chunk_start * self._tile_rows,
+                                           min(last_tile, chunk_start + per_chunk) * self._tile_rows))
+            chunk.values(out[position:position + chunk.size].reshape(chunk.quantized.shape))
+            position += chunk.size

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from astropy.stats import mad_std
 
+from thumbproxy.render.pixelrows import PixelRows
+
 SAMPLE_COUNT = 2000
 # recalculate_median measures the whole frame. Its median sits on the steep foot of the
 # gamma curve, where the 2000 samples' own median is black by construction; 100000
@@ -51,32 +53,35 @@ def _first_index(start: int, stride: int) -> int:
     return max(stride, -(-start // stride) * stride)
 
 
-def _strided(band: np.ndarray, start: int, total: int, count: int) -> np.ndarray:
-    """The finite pixels of band (flat, from index start of total) at flat indices k * stride, k >= 1."""
+def _indices(start: int, size: int, total: int, count: int) -> np.ndarray:
+    """The sampled flat indices k * stride, k >= 1, of a band of size pixels from index start, counted from start."""
     stride = _stride(total, count)
-    samples = band[_first_index(start, stride) - start::stride]
-    return samples[np.isfinite(samples)]
+    return np.arange(_first_index(start, stride), start + size, stride) - start
 
 
-def band_samples(band: np.ndarray, start: int, total: int,
+def band_samples(pixels: PixelRows | np.ndarray, start: int, total: int,
                  next_pixel: Callable[[], Any] | None = None) -> BandSamples:
-    """The samples of the flat pixels band, indices start onwards of a frame of total pixels.
+    """The samples of a band of pixels, flat indices start onwards of a frame of total pixels.
 
     next_pixel gives the pixel just after the band; it is asked for only when a sampled pixel
     ends the band (so it may be None for the band that ends the frame).
     """
-    stride = _stride(total, SAMPLE_COUNT)
+    limit_indices = _indices(start, pixels.size, total, SAMPLE_COUNT)
+    median_indices = _indices(start, pixels.size, total, MEDIAN_SAMPLE_COUNT)
     # Neighbour pairs stop one short of the frame's end, as pixel pairs must.
-    left_indices = np.arange(_first_index(start, stride), min(start + band.size, total - 1), stride) - start
-    left = band[left_indices].astype(np.float64)
+    left_indices = limit_indices[limit_indices < total - 1 - start]
+    inside = left_indices + 1 < pixels.size
+    # One gather for all: scaled rows pay for each gather as much as for its pixels.
+    limit, median, right_inside = np.split(
+        pixels.take(np.concatenate([limit_indices, median_indices, left_indices[inside] + 1])),
+        [limit_indices.size, limit_indices.size + median_indices.size])
+    left = limit[:left_indices.size].astype(np.float64)
     right = np.empty_like(left)
-    inside = left_indices + 1 < band.size
-    right[inside] = band[left_indices[inside] + 1]
+    right[inside] = right_inside
     if not inside.all():
         right[~inside] = next_pixel()
     finite = np.isfinite(left) & np.isfinite(right)
-    return BandSamples(_strided(band, start, total, SAMPLE_COUNT), _strided(band, start, total, MEDIAN_SAMPLE_COUNT),
-                       right[finite] - left[finite])
+    return BandSamples(limit[np.isfinite(limit)], median[np.isfinite(median)], right[finite] - left[finite])
 
 
 def concatenated(bands: Sequence[BandSamples]) -> BandSamples:
@@ -96,4 +101,4 @@ def joined(bands: Sequence[BandSamples]) -> PixelSamples:
 
 def pixel_samples(data: np.ndarray) -> PixelSamples:
     """The samples of a whole frame."""
-    return joined([band_samples(data.reshape(-1), 0, data.size)])
+    return joined([band_samples(data, 0, data.size)])

@@ -17,10 +17,9 @@ from thumbproxy.render.fitsread import Frame, read_frame
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
-from thumbproxy.render.preview import (DEFAULT_PREVIEW_SIZE, Preview, preview_of, read_preview_if_covering,
-                                       unreduced)
+from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, read_reduced
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample
-from thumbproxy.render.samples import PixelSamples, pixel_samples
+from thumbproxy.render.samples import PixelSamples
 from thumbproxy.render.stretch import (Limits, black_value, display_limits, noise_averaged_away,
                                        pixel_stretch, subtract_median, to_grey, white_value)
 
@@ -134,16 +133,8 @@ def render_preview(preview: Preview, options: RenderOptions) -> bytes:
 def render_with_preview(path: str | os.PathLike, options: RenderOptions,
                         preview_size: int) -> tuple[bytes, Preview | None]:
     """render_thumbnail's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
-    if preview_size:
-        read = read_preview_if_covering(path, options, preview_size)
-        if isinstance(read, Preview):
-            return render_preview(read, options), read
-        frame = read
-    else:
-        frame = read_renderable(path)
-    preview = preview_of(frame, preview_size) if preview_size else None
-    samples = pixel_samples(frame.data) if preview is None else preview.samples
-    return render_preview(unreduced(frame, samples), options), preview
+    reduced, preview = read_reduced(path, options, preview_size)
+    return render_preview(reduced, options), preview
 
 
 def render_thumbnail(path: str | os.PathLike, options: RenderOptions,

@@ -1,0 +1,121 @@
+"""Rows of a frame's pixels that reduce and sample themselves: float pixels, or the integers a
+compressed frame stores with each row's scale and zero (pixel = integer * scale + zero).
+
+Scaled rows are block-averaged on their integers: each pixel is scaled, but its zero is added
+once per block, and no float copy of the rows is written and read again. That is about twice as
+fast, and it rounds differently from averaging the float pixels; a frame read either way always
+is, so its reductions never depend on how it was read. Single pixels are the same either way.
+"""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from thumbproxy.render.reduce import average_finite, block_mean, block_sums, whole_blocks
+
+# Pixels scaled at once when block-averaging scaled rows (1 MiB as float32): within the CPU's cache.
+CACHE_PIXELS = 2**18
+
+
+class PixelRows(Protocol):
+    """Some whole rows of a frame."""
+
+    @property
+    def size(self) -> int: ...
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """float32 pixels at these flat indices of the rows."""
+
+    def block_mean(self, factor: int) -> np.ndarray:
+        """A new array: the rows' mean over factor x factor blocks, as reduce.block_mean defines it."""
+
+
+def dequantize(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, blank: int | None,
+               out: np.ndarray) -> None:
+    """float32 pixels into out: quantized * scale + zero, a row's scale and zero (columns of float32)
+    the same along it; NaN where the integer is blank."""
+    # Pixels past the float32 range become inf, which reductions leave out.
+    with np.errstate(over="ignore"):
+        np.multiply(quantized, scale, out=out, dtype=np.float32, casting="unsafe")
+        out += zero
+    if blank is not None:
+        out[quantized == blank] = np.nan
+
+
+@dataclass(frozen=True)
+class FloatRows:
+    """Rows already float pixels."""
+
+    data: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.data.take(indices)
+
+    def block_mean(self, factor: int) -> np.ndarray:
+        return block_mean(self.data, factor)
+
+
+@dataclass(frozen=True)
+class ScaledRows:
+    """Rows kept as the integers a frame stores, each row with its own float32 scale and zero."""
+
+    # (rows, columns) integers.
+    quantized: np.ndarray
+    # (rows, 1) float32 each.
+    scale: np.ndarray
+    zero: np.ndarray
+    # The integer standing for NaN, if any.
+    blank: int | None
+
+    @property
+    def size(self) -> int:
+        return self.quantized.size
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        rows = indices // self.quantized.shape[1]
+        values = np.empty(indices.shape, np.float32)
+        dequantize(self.quantized.take(indices), self.scale.take(rows), self.zero.take(rows), self.blank, values)
+        return values
+
+    def block_mean(self, factor: int) -> np.ndarray:
+        if factor == 1:
+            values = self.values()
+            values[np.isinf(values)] = np.nan
+            return values
+        quantized = whole_blocks(self.quantized, factor)
+        rows, columns = quantized.shape[0] // factor, quantized.shape[1] // factor
+        means = np.empty((rows, columns), np.float32)
+        # A few block rows at a time: their scaled pixels stay in the CPU's cache until summed.
+        step = max(1, CACHE_PIXELS // (factor * quantized.shape[1]))
+        for first in range(0, rows, step):
+            pixel_rows = slice(first * factor, min(rows, first + step) * factor)
+            means[first:first + step] = self._block_sums(quantized[pixel_rows], self.scale[pixel_rows],
+                                                         self.zero[pixel_rows], factor)
+        means /= np.float32(factor * factor)
+        bad = ~np.isfinite(means)
+        if self.blank is not None:
+            bad |= (quantized == self.blank).reshape(rows, factor, columns, factor).any(axis=(1, 3))
+        if bad.any():
+            # Blocks holding blank or overflowing pixels: the mean of their finite float pixels.
+            average_finite(whole_blocks(self.values(), factor), factor, means, bad)
+        return means
+
+    @staticmethod
+    def _block_sums(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, factor: int) -> np.ndarray:
+        """Sums over the factor x factor blocks of these whole block rows' pixels."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            sums = block_sums(np.multiply(quantized, scale, dtype=np.float32, casting="unsafe"), factor)
+            # Each row's zero once per block, not once per pixel: factor times the row's zero.
+            sums += zero.reshape(-1, factor).sum(axis=1, dtype=np.float32)[:, None] * np.float32(factor)
+        return sums
+
+    def values(self, out: np.ndarray | None = None) -> np.ndarray:
+        """The float32 pixels, (rows, columns), into out when given."""
+        values = np.empty(self.quantized.shape, np.float32) if out is None else out
+        dequantize(self.quantized, self.scale, self.zero, self.blank, values)
+        return values
