@@ -27,8 +27,8 @@ from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, c
 
 # THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
 DEFAULT_PREVIEW_SIZE = 1024
-# Pixels of the frame read at once (4 MiB as float32): the frame is never whole in memory.
-CHUNK_PIXELS = 2**20
+# Pixels of the frame read at once (2 MiB as float32): the frame is never whole in memory.
+CHUNK_PIXELS = 2**19
 # The .npy format versions write_array chooses for a stored preview's arrays.
 _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 
