@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from thumbproxy.render.reduce import average_finite, block_mean, block_sums, whole_blocks
+from thumbproxy.render.reduce import average_finite, block_mean, block_sums, infinite_as_nan, whole_blocks
 
 # Pixels scaled at once when block-averaging scaled rows (1 MiB as float32): within the CPU's cache.
 CACHE_PIXELS = 2**18
@@ -85,9 +85,7 @@ class ScaledRows:
 
     def block_mean(self, factor: int) -> np.ndarray:
         if factor == 1:
-            values = self.values()
-            values[np.isinf(values)] = np.nan
-            return values
+            return infinite_as_nan(self.values())
         quantized = whole_blocks(self.quantized, factor)
         rows, columns = quantized.shape[0] // factor, quantized.shape[1] // factor
         means = np.empty((rows, columns), np.float32)

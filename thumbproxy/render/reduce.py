@@ -63,15 +63,19 @@ def block_mean(data: np.ndarray, factor: int) -> np.ndarray:
     """
     if factor == 1:
         # Always a new array: callers overwrite the result.
-        means = data.astype(np.float32)
-        means[np.isinf(means)] = np.nan
-        return means
+        return infinite_as_nan(data.astype(np.float32))
     data = whole_blocks(data, factor)
     with np.errstate(over="ignore", invalid="ignore"):
         means = block_sums(data, factor)
     means /= np.float32(factor * factor)
     average_finite(data, factor, means, ~np.isfinite(means))
     return means
+
+
+def infinite_as_nan(pixels: np.ndarray) -> np.ndarray:
+    """pixels, changed in place: infinite ones become NaN, as a block with no finite pixel is."""
+    pixels[np.isinf(pixels)] = np.nan
+    return pixels
 
 
 def whole_blocks(data: np.ndarray, factor: int) -> np.ndarray:
