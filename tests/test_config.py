@@ -62,6 +62,8 @@ def test_comma_separated_lists_from_environment() -> None:
         ({"THUMBPROXY_LOG_LEVEL": "loud"}, "THUMBPROXY_LOG_LEVEL"),
         ({"THUMBPROXY_COLOR_FILTERS": "R,rp;V"}, "THUMBPROXY_COLOR_FILTERS"),
         ({"THUMBPROXY_COLOR_FILTERS": "R;;B"}, "THUMBPROXY_COLOR_FILTERS"),
+        ({"THUMBPROXY_CORS_ORIGIN": "dashboards.example.org"}, "THUMBPROXY_CORS_ORIGIN"),
+        ({"THUMBPROXY_CORS_ORIGIN": "https://a.example\r\nSet-Cookie: x=1"}, "THUMBPROXY_CORS_ORIGIN"),
     ],
 )
 def test_bad_value_names_the_setting(env: dict[str, str], named: str) -> None:

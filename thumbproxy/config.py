@@ -136,7 +136,10 @@ def _signing_keys(value: Any) -> tuple[str, ...]:
 
 def _cors_origin(value: Any) -> str:
     origin = str(value).strip()
-    if origin not in ("", "*") and not (urlsplit(origin).scheme in ("http", "https") and urlsplit(origin).netloc):
+    # It is sent as a header value: a space or line break in it would be a different header, or several.
+    plain = origin.isprintable() and " " not in origin
+    parts = urlsplit(origin)
+    if origin not in ("", "*") and not (plain and parts.scheme in ("http", "https") and parts.netloc):
         raise ValueError("must be *, an origin such as https://dashboards.example.org, or empty for none")
     return origin.rstrip("/")
 

@@ -6,12 +6,12 @@ the thumbnail key. The entry holds only while that same record is still the one 
 for everyone (so a new version, a record past its time to live, or a frame no longer public
 falls back to the full path) and while the thumbnail can be had without waiting: from the memory
 level (no copy), or from the disk level's file kept open when the page cache holds it (one copy).
+The answer is written whole (WholeResponse), with its headers serialized when it was remembered.
 """
 
 from typing import NamedTuple
 
 from aiohttp import hdrs, web
-from multidict import CIMultiDict
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
@@ -20,6 +20,7 @@ from thumbproxy.formats import media_type
 from thumbproxy.thumbnails import Thumbnail
 from thumbproxy.web.caching import CachePolicy, etag, not_modified
 from thumbproxy.web.observe import SERVED_FROM
+from thumbproxy.web.wholeresponse import WholeResponse, serialized_headers
 
 # An entry is a few hundred bytes; this bounds the table to a few megabytes.
 MAX_ENTRIES = 16_384
@@ -31,9 +32,10 @@ class _Entry(NamedTuple):
     value: int | str
     frame: Frame
     key: str
-    # The answer's headers, made once: each response copies them.
-    headers: CIMultiDict[str]
-    not_modified_headers: CIMultiDict[str]
+    etag: str
+    # The answers' own headers, serialized once.
+    headers: bytes
+    not_modified_headers: bytes
 
 
 class HotAnswers:
@@ -48,7 +50,7 @@ class HotAnswers:
         self._max_entries = max_entries
         self._entries: dict[str, _Entry] = {}
 
-    def answer(self, request: web.Request) -> web.Response | None:
+    def answer(self, request: web.Request) -> web.StreamResponse | None:
         """The answer given to this very request line before, if every reason for it still holds; else None."""
         target = request.raw_path
         entry = self._entries.get(target)
@@ -63,9 +65,9 @@ class HotAnswers:
             return None
         data, level = found
         request[SERVED_FROM] = Thumbnail(entry.key, data, level)
-        if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.headers[hdrs.ETAG]):
-            return web.Response(status=304, headers=entry.not_modified_headers)
-        return web.Response(body=data, headers=entry.headers)
+        if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.etag):
+            return WholeResponse(304, entry.not_modified_headers)
+        return WholeResponse(200, entry.headers, data)
 
     def remember(self, target: str, field: str, value: int | str, frame: Frame, key: str) -> None:
         """Keep an image answer of a frame, if its record is the public one everybody is answered from."""
@@ -74,9 +76,10 @@ class HotAnswers:
         if len(self._entries) >= self._max_entries and target not in self._entries:
             # Oldest first: cheaper than keeping recency on every hit, and a hot target comes straight back.
             del self._entries[next(iter(self._entries))]
-        validators = CIMultiDict({hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: self._cache_control})
-        headers = CIMultiDict({hdrs.CONTENT_TYPE: media_type(key), **validators})
-        self._entries[target] = _Entry(field, value, frame, key, headers, validators)
+        validators = {hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: self._cache_control}
+        headers = {hdrs.CONTENT_TYPE: media_type(key), **validators}
+        self._entries[target] = _Entry(field, value, frame, key, validators[hdrs.ETAG], serialized_headers(headers),
+                                       serialized_headers(validators))
 
 
 HOT_ANSWERS = web.AppKey("hot_answers", HotAnswers)

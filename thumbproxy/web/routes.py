@@ -166,7 +166,7 @@ async def _thumbnail_answer(
     return response
 
 
-def hot_answer(request: web.Request) -> web.Response | None:
+def hot_answer(request: web.Request) -> web.StreamResponse | None:
     """A thumbnail route's image answer given before, if it still holds (see HotAnswers); else None."""
     app = request.app
     _check_signature(request, app)
