@@ -33,7 +33,8 @@ from pathlib import Path
 import aiohttp
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MIN_HIT_THROUGHPUT_RATIO = 0.6
+# The hit path's target: disk-level hits (memory level off) against the minimal app.
+MIN_DISK_HIT_RATIO = 0.7
 BUCKET = "thumbproxy-bench"
 HIT_BASENAME = "ogg0m404-kb82-20190321-0273-e91"
 HIT_PATH = f"/{HIT_BASENAME}/?image=true&width=200&height=200"
@@ -233,7 +234,7 @@ def main() -> int:
                 for memory_cache_mb in ("64", "0")]
         s3 = s3_hit_latency(work, archive_url, arguments.s3_requests)
 
-    passed = hits[0]["ratio"] >= MIN_HIT_THROUGHPUT_RATIO
+    passed = hits[1]["ratio"] >= MIN_DISK_HIT_RATIO
     for result, title in zip(hits, ("cache hits, default settings (memory level)", "disk-level hits (memory level off)")):
         print(f"{title}: {result['connections']} connections, {arguments.rounds} rounds of {arguments.seconds:g} s")
         print(f"{'requests/s':<28}{'median':>10}{'min':>10}{'max':>10}{'p50 ms':>10}{'p99 ms':>10}")
@@ -242,7 +243,7 @@ def main() -> int:
             print(f"{name:<28}{statistics.median(values):>10.0f}{min(values):>10.0f}{max(values):>10.0f}"
                   f"{latency['50']:>10.2f}{latency['99']:>10.2f}")
         print(f"ratio thumbproxy / minimal: {result['ratio']:.2f}")
-    print(f"target: default settings >= {MIN_HIT_THROUGHPUT_RATIO} of the minimal app: {'PASS' if passed else 'FAIL'}")
+    print(f"target: disk-level hits >= {MIN_DISK_HIT_RATIO} of the minimal app: {'PASS' if passed else 'FAIL'}")
     print(f"S3 hits (moto on loopback), {s3['requests']} requests: median {s3['median_ms']:.1f} ms, "
           f"p99 {s3['p99_ms']:.1f} ms")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,6 @@ MAX_RENDER_OVER_FLOOR = 1.2
 MAX_IDLE_COLD_OVER_FLOOR = 0.9
 MAX_NEXT_OVER_FIRST = 0.1
 MAX_COLOR_OVER_SINGLE = 3.5
-MIN_DISK_HIT_RATIO = 0.7
 DISK_HIT_CONNECTIONS = 32
 RENDERS_FOR_IDENTICAL = 1
 MAX_WORKER_PEAK_OVER_FRAME = 3.0
@@ -342,7 +341,8 @@ def checks(figures: dict) -> dict[str, dict]:
             figures, "service/next all", "service/cold total", "<=", MAX_NEXT_OVER_FIRST),
         "colour / single": _timing_check(figures, "color/color", "color/single", "<=", MAX_COLOR_OVER_SINGLE),
         f"disk hits / minimal app, {DISK_HIT_CONNECTIONS} conns": _ratio_check(
-            disk_hits["ratio"], max(runs["thumbproxy"]) / max(runs["minimal aiohttp"]), ">=", MIN_DISK_HIT_RATIO),
+            disk_hits["ratio"], max(runs["thumbproxy"]) / max(runs["minimal aiohttp"]), ">=",
+            hitpath.MIN_DISK_HIT_RATIO),
         f"renders for {COALESCED_REQUESTS} identical cold reqs": _check(
             figures["coalescing"]["renders"], "==", RENDERS_FOR_IDENTICAL),
         "render worker peak RSS growth / frame": _check(

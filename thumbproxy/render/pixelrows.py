@@ -13,7 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from thumbproxy.render.reduce import average_finite, block_mean, block_sums, infinite_as_nan, whole_blocks
+from thumbproxy.render.reduce import (block_any, block_mean, blocks_at, column_block_sums, finite_means,
+                                      infinite_as_nan, whole_blocks)
 
 # Pixels scaled at once when block-averaging scaled rows (1 MiB as float32): within the CPU's cache.
 CACHE_PIXELS = 2**18
@@ -89,26 +90,43 @@ class ScaledRows:
         quantized = whole_blocks(self.quantized, factor)
         rows, columns = quantized.shape[0] // factor, quantized.shape[1] // factor
         means = np.empty((rows, columns), np.float32)
+        blank_blocks = np.zeros((rows, columns), bool)
         # A few block rows at a time: their scaled pixels stay in the CPU's cache until summed.
         step = max(1, CACHE_PIXELS // (factor * quantized.shape[1]))
         for first in range(0, rows, step):
-            pixel_rows = slice(first * factor, min(rows, first + step) * factor)
-            means[first:first + step] = self._block_sums(quantized[pixel_rows], self.scale[pixel_rows],
-                                                         self.zero[pixel_rows], factor)
+            block_rows = slice(first, min(rows, first + step))
+            pixel_rows = slice(first * factor, block_rows.stop * factor)
+            chunk = quantized[pixel_rows]
+            means[block_rows] = self._block_sums(chunk, self.scale[pixel_rows], self.zero[pixel_rows], factor)
+            if self.blank is not None:
+                blank_blocks[block_rows] = block_any(chunk == self.blank, factor)
         means /= np.float32(factor * factor)
-        bad = ~np.isfinite(means)
-        if self.blank is not None:
-            bad |= (quantized == self.blank).reshape(rows, factor, columns, factor).any(axis=(1, 3))
+        bad = blank_blocks | ~np.isfinite(means)
         if bad.any():
-            # Blocks holding blank or overflowing pixels: the mean of their finite float pixels.
-            average_finite(whole_blocks(self.values(), factor), factor, means, bad)
+            # Blocks holding blank or overflowing pixels: the mean of their finite float pixels, only
+            # those blocks dequantized.
+            blocks = blocks_at(quantized, factor, bad)
+            block_rows = np.nonzero(bad)[0]
+            row_scale, row_zero = (column[:rows * factor].reshape(rows, factor, 1)[block_rows]
+                                   for column in (self.scale, self.zero))
+            values = np.empty(blocks.shape, np.float32)
+            dequantize(blocks, row_scale, row_zero, self.blank, values)
+            means[bad] = finite_means(values)
         return means
 
     @staticmethod
     def _block_sums(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, factor: int) -> np.ndarray:
         """Sums over the factor x factor blocks of these whole block rows' pixels."""
+        pixels = quantized.astype(np.float32).reshape(-1, factor, quantized.shape[1])
+        scale = scale.reshape(-1, factor, 1)
         with np.errstate(over="ignore", invalid="ignore"):
-            sums = block_sums(np.multiply(quantized, scale, dtype=np.float32, casting="unsafe"), factor)
+            # Each block row's scaled pixel rows added up one by one: the order and roundings of
+            # scaling every pixel and then summing the rows, without the broadcast scale being
+            # copied out for every pixel as one multiplication of the whole chunk does.
+            row_sums = pixels[:, 0] * scale[:, 0]
+            for row in range(1, factor):
+                row_sums += pixels[:, row] * scale[:, row]
+            sums = column_block_sums(row_sums, factor)
             # Each row's zero once per block, not once per pixel: factor times the row's zero.
             sums += zero.reshape(-1, factor).sum(axis=1, dtype=np.float32)[:, None] * np.float32(factor)
         return sums
