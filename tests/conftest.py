@@ -31,6 +31,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.app import create_app
 from thumbproxy.config import load_settings
+from thumbproxy.render.fitsread import open_image
 from thumbproxy.web.operations import METRICS
 
 WIDE = (300, 400)  # rows, columns: a landscape frame
@@ -57,6 +58,12 @@ def write_fits_file(
         hdus = fits.HDUList([fits.PrimaryHDU(data, header=fits.Header(cards))])
     hdus.writeto(path, overwrite=True)
     return path
+
+
+def read_pixels(path: Path) -> np.ndarray:
+    """The pixels of the image a user expects in the FITS file at path, read whole."""
+    with open_image(path) as image:
+        return image.read()
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from astropy.io import fits
 from astropy.table import Table
 from PIL import Image
 
-from conftest import Service, write_fits_file
+from conftest import Service, read_pixels, write_fits_file
 from fakearchive import FakeArchive
 from thumbproxy import sampledata
 from thumbproxy.app import RENDER_POOL
-from thumbproxy.render.fitsread import UnreadableFrame, read_frame
+from thumbproxy.render.fitsread import UnreadableFrame
 
 SHAPE = (48, 48)
 HTML_PAGE = b"<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n"
@@ -127,18 +127,18 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
 def test_bad_files_are_unreadable_with_a_short_reason(tmp_path: Path, kind: str) -> None:
     make, reason = BAD_FILES[kind]
     with pytest.raises(UnreadableFrame) as raised:
-        read_frame(make(tmp_path / "frame.fits.fz"))
+        read_pixels(make(tmp_path / "frame.fits.fz"))
     assert str(raised.value).startswith(reason)
     assert str(tmp_path) not in str(raised.value)
 
 
 def test_a_flipped_bit_decompresses_silently_so_only_the_checksum_catches_it(tmp_path: Path) -> None:
     # Without a DATASUM card, the damaged tiles decode into wrong pixels and no error.
-    damaged = read_frame(flip_bit(write_compressed(tmp_path / "plain.fits.fz", pixels())))
-    intact = read_frame(write_compressed(tmp_path / "intact.fits.fz", pixels()))
-    assert damaged.data.shape == intact.data.shape and not np.array_equal(damaged.data, intact.data)
+    damaged = read_pixels(flip_bit(write_compressed(tmp_path / "plain.fits.fz", pixels())))
+    intact = read_pixels(write_compressed(tmp_path / "intact.fits.fz", pixels()))
+    assert damaged.shape == intact.shape and not np.array_equal(damaged, intact)
     with pytest.raises(UnreadableFrame, match="checksum"):
-        read_frame(flip_bit(write_compressed(tmp_path / "summed.fits.fz", pixels(), checksum=True)))
+        read_pixels(flip_bit(write_compressed(tmp_path / "summed.fits.fz", pixels(), checksum=True)))
 
 
 @pytest.mark.filterwarnings("error")
@@ -146,7 +146,7 @@ def test_warnings_while_reading_do_not_make_a_frame_unreadable(tmp_path: Path) -
     # Bytes after the last HDU make astropy warn; a strict warnings filter must not turn that into a failure.
     path = write_compressed(tmp_path / "trailing.fits.fz", pixels(), checksum=True)
     path.write_bytes(path.read_bytes() + b"\0" * 100)
-    assert read_frame(path).data.shape == SHAPE
+    assert read_pixels(path).shape == SHAPE
 
 
 @pytest.mark.filterwarnings("error")
@@ -154,7 +154,7 @@ def test_a_file_cut_short_after_its_image_still_reads(tmp_path: Path) -> None:
     path = tmp_path / "cut.fits"
     fits.HDUList([fits.PrimaryHDU(pixels()), fits.ImageHDU(pixels((100, 100)), name="ERR")]).writeto(path)
     path.write_bytes(path.read_bytes()[:-20000])
-    assert np.array_equal(read_frame(path).data, pixels())
+    assert np.array_equal(read_pixels(path), pixels())
 
 
 # --- through the service -----------------------------------------------------------------------

@@ -9,7 +9,7 @@ from thumbproxy.formats import EXTENSIONS
 from thumbproxy.render.options import RenderOptions
 
 # Bump when the renderer's output changes, so no cache level serves the old look.
-RENDERER_VERSION = 4
+RENDERER_VERSION = 5
 
 
 def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions, preview_size: int) -> str:

@@ -1,20 +1,21 @@
 """Render the red, visual and blue frames of one field as an aligned colour JPEG thumbnail."""
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from thumbproxy.render.align import align
-from thumbproxy.render.fitsread import Frame
+from thumbproxy.render.fitsread import FitsImage
 from thumbproxy.render.lupton import lupton_rgb
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, cd_matrix, display_orientation
-from thumbproxy.render.reduce import block_mean, output_size, reduction_factor
-from thumbproxy.render.samples import pixel_samples
-from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone, read_renderable
+from thumbproxy.render.preview import read_reductions, thumbnail_factor
+from thumbproxy.render.reduce import output_size
+from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone
 from thumbproxy.render.warp import warp
 
 
@@ -35,10 +36,12 @@ class _Channel:
     header: Mapping[str, Any]
 
 
-def _channel(frame: Frame, factor: int, options: RenderOptions) -> _Channel:
-    """Block-average the frame by factor and measure its tone."""
-    reduced = block_mean(frame.data, factor)
-    return _Channel(reduced, measure_tone(pixel_samples(frame.data), reduced, options), frame.header)
+def _read_channel(path: str | os.PathLike, factor_of: Callable[[FitsImage], int],
+                  options: RenderOptions) -> tuple[_Channel, int]:
+    """The frame at path block-averaged by the factor factor_of gives for its image, its tone measured; and
+    that factor. Read a chunk at a time, as a single frame's thumbnail is: never whole in memory."""
+    [reduced], header = read_reductions(path, lambda image: [factor_of(image)])
+    return _Channel(reduced.image, measure_tone(reduced.samples, reduced.image, options), header), reduced.factor
 
 
 def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) -> Orientation:
@@ -62,14 +65,9 @@ def render_color_thumbnail(paths: Sequence[str | os.PathLike],
     """
     if len(paths) != 3:
         raise ValueError(f"a colour thumbnail takes 3 frames (red, visual, blue), not {len(paths)}")
-    red = read_renderable(paths[0])
-    size = output_size(red.data.shape, display_orientation(red.header, options.spectrum), options)
+    red, factor = _read_channel(paths[0], partial(thumbnail_factor, options=options), options)
     # One block size for all three keeps their reduced pixels the same size on the sky.
-    factor = reduction_factor(red.data.shape, size)
-    channels = [_channel(red, factor, options)]
-    # Frames are read one after another, so one full-resolution frame is in memory at a time.
-    del red
-    channels += [_channel(read_renderable(path), factor, options) for path in paths[1:]]
+    channels = [red] + [_read_channel(path, lambda image: factor, options)[0] for path in paths[1:]]
 
     alignment = align([channel.reduced for channel in channels],
                       [channel.header for channel in channels], factor)

@@ -5,7 +5,6 @@ import warnings
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, BinaryIO, TypeVar
 
@@ -33,15 +32,6 @@ Read = TypeVar("Read")
 
 class UnreadableFrame(Exception):
     """The file holds no image this module can read; the message is a short reason for a user."""
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A 2-D image and the keywords describing it."""
-
-    data: np.ndarray
-    # The image HDU's own cards, falling back to the primary header's.
-    header: Mapping[str, Any]
 
 
 def _holds_image(hdu: HDU) -> bool:
@@ -235,12 +225,3 @@ def open_image(path: str | os.PathLike, check_datasum: bool = True,
                     yield image
                 finally:
                     image.close()
-
-
-def read_frame(path: str | os.PathLike) -> Frame:
-    """Read the image a user expects from the FITS file at path, closing the file before returning.
-
-    Raises UnreadableFrame and OSError as open_image does.
-    """
-    with open_image(path) as image:
-        return Frame(data=image.read(), header=image.header)

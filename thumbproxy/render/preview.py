@@ -12,7 +12,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -201,17 +201,33 @@ def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int)
         return read
 
 
+def thumbnail_factor(image: FitsImage, options: RenderOptions) -> int:
+    """The block size the thumbnail options ask for averages the image over before resampling."""
+    return reduction_factor(image.shape, Outline(image.shape, 1, image.header).thumbnail_size(options))
+
+
+def read_reductions(path: str | os.PathLike,
+                    factors_of: Callable[[FitsImage], Sequence[int]]) -> tuple[list[Preview], Mapping[str, Any]]:
+    """The FITS frame at path reduced by each factor factors_of gives for its image, all in one pass a chunk
+    at a time (the whole frame is held only for a factor of 1), and the frame's header. Raises RenderError
+    and OSError as render_thumbnail does."""
+    with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
+        bands = _read_bands(image, slice(0, image.shape[0]), factors_of(image))
+        header = image.header
+    return [join_bands([band]) for band in bands], header
+
+
 def read_reduced(path: str | os.PathLike, options: RenderOptions, preview_size: int) -> tuple[Preview, Preview | None]:
     """The FITS frame at path reduced for the thumbnail options ask for (a Preview covering it), and its
-    preview of preview_size (None for 0), the same one when that covers the thumbnail. Read a chunk at a
-    time: the whole frame is held only by a thumbnail needing its every pixel. Raises RenderError and
-    OSError as render_thumbnail does."""
-    with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
-        own = reduction_factor(image.shape, Outline(image.shape, 1, image.header).thumbnail_size(options))
-        factors = [own]
-        if preview_size:
-            factor = preview_factor(image.shape, preview_size)
-            factors = [factor] if own >= factor else [own, factor]
-        bands = _read_bands(image, slice(0, image.shape[0]), factors)
-    previews = [join_bands([band]) for band in bands]
+    preview of preview_size (None for 0), the same one when that covers the thumbnail, read as
+    read_reductions reads. Raises RenderError and OSError as render_thumbnail does."""
+
+    def factors(image: FitsImage) -> list[int]:
+        own = thumbnail_factor(image, options)
+        if not preview_size:
+            return [own]
+        factor = preview_factor(image.shape, preview_size)
+        return [factor] if own >= factor else [own, factor]
+
+    previews, _ = read_reductions(path, factors)
     return previews[0], previews[-1] if preview_size else None

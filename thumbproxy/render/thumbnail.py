@@ -12,8 +12,6 @@ from astropy.visualization import BaseTransform
 from PIL import Image
 
 from thumbproxy.render.encode import encode
-from thumbproxy.render.errors import refused_as_render_error
-from thumbproxy.render.fitsread import Frame, read_frame
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
@@ -32,12 +30,6 @@ class Tone:
     limits: Limits
     # Standard deviation of one full-resolution pixel's noise.
     pixel_noise: float
-
-
-def read_renderable(path: str | os.PathLike) -> Frame:
-    """The frame at path; RenderError when the file holds no readable image (OSError as itself)."""
-    with refused_as_render_error(path):
-        return read_frame(path)
 
 
 def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
