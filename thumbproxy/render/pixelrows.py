@@ -13,8 +13,8 @@ from typing import Protocol
 
 import numpy as np
 
-from thumbproxy.render.reduce import (block_any, block_mean, blocks_at, column_block_sums, finite_means,
-                                      infinite_as_nan, whole_blocks)
+from thumbproxy.render.reduce import (block_any, block_mean, blocks_at, column_blocks, finite_means, infinite_as_nan,
+                                      whole_blocks)
 
 # Pixels scaled at once when block-averaging scaled rows (1 MiB as float32): within the CPU's cache.
 CACHE_PIXELS = 2**18
@@ -106,8 +106,8 @@ class ScaledRows:
             # Blocks holding blank or overflowing pixels: the mean of their finite float pixels, only
             # those blocks dequantized.
             blocks = blocks_at(quantized, factor, bad)
-            block_rows = np.nonzero(bad)[0]
-            row_scale, row_zero = (column[:rows * factor].reshape(rows, factor, 1)[block_rows]
+            bad_rows = np.nonzero(bad)[0]
+            row_scale, row_zero = (column[:rows * factor].reshape(rows, factor, 1)[bad_rows]
                                    for column in (self.scale, self.zero))
             values = np.empty(blocks.shape, np.float32)
             dequantize(blocks, row_scale, row_zero, self.blank, values)
@@ -126,7 +126,7 @@ class ScaledRows:
             row_sums = pixels[:, 0] * scale[:, 0]
             for row in range(1, factor):
                 row_sums += pixels[:, row] * scale[:, row]
-            sums = column_block_sums(row_sums, factor)
+            sums = column_blocks(row_sums, factor, np.add)
             # Each row's zero once per block, not once per pixel: factor times the row's zero.
             sums += zero.reshape(-1, factor).sum(axis=1, dtype=np.float32)[:, None] * np.float32(factor)
         return sums

@@ -91,7 +91,7 @@ def block_sums(data: np.ndarray, factor: int) -> np.ndarray:
     # Shapes spelled out: a band of a frame can have no rows, and -1 cannot be inferred then.
     # Sums past the float32 range become inf, which callers average again.
     row_sums = data.reshape(rows, factor, columns * factor).sum(axis=1, dtype=np.float32)
-    return column_block_sums(row_sums, factor)
+    return column_blocks(row_sums, factor, np.add)
 
 
 def block_any(marks: np.ndarray, factor: int) -> np.ndarray:
@@ -100,18 +100,16 @@ def block_any(marks: np.ndarray, factor: int) -> np.ndarray:
     # As block_sums: rows first, then the columns as strided slices, twenty times faster than
     # reducing the short axes of a four-dimensional view.
     in_rows = marks.reshape(rows, factor, columns * factor).any(axis=1)
-    found = in_rows[:, 0::factor].copy()
-    for offset in range(1, factor):
-        found |= in_rows[:, offset::factor]
-    return found
+    return column_blocks(in_rows, factor, np.logical_or)
 
 
-def column_block_sums(row_sums: np.ndarray, factor: int) -> np.ndarray:
-    """float32 sums over each run of factor columns of row_sums (whole runs only), as strided slices."""
-    sums = row_sums[:, 0::factor].copy()
+def column_blocks(row_values: np.ndarray, factor: int, combine: np.ufunc) -> np.ndarray:
+    """Each run of factor columns of row_values (whole runs only) combined by combine (np.add, ...), one
+    strided slice at a time."""
+    combined = row_values[:, 0::factor].copy()
     for offset in range(1, factor):
-        sums += row_sums[:, offset::factor]
-    return sums
+        combine(combined, row_values[:, offset::factor], out=combined)
+    return combined
 
 
 def average_finite(data: np.ndarray, factor: int, means: np.ndarray, bad: np.ndarray) -> None:
