@@ -1,7 +1,7 @@
 """Responses written whole: status line, headers and body handed to the connection in one write.
 
 aiohttp's Response checks, completes and serializes its headers through a chain of coroutines
-on every answer: about a quarter of a cache hit's time. A WholeResponse carries the headers
+on every answer: about a seventh of a cache hit's time. A WholeResponse carries the headers
 every answer of its kind shares already serialized (made once, when an answer is remembered),
 adds the few set per request (X-Request-ID, CORS, Date) and writes everything at once through
 the request's writer, which applies the connection's flow control as for any other answer.
