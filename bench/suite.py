@@ -7,7 +7,8 @@
    total), and one cold request to an idle pool of two workers with the file already local;
 5. hit-path throughput and latency against a minimal aiohttp app at 1, 8, 32 and 128 connections;
 6. 100 concurrent identical cold requests: renders, downloads and archive calls performed;
-7. peak RSS of a render worker and of the server process.
+7. peak RSS of a render worker and of the server process;
+8. the archive API calls of an idle service asked /readyz every 5 s, as by the kubelet.
 
 Prints the tables (medians and spread) and the targets as PASS/FAIL, writes
 bench/results/suite-<UTC>.json with every figure and PNG plots next to it, exits 1 if a target is missed.
@@ -34,7 +35,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.samples import Sample as MetricSample
 
-from bench import color, hitpath, plots, render
+from bench import archivecalls, color, hitpath, plots, render
 from bench.render import BOX, FRAME_BYTES, FRAME_SIZE, MIB, _check, _summary, reset_peak_rss, status_bytes
 from bench.soak import fake_archive, render_workers, scrape, server_pid
 
@@ -64,6 +65,9 @@ MAX_COLOR_OVER_SINGLE = 3.5
 DISK_HIT_CONNECTIONS = 32
 RENDERS_FOR_IDENTICAL = 1
 MAX_WORKER_PEAK_OVER_FRAME = 3.0
+# An idle replica probes the archive at most once a minute; a window shorter than that would judge nothing.
+MAX_IDLE_API_CALLS_PER_HOUR = 60
+IDLE_PROBED_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,18 @@ def measure_idle_pool(work: Path, frames: Path, basenames: list[str]) -> dict:
     return {"figures": figures, "server_peak_rss": server_peak}
 
 
+# Section 8: what an idle service asks of the archive ------------------------------------------
+
+
+def measure_idle_archive_calls(work: Path) -> dict:
+    """Section 8: the archive API calls of a service (on the fake archive) that nothing but bench.archivecalls's
+    kubelet-like prober asks for IDLE_PROBED_SECONDS from its start."""
+    no_frames = work / "no-frames"
+    no_frames.mkdir()
+    with fake_archive(no_frames) as archive_url, pool_service(work, archive_url, "idle-probed") as (base_url, _):
+        return asyncio.run(archivecalls.idle_window(base_url, IDLE_PROBED_SECONDS)).as_json()
+
+
 # The run ------------------------------------------------------------------------------------
 
 
@@ -297,8 +313,11 @@ def measure(plan: Plan, work: Path) -> dict:
                  f"{plan.wrk_seconds:g} s at {', '.join(map(str, CONNECTIONS))} connections")
         hit_path += hitpath.hit_throughput(work, archive_url, plan.wrk_rounds, plan.wrk_seconds, CONNECTIONS, level)
 
+    progress(f"8. archive API calls of an idle service under a readiness prober: {IDLE_PROBED_SECONDS:g} s")
+    idle_archive_calls = measure_idle_archive_calls(work)
+
     return {"seconds": seconds, "color_alignment": alignment, "coalescing": service["coalescing"],
-            "hit_path": hit_path,
+            "hit_path": hit_path, "idle_archive_calls": idle_archive_calls,
             "memory_bytes": {"worker peak rss": idle["figures"]["worker peak rss"],
                              "worker peak growth": idle["figures"]["worker peak growth"],
                              "server peak rss, fake archive service": [service["server_peak_rss"]],
@@ -347,6 +366,8 @@ def checks(figures: dict) -> dict[str, dict]:
             figures["coalescing"]["renders"], "==", RENDERS_FOR_IDENTICAL),
         "render worker peak RSS growth / frame": _check(
             max(figures["memory_bytes"]["worker peak growth"]) / FRAME_BYTES, "<=", MAX_WORKER_PEAK_OVER_FRAME),
+        "idle service's archive API calls per hour": _check(
+            figures["idle_archive_calls"]["per_hour"], "<=", MAX_IDLE_API_CALLS_PER_HOUR),
     }
 
 
@@ -423,6 +444,11 @@ def print_report(figures: dict, plan: Plan) -> None:
     for name, label in MEMORY_ROWS.items():
         peak = max(figures["memory_bytes"][name])
         print(f"{label:<50}{peak / MIB:>10.0f}{peak / FRAME_BYTES:>11.2f}")
+
+    idle_calls = figures["idle_archive_calls"]
+    print(f"\n8. an idle service (fake archive) asked /readyz every {archivecalls.READYZ_PERIOD_SECONDS:g} s for "
+          f"{idle_calls['seconds']:.0f} s from its start: archive API calls {idle_calls['calls']}, "
+          f"{idle_calls['per_hour']:.0f} per hour; prober answered {dict(idle_calls['prober'])}")
 
     print(f"\n{'target (ratios of medians; best: of the best runs)':<52}{'measured':>9}{'best':>7}{'limit':>9}  result")
     for name, check in figures["checks"].items():

@@ -30,6 +30,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.app import create_app
+from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.config import load_settings
 from thumbproxy.render.fitsread import open_image
 from thumbproxy.web.operations import METRICS
@@ -73,6 +74,42 @@ async def fake_archive() -> AsyncIterator[FakeArchive]:
     await archive.start()
     yield archive
     await archive.close()
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session of the test's own."""
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def tmp_dir(tmp_path: Path) -> Path:
+    """Where an archive client made by `make_archive` downloads FITS files."""
+    return tmp_path / "tmp"
+
+
+@pytest.fixture
+def make_archive(
+    http_session: aiohttp.ClientSession, fake_archive: FakeArchive, tmp_dir: Path
+) -> Callable[..., OcsArchive]:
+    """Build an OcsArchive on the fake archive; keyword arguments override the defaults."""
+
+    def make(**overrides: object) -> OcsArchive:
+        settings: dict[str, object] = {
+            "session": http_session,
+            "base_url": fake_archive.base_url,
+            "connect_timeout": 2.0,
+            "timeout": 5.0,
+            "download_timeout": 5.0,
+            "tmp_dir": tmp_dir,
+            "max_fits_bytes": 8 * 2**20,
+        }
+        settings.update(overrides)
+        return OcsArchive(**settings)  # type: ignore[arg-type]
+
+    return make
+
 
 
 @pytest.fixture

@@ -81,9 +81,13 @@ async def test_a_public_record_is_shared_by_every_caller(
     first = await cached.frame(frame_id, MEMBER)
     assert fake_archive.api_calls == 1
 
-    for caller in (MEMBER, OUTSIDER, None):
+    for caller in (MEMBER, None, MEMBER):
         assert await cached.frame(frame_id, caller) == first
     assert fake_archive.api_calls == 1
+    # A token not seen before is judged by the archive once, then shares the record too.
+    for _ in range(2):
+        assert await cached.frame(frame_id, OUTSIDER) == first
+    assert fake_archive.api_calls == 2
 
 
 async def test_a_public_record_found_by_basename_answers_later_lookups(
@@ -94,9 +98,11 @@ async def test_a_public_record_found_by_basename_answers_later_lookups(
     first = await cached.frame_by_basename(record["basename"], None)
     assert fake_archive.api_calls == 1
 
-    assert await cached.frame_by_basename(record["basename"], OUTSIDER) == first
-    assert await cached.frame(record["id"], MEMBER) == first
+    assert await cached.frame(record["id"], None) == first
     assert fake_archive.api_calls == 1
+    assert await cached.frame_by_basename(record["basename"], OUTSIDER) == first
+    assert await cached.frame(record["id"], OUTSIDER) == first
+    assert fake_archive.api_calls == 2
 
 
 async def test_a_public_record_is_asked_again_after_its_time_to_live(
@@ -268,7 +274,7 @@ async def test_a_failing_archive_is_answered_from_a_stale_public_record(
     fake_archive.api_fault = fault
 
     assert await cached.frame(record["id"], None) is first
-    assert await cached.frame_by_basename(record["basename"], MEMBER) is first
+    assert await cached.frame_by_basename(record["basename"], None) is first
 
     assert fake_archive.api_calls == 3
     assert stale_answers(metrics) == 2

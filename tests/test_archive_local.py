@@ -121,7 +121,9 @@ async def test_filters_match_record_fields_exactly(
     assert await basenames(primary_optical_element="V") == ["v-e91"]
     assert await basenames(proposal_id="LOCAL", configuration_type="EXPOSE", site_id="ogg") == [
         "other-e91", "r-e00", "r-e91", "v-e91"]
-    assert await basenames(ordering="-observation_date", limit="1") == ["v-e91"]
+    newest = await archive.newest({"request_id": "1756835"}, None)
+    assert newest is not None and newest.basename == "v-e91"
+    assert await archive.newest({"request_id": "17568"}, None) is None
     assert await basenames(request_id="17568") == []
     assert await basenames(observation_id="1") == []
 

@@ -422,6 +422,12 @@ def test_alerts_fire_on_trouble_and_stay_quiet_otherwise(tmp_path: Path) -> None
         scenario({f'{archive}, status="200"}}': "0+60x40", f'{archive}, status="404"}}': "0+60x40", **up}, 30, {}),
         scenario({f'{s3}, result="ok"}}': "0+60x40", f'{s3}, result="error"}}': "0+6x40", **up}, 25,
                  {"ThumbproxyS3Errors": [severity["warning"]]}),
+        # The archive throttles one replica's own calls for a day; the other's are taken.
+        scenario({f'thumbproxy_archive_throttled_seconds{{{job}}}': "86400-60x40",
+                  'thumbproxy_archive_throttled_seconds{job="thumbproxy", instance="b:8080"}': "0x40", **up}, 10,
+                 {"ThumbproxyArchiveThrottled": [severity["warning"]]}),
+        # A 429 that passes within minutes is not worth a page.
+        scenario({f'thumbproxy_archive_throttled_seconds{{{job}}}': "120 60 0x38", **up}, 10, {}),
     ]
     (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(
         {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}))

@@ -128,10 +128,13 @@ async def test_readyz_follows_s3_and_the_archive(
     finally:
         s3_server.start()
     assert (await service.get("/readyz")).status == 200
+    # The archive is judged by what traffic finds.
     fake_archive.api_fault = Fault(status=503)
+    assert (await service.get("/12345/")).status == 502
     response = await service.get("/readyz")
     assert response.status == 503 and (await response.json())["checks"]["archive"]["status"] == "failing"
     fake_archive.api_fault = None
+    assert (await service.get("/12345/")).status == 404
     assert (await service.get("/readyz")).status == 200
 
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from thumbproxy.archive.base import Archive
 from thumbproxy.archive.cached import CachedArchive
+from thumbproxy.archive.health import ArchiveHealth
 from thumbproxy.archive.local import LocalArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.retry import RetryPolicy
@@ -57,7 +58,7 @@ async def _temp_dir(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics) -> Archive:
+def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics, health: ArchiveHealth) -> Archive:
     url = urlsplit(settings.archive_api_url)
     if url.scheme == "file":
         return LocalArchive(Path(unquote(url.path)))
@@ -71,6 +72,8 @@ def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Me
         max_fits_bytes=settings.max_fits_mb * MIB,
         metrics=metrics,
         retry_policy=RetryPolicy(retries=settings.archive_retries),
+        service_token=settings.archive_api_token,
+        health=health,
     )
 
 
@@ -119,7 +122,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory))
         stack.push_async_callback(pool.close)
         await pool.start()
-        raw_archive = _raw_archive(settings, session, metrics)
+        health = ArchiveHealth()
+        metrics.archive_throttled_seconds.set_function(health.throttled_seconds)
+        raw_archive = _raw_archive(settings, session, metrics, health)
         if isinstance(raw_archive, LocalArchive):
             app[GALLERY] = Gallery(raw_archive, app[FRAME_POLICY], settings.color_filters)
         archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
@@ -129,7 +134,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending,
                                   settings.preview_size)
         stack.push_async_callback(thumbnailer.close)
-        readiness = Readiness(_readiness_checks(cache, pool, archive), settings.ready_required)
+        readiness = Readiness(_readiness_checks(cache, pool, partial(health.check, archive.probe)),
+                              settings.ready_required)
         stack.push_async_callback(readiness.close)
         metrics.renders_in_progress.set_function(lambda: min(pool.pending, pool.workers))
         metrics.render_queue_depth.set_function(lambda: max(0, pool.pending - pool.workers))
@@ -144,8 +150,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _readiness_checks(cache: TieredCache, pool: RenderPool, archive: Archive) -> dict[str, Check]:
-    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive.reachable}
+def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check) -> dict[str, Check]:
+    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive_health}
     if cache.s3 is not None:
         checks["s3"] = cache.s3.reachable
     return checks

@@ -160,6 +160,10 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("archive_api_url", "ARCHIVE_API_URL", _archive_url, lambda: "https://archive-api.lco.global/",
             "Archive API root ending in a slash, or a file:// directory of FITS files"),
+    Setting("archive_api_token", "ARCHIVE_API_TOKEN", _text, lambda: "",
+            "Archive API token of the service's own calls (readiness probes, and calls for anonymous callers, "
+            "whose answers are cut to public frames): its own quota instead of the anonymous one; empty: none",
+            secret=True),
     Setting("tmp_dir", "TMP_DIR", _text, lambda: "/tmp/",
             "Directory for downloaded FITS files while they are rendered"),
     Setting("aws_bucket", "AWS_BUCKET", _text, lambda: "",
@@ -253,6 +257,7 @@ class Settings:
     """Every setting of the service, validated; see SETTINGS for names and help."""
 
     archive_api_url: str
+    archive_api_token: str = field(repr=False)
     tmp_dir: str
     aws_bucket: str
     aws_access_key_id: str

@@ -1,8 +1,10 @@
 """The newest frame matching archive filters, for dashboards and status pages; remembered briefly per caller.
 
 A Grafana panel refreshing every few seconds asks the same question over and over: the answer
-(and a "nothing matches") is kept THUMBPROXY_LATEST_TTL seconds per filter set and caller, so
-the archive is asked at most once per interval, and never answers one caller with another's frame.
+(and a "nothing matches", and the archive refusing a filter's value) is kept THUMBPROXY_LATEST_TTL
+seconds per filter set and caller, so the archive is asked at most once per interval, and never
+answers one caller with another's frame. A filter name the archive does not know is refused before
+the archive is asked: it would ignore it and answer frames the caller did not mean.
 """
 
 import time
@@ -10,15 +12,17 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from thumbproxy.archive.base import Archive, Frame, caller_scope
+from thumbproxy.archive.filters import unknown_filters
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.singleflight import SingleFlight
 
 NO_MATCH_MESSAGE = "No frame matches these filters"
-NEWEST_FIRST = {"ordering": "-observation_date", "limit": "1"}
 # Different filter sets and callers remembered at once; the least recently used go first.
 MAX_ENTRIES = 4096
 
 _Key = tuple[tuple[tuple[str, str], ...], str | None]
+# The newest frame, None for no match, or the archive's refusal of the filters.
+_Answer = Frame | ThumbproxyError | None
 
 
 class LatestFrames:
@@ -28,31 +32,46 @@ class LatestFrames:
         self._archive = archive
         self._ttl = ttl
         self._clock = clock
-        self._answers: OrderedDict[_Key, tuple[float, Frame | None]] = OrderedDict()
-        self._flights: SingleFlight[_Key, Frame | None] = SingleFlight()
+        self._answers: OrderedDict[_Key, tuple[float, _Answer]] = OrderedDict()
+        self._flights: SingleFlight[_Key, _Answer] = SingleFlight()
 
     async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame:
-        """The newest frame (by observation date) the caller may see among those matching; 404 if none."""
+        """The newest frame (by observation date) the caller may see among those matching; 404 if none.
+
+        400 naming them for filters the archive does not know, or whose values it refuses.
+        """
+        unknown = unknown_filters(filters)
+        if unknown:
+            raise ThumbproxyError(400, f"Unknown archive filter{'s' if len(unknown) > 1 else ''}: "
+                                       f"{', '.join(unknown)} (the archive's frame filters are listed in the README)")
         key = (tuple(sorted(filters.items())), caller_scope(authorization))
         remembered = self._answers.get(key)
         if remembered is not None and remembered[0] > self._clock():
             self._answers.move_to_end(key)
-            frame = remembered[1]
+            answer = remembered[1]
         else:
-            frame, _ = await self._flights.run(key, lambda: self._ask(key, filters, authorization))
-        if frame is None:
+            answer, _ = await self._flights.run(key, lambda: self._ask(key, filters, authorization))
+        if isinstance(answer, ThumbproxyError):
+            # A new error each time: raising the same one again would grow its traceback.
+            raise ThumbproxyError(answer.status, answer.message, answer.headers, answer.errors)
+        if answer is None:
             raise ThumbproxyError(404, NO_MATCH_MESSAGE)
-        return frame
+        return answer
 
     async def close(self) -> None:
         """Cancel the archive calls still under way."""
         await self._flights.close()
 
-    async def _ask(self, key: _Key, filters: Mapping[str, str], authorization: str | None) -> Frame | None:
-        found = await self._archive.frames({**filters, **NEWEST_FIRST}, authorization)
-        frame = found[0] if found else None
-        self._answers[key] = (self._clock() + self._ttl, frame)
+    async def _ask(self, key: _Key, filters: Mapping[str, str], authorization: str | None) -> _Answer:
+        answer: _Answer
+        try:
+            answer = await self._archive.newest(filters, authorization)
+        except ThumbproxyError as error:
+            if error.status != 400:
+                raise
+            answer = error
+        self._answers[key] = (self._clock() + self._ttl, answer)
         self._answers.move_to_end(key)
         while len(self._answers) > MAX_ENTRIES:
             self._answers.popitem(last=False)
-        return frame
+        return answer

@@ -161,6 +161,16 @@ class Metrics:
             "thumbproxy_stale_records", "Frame records used past their time to live because the archive was failing",
             registry=registry,
         )
+        self.archive_public_fallbacks = Counter(
+            "thumbproxy_archive_public_fallbacks", "Archive calls answered from the public view because the archive "
+            "failed a token's call with a 500, as it does while its portal is down (a caller's token: twice)",
+            registry=registry,
+        )
+        self.archive_throttled_seconds = Gauge(
+            "thumbproxy_archive_throttled_seconds", "Seconds until the archive takes this replica's own calls "
+            "again (anonymous or ARCHIVE_API_TOKEN) after throttling them (429); 0 when it takes them now",
+            registry=registry,
+        )
         self.renders_refused = Counter(
             "thumbproxy_renders_refused", "Requests answered 503 because THUMBPROXY_MAX_PENDING renders were queued",
             registry=registry,

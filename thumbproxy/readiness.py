@@ -11,7 +11,9 @@ from thumbproxy.singleflight import SingleFlight
 CACHE_SECONDS = 3.0
 CHECK_TIMEOUT_SECONDS = 5.0
 
-Check = Callable[[], Awaitable[bool]]
+# A check answers whether it passed, or that and details worth showing beside its status.
+CheckResult = bool | tuple[bool, Mapping[str, Any]]
+Check = Callable[[], Awaitable[CheckResult]]
 
 
 class Readiness:
@@ -31,7 +33,7 @@ class Readiness:
         self.shutting_down = False
 
     async def report(self) -> tuple[bool, dict[str, Any]]:
-        """Whether ready, and {"status", "checks": {name: {"status", "latency_ms", "required"}}}."""
+        """Whether ready, and {"status", "checks": {name: {"status", "latency_ms", "required", ...details}}}."""
         if self.shutting_down:
             return False, {"status": "shutting down", "checks": {}}
         if self._last is None or self._clock() - self._last[0] > CACHE_SECONDS:
@@ -50,15 +52,17 @@ class Readiness:
         outcomes = await asyncio.gather(*(self._timed(self._checks[name]) for name in names))
         return {
             name: {"status": "ok" if passed else "failing", "latency_ms": round(seconds * 1000, 1),
-                   "required": name in self._required}
-            for name, (passed, seconds) in zip(names, outcomes)
+                   "required": name in self._required, **details}
+            for name, (passed, details, seconds) in zip(names, outcomes)
         }
 
-    async def _timed(self, check: Check) -> tuple[bool, float]:
+    async def _timed(self, check: Check) -> tuple[bool, Mapping[str, Any], float]:
         started = time.perf_counter()
+        details: Mapping[str, Any] = {}
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
-                passed = await check()
+                result = await check()
+            passed, details = result if isinstance(result, tuple) else (result, {})
         except (TimeoutError, OSError):
             passed = False
-        return passed, time.perf_counter() - started
+        return passed, details, time.perf_counter() - started

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
 
 # What a client hears about a frame that is missing or that it may not see: the same answer.
@@ -34,8 +35,13 @@ class Frame:
     record: Mapping[str, Any] = field(repr=False, compare=False)
 
     def is_public(self) -> bool:
-        """Whether everyone may see the frame now: its public date has passed."""
-        return self.public_date is not None and self.public_date <= datetime.now(UTC)
+        """Whether everyone may see the frame now: its public date has passed (as the archive decides it)."""
+        return self.public_date is not None and self.public_date < datetime.now(UTC)
+
+
+class TokenCallFailed(ThumbproxyError):
+    """A 500 the archive answered a call made with a token: what the OCS archive answers token users, even
+    for public frames, while the Observation Portal it checks tokens against is down."""
 
 
 def caller_scope(authorization: str | None) -> str | None:
@@ -66,11 +72,18 @@ class Archive(Protocol):
         ...
 
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
-        """Every frame matching the archive's exact-match filters, all pages followed."""
+        """Every frame matching these filters of the service's own making, all pages read."""
         ...
 
-    async def reachable(self) -> bool:
-        """Whether the archive answers at all, for readiness checks."""
+    async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame | None:
+        """The newest frame (by observation date, then id) matching a caller's filters; None if none.
+
+        ThumbproxyError(400) naming the fields when the archive refuses a filter's value.
+        """
+        ...
+
+    async def probe(self) -> Outcome:
+        """One call that says whether the archive answers, for readiness when no traffic says so."""
         ...
 
     def fits_file(self, frame: Frame) -> AbstractAsyncContextManager[Path]:

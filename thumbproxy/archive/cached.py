@@ -4,21 +4,31 @@ A public frame (``public_date`` in the past) is visible to everyone, so its reco
 all callers. A proprietary record is remembered only for the caller whose credentials fetched
 it, under a hash of their Authorization header, and never for an anonymous caller.
 
-While the archive is failing (5xx, timeout, no connection), a public record past its time to
-live is still answered for a while ("stale"); a proprietary one never is, and a record the
+A caller's token is checked by the archive the first time it is seen, whatever the frame: a public
+record remembered for everyone is answered to a token only once the archive has accepted it, and a
+token it refused (401) is refused again without asking, each verdict kept as long as a public record.
+
+While the archive is failing (5xx, timeout, no connection) or throttling, a public record past its
+time to live is still answered for a while ("stale"); a proprietary one never is, and a record the
 archive has answered 404 for is forgotten at once.
+
+When the archive answers a token's call with a 500 (what it does for token users while the
+Observation Portal it checks tokens against is down), the call is tried once more, then the public
+record is answered instead, as it would be to anyone: a public frame is public to everyone.
 """
 
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
-from thumbproxy.archive.base import Archive, Frame, caller_scope
+from thumbproxy.archive.base import Archive, Frame, TokenCallFailed, caller_scope
+from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
+from thumbproxy.recent import Recent
 from thumbproxy.singleflight import SingleFlight
 from thumbproxy.throttledlog import ThrottledWarning
 
@@ -26,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # An outage answered from stale records is worth a line a minute, not one per request.
 STALE_WARNING_INTERVAL = 60.0
+# Tokens whose verdict is remembered at once; the least recently used are asked about again first.
+MAX_VERDICTS = 10_000
 
 # Whose records an entry holds: _PUBLIC, or the hash of one caller's Authorization header.
 _PUBLIC = "public"
@@ -35,6 +47,8 @@ _Key = tuple[str, str, int | str]
 _FlightKey = tuple[str | None, str, int | str]
 # When an entry stops being fresh, when it stops being usable at all, and the record.
 _Entry = tuple[float, float, Frame]
+# Until when a token's verdict holds, and the archive's refusal of it (None: accepted).
+_Verdict = tuple[float, ThumbproxyError | None]
 
 
 class CachedArchive:
@@ -62,18 +76,25 @@ class CachedArchive:
         self._stale_ttl = stale_ttl
         self._records = _ExpiringRecords(max_records, clock)
         self._flights: SingleFlight[_FlightKey, Frame] = SingleFlight()
-        self._stale_records = (metrics or Metrics()).stale_records
+        self._verdicts: Recent[str, _Verdict] = Recent(MAX_VERDICTS)
+        self._clock = clock
+        metrics = metrics or Metrics()
+        self._stale_records = metrics.stale_records
+        self._public_fallbacks = metrics.archive_public_fallbacks
         self._stale_warning = ThrottledWarning(logger, STALE_WARNING_INTERVAL)
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing or not visible to the caller."""
-        return await self._lookup("id", frame_id, authorization, lambda: self._archive.frame(frame_id, authorization))
+        return await self._lookup("id", frame_id, authorization)
 
     async def frame_by_basename(self, basename: str, authorization: str | None) -> Frame:
         """The one frame with this basename; ThumbproxyError(404) for none or several."""
-        return await self._lookup(
-            "basename", basename, authorization, lambda: self._archive.frame_by_basename(basename, authorization)
-        )
+        return await self._lookup("basename", basename, authorization)
+
+    def accepted(self, authorization: str) -> bool:
+        """Whether the archive accepted this Authorization header within a public record's time to live."""
+        verdict = self._verdicts.get(caller_scope(authorization) or "")
+        return verdict is not None and verdict[1] is None and verdict[0] > self._clock()
 
     def public_record(self, field: str, value: int | str) -> Frame | None:
         """The remembered public record found by this lookup ("id" or "basename"), without awaiting anything.
@@ -83,12 +104,25 @@ class CachedArchive:
         return self._records.get((_PUBLIC, field, value))
 
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
-        """Every frame matching the filters, always asked of the archive."""
-        return await self._archive.frames(filters, authorization)
+        """Every frame matching the filters, always asked of the archive; its public frames only when the archive
+        fails a token's call twice with a 500."""
+        try:
+            return await self._archive.frames(filters, authorization)
+        except TokenCallFailed:
+            try:
+                return await self._archive.frames(filters, authorization)
+            except TokenCallFailed:
+                public = await self._archive.frames(filters, None)
+                self._public_fallbacks.inc()
+                return [frame for frame in public if frame.is_public()]
 
-    async def reachable(self) -> bool:
-        """Whether the archive answers."""
-        return await self._archive.reachable()
+    async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame | None:
+        """The newest frame matching a caller's filters, always asked of the archive."""
+        return await self._archive.newest(filters, authorization)
+
+    async def probe(self) -> Outcome:
+        """The archive's own probe."""
+        return await self._archive.probe()
 
     def fits_file(self, frame: Frame) -> AbstractAsyncContextManager[Path]:
         """The archive's own FITS file context."""
@@ -98,29 +132,79 @@ class CachedArchive:
         """Cancel the lookups still under way."""
         await self._flights.close()
 
-    async def _lookup(
-        self, field: str, value: int | str, authorization: str | None, fetch: Callable[[], Awaitable[Frame]]
-    ) -> Frame:
+    async def _lookup(self, field: str, value: int | str, authorization: str | None) -> Frame:
         """A remembered record the caller may see, else one fetch shared by the caller's identical lookups."""
         scope = caller_scope(authorization)
-        for candidate in (_PUBLIC,) if scope is None else (_PUBLIC, scope):
+        if scope is None:
+            remembered: tuple[str, ...] = (_PUBLIC,)
+        else:
+            verdict = self._verdicts.get(scope)
+            if verdict is not None and verdict[0] > self._clock():
+                refusal = verdict[1]
+                if refusal is not None:
+                    # A new error each time: raising the same one again would grow its traceback.
+                    raise ThumbproxyError(refusal.status, refusal.message, refusal.headers)
+                remembered = (_PUBLIC, scope)
+            else:
+                # The archive has not judged this token lately: it must, even for a public frame.
+                remembered = ()
+        for candidate in remembered:
             cached = self._records.get((candidate, field, value))
             if cached is not None:
                 return cached
 
         async def fetch_and_remember() -> Frame:
-            frame = await fetch()
+            frame = await self._fetch(field, value, authorization)
             self._remember(frame, scope, field, value)
             return frame
 
         try:
             frame, _ = await self._flights.run((scope, field, value), fetch_and_remember)
         except ThumbproxyError as error:
-            return self._instead_of(error, field, value)
+            return await self._instead_of(error, field, value, authorization)
         return frame
 
-    def _instead_of(self, error: ThumbproxyError, field: str, value: int | str) -> Frame:
-        """The stale public record answered instead of an archive failure, else `error` raised."""
+    async def _fetch(self, field: str, value: int | str, authorization: str | None) -> Frame:
+        """The record from the archive, the token's verdict kept; a token's call the archive fails with a 500
+        is tried once more."""
+        try:
+            try:
+                frame = await self._ask(field, value, authorization)
+            except TokenCallFailed:
+                frame = await self._ask(field, value, authorization)
+        except ThumbproxyError as error:
+            if error.status == 401:
+                self._judge(authorization, error)
+            raise
+        self._judge(authorization, None)
+        return frame
+
+    async def _ask(self, field: str, value: int | str, authorization: str | None) -> Frame:
+        if field == "id":
+            return await self._archive.frame(int(value), authorization)
+        return await self._archive.frame_by_basename(str(value), authorization)
+
+    def _judge(self, authorization: str | None, refusal: ThumbproxyError | None) -> None:
+        """Keep the archive's verdict on a caller's token for as long as a public record."""
+        scope = caller_scope(authorization)
+        if scope is not None:
+            self._verdicts.put(scope, (self._clock() + self._public_ttl, refusal))
+
+    async def _instead_of(self, error: ThumbproxyError, field: str, value: int | str,
+                          authorization: str | None) -> Frame:
+        """The public record answered instead of an archive failure, else `error` raised.
+
+        A token the archive failed twice with a 500 is answered the public record, as anyone would be; any
+        caller is answered a stale public record while the archive fails, and an anonymous one while it
+        throttles the service.
+        """
+        if isinstance(error, TokenCallFailed):
+            try:
+                frame = await self._lookup(field, value, None)
+            except ThumbproxyError:
+                raise error from None
+            self._public_fallbacks.inc()
+            return frame
         stale = self._records.usable((_PUBLIC, field, value))
         if stale is None:
             raise error
@@ -128,8 +212,10 @@ class CachedArchive:
             # Gone or no longer public: no record of the frame may be answered again, by id or basename.
             self._records.forget(_PUBLIC, stale.id)
             raise error
-        # 4xx other than 404 say nothing about the archive's health (a bad token, throttling).
-        if error.status < 500:
+        # Other 4xx are the caller's (a bad token, its own quota spent); a 429 to an anonymous lookup is the
+        # service's shared quota spent, which leaves the archive as unusable as an outage does.
+        shared_quota_spent = error.status == 429 and authorization is None
+        if error.status < 500 and not shared_quota_spent:
             raise error
         self._stale_records.inc()
         self._stale_warning.warn("archive failing (%d: %s): answering frame records past their time to live",

@@ -20,6 +20,7 @@ from typing import Any
 from astropy.io import fits
 
 from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, only_frame
+from thumbproxy.archive.health import Outcome
 from thumbproxy.archive.records import frame_from_record
 from thumbproxy.errors import ThumbproxyError
 
@@ -107,27 +108,29 @@ class LocalArchive:
         """The one frame with this basename; ThumbproxyError(404) for none or several."""
         return only_frame(await self.frames({"basename_exact": basename}, authorization))
 
-    async def reachable(self) -> bool:
-        """Whether the directory is there."""
-        return await asyncio.to_thread(self._directory.is_dir)
+    async def probe(self) -> Outcome:
+        """Whether the directory is there: "200" if so, else "404"."""
+        return Outcome("200" if await asyncio.to_thread(self._directory.is_dir) else "404")
 
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
         """Frames whose record fields equal every filter as strings, in basename order.
 
-        ``basename_exact`` matches the basename; ``ordering`` (a field, ``-`` for descending)
-        and ``limit`` work as in the archive API. A field a record lacks matches nothing.
+        ``basename_exact`` matches the basename. A field a record lacks matches nothing.
         """
         index = await self._current_index()
         conditions = dict(filters)
-        ordering = conditions.pop("ordering", None)
-        limit = conditions.pop("limit", None)
         if "basename_exact" in conditions:
             conditions["basename"] = conditions.pop("basename_exact")
         found = [frame for frame in index.frames_by_id.values() if _matches(frame.record, conditions)]
-        found.sort(key=lambda frame: frame.basename)
-        if ordering:
-            found = _ordered(found, ordering)
-        return found if limit is None else found[: int(limit)]
+        return sorted(found, key=lambda frame: frame.basename)
+
+    async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame | None:
+        """The frame matching the filters with the latest observation date (then the highest id); None if none.
+
+        Frames without an observation date are never the newest.
+        """
+        dated = [frame for frame in await self.frames(filters, authorization) if frame.observation_date is not None]
+        return max(dated, key=lambda frame: (frame.observation_date, frame.id), default=None)
 
     @asynccontextmanager
     async def fits_file(self, frame: Frame) -> AsyncIterator[Path]:
@@ -253,18 +256,3 @@ def _record(frame_id: int, entry: _Entry, header_values: Mapping[str, Any]) -> d
 
 def _matches(record: Mapping[str, Any], conditions: Mapping[str, str]) -> bool:
     return all(record.get(field) is not None and str(record[field]) == value for field, value in conditions.items())
-
-
-def _ordered(frames: list[Frame], ordering: str) -> list[Frame]:
-    """`frames` sorted by the record field named in `ordering` (``-`` prefix: descending), missing last."""
-    field = ordering.removeprefix("-")
-    present = [frame for frame in frames if frame.record.get(field) is not None]
-    missing = [frame for frame in frames if frame.record.get(field) is None]
-    present.sort(key=lambda frame: _sort_key(frame.record[field]), reverse=ordering.startswith("-"))
-    return present + missing
-
-
-def _sort_key(value: Any) -> tuple[bool, Any]:
-    """Numbers before text, so a field holding both still sorts."""
-    is_number = isinstance(value, int | float)
-    return not is_number, value if is_number else str(value)

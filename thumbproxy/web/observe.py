@@ -32,14 +32,19 @@ AnswerNow = Callable[[web.Request], web.StreamResponse | None]
 SERVED_FROM = web.RequestKey("served_from", Thumbnail)
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    """A JSON error answer."""
-    return web.json_response({"message": message}, status=status, headers=headers)
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None
+) -> web.Response:
+    """A JSON error answer: {"message"}, and {"errors": {field: [messages]}} when a field was refused."""
+    body: dict[str, object] = {"message": message}
+    if errors:
+        body["errors"] = errors
+    return web.json_response(body, status=status, headers=headers)
 
 
 def _answer_for(request: web.Request, error: Exception) -> web.Response:
     if isinstance(error, ThumbproxyError):
-        return error_response(error.status, error.message, error.headers)
+        return error_response(error.status, error.message, error.headers, error.errors)
     if isinstance(error, web.HTTPException) and error.status >= 400:
         message = "Not found" if error.status == 404 else error.reason
         return error_response(error.status, message, {k: v for k, v in error.headers.items() if k == "Allow"})
