@@ -107,6 +107,21 @@ async def test_a_filter_value_the_archive_refuses_is_the_callers_400(
     assert fake_archive.api_calls == 1
 
 
+@pytest.mark.parametrize(("query", "field"), [
+    ("start=2026-11-20&end=2026-11-21T00:00:00Z", "end"),
+    ("start=11/20/2026&end=2026-11-21", "start"),
+])
+async def test_a_start_and_end_the_archive_cannot_compare_is_the_callers_400(
+    service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], query: str, field: str
+) -> None:
+    # The archive itself answers these with a 500.
+    response = await service.get(f"/latest/?{query}&image=true")
+    assert response.status == 400
+    assert list((await response.json())["errors"]) == [field]
+    assert fake_archive.api_calls == 0
+    assert (await service.get("/latest/?start=2026-11-20T01:30:00Z&end=2026-11-21T00:00:00Z")).status == 200
+
+
 @pytest.mark.parametrize("query", ["siteid=lsc", "site_id=lsc&telescope=1m0a&instrument=fa15"])
 async def test_a_filter_name_the_archive_does_not_know_is_refused_before_asking(
     service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], query: str

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from thumbproxy.archive.base import Archive, Frame, caller_scope
-from thumbproxy.archive.filters import unknown_filters
+from thumbproxy.archive.filters import unknown_filters, window_mistakes
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.singleflight import SingleFlight
 
@@ -38,12 +38,17 @@ class LatestFrames:
     async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame:
         """The newest frame (by observation date) the caller may see among those matching; 404 if none.
 
-        400 naming them for filters the archive does not know, or whose values it refuses.
+        400 naming them for filters the archive does not know, whose values it refuses, or a start and end
+        it cannot compare.
         """
         unknown = unknown_filters(filters)
         if unknown:
             raise ThumbproxyError(400, f"Unknown archive filter{'s' if len(unknown) > 1 else ''}: "
                                        f"{', '.join(unknown)} (the archive's frame filters are listed in the README)")
+        mistakes = window_mistakes(filters)
+        if mistakes:
+            raise ThumbproxyError(400, "The archive cannot compare these start and end: " + "; ".join(
+                f"{name}: {' '.join(messages)}" for name, messages in mistakes.items()), errors=mistakes)
         key = (tuple(sorted(filters.items())), caller_scope(authorization))
         remembered = self._answers.get(key)
         if remembered is not None and remembered[0] > self._clock():
