@@ -218,3 +218,32 @@ async def test_a_proprietary_frames_record_is_never_answered_to_an_unchecked_tok
         response = await service.get(f"/{secret['id']}/?image=true", headers=caller)
         # Refused, not found, or failing: never the frame.
         assert response.status in (401, 404, 502), caller
+
+
+async def test_while_the_portal_is_down_a_token_callers_colour_composite_of_public_frames_is_made(
+    service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]]
+) -> None:
+    fake_archive.add_token("alice", "SECRET-1")
+    for frame, filter_name in zip(frames[:3], ("rp", "V", "B")):
+        fake_archive.record(frame["id"]).update(primary_optical_element=filter_name, request_id=1766530)
+    fake_archive.portal_down = True
+
+    response = await service.get(f"/{frames[0]['id']}/?color=true&image=true", headers={"Authorization": "Token alice"})
+
+    assert response.status == 200
+    # The frame lookup and the request's list, each answered from the public view.
+    assert service.metric("thumbproxy_archive_public_fallbacks_total") == 2
+
+
+async def test_while_the_portal_is_down_the_service_tokens_calls_are_made_anonymously(
+    start_service: ServiceFactory, fake_archive: FakeArchive, frames: list[dict[str, Any]]
+) -> None:
+    fake_archive.add_token("service", staff=True)
+    service = await start_service(ARCHIVE_API_TOKEN="service")
+    fake_archive.portal_down = True
+
+    assert (await service.get(f"/{frames[0]['id']}/?image=true")).status == 200
+    assert (await service.get(f"/latest/?{DOME}")).status == 200
+
+    assert service.metric("thumbproxy_archive_public_fallbacks_total") == 2
+    assert fake_archive.quota_used(None) == 2
