@@ -217,3 +217,9 @@ async def test_fits_file_of_a_frame_from_elsewhere_is_not_found(
         async with archive.fits_file(stranger):
             pass
     assert caught.value.status == 404
+
+
+async def test_the_probe_fails_when_the_directory_is_gone(archive: LocalArchive, directory: Path) -> None:
+    assert (await archive.probe()).healthy
+    directory.rmdir()
+    assert not (await archive.probe()).healthy

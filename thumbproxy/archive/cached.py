@@ -20,9 +20,10 @@ record is answered instead, as it would be to anyone: a public frame is public t
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import TypeVar
 
 from thumbproxy.archive.base import Archive, Frame, TokenCallFailed, caller_scope
 from thumbproxy.archive.health import Outcome
@@ -33,6 +34,7 @@ from thumbproxy.singleflight import SingleFlight
 from thumbproxy.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # An outage answered from stale records is worth a line a minute, not one per request.
 STALE_WARNING_INTERVAL = 60.0
@@ -107,14 +109,12 @@ class CachedArchive:
         """Every frame matching the filters, always asked of the archive; its public frames only when the archive
         fails a token's call twice with a 500."""
         try:
-            return await self._archive.frames(filters, authorization)
+            return await _tried_twice(lambda: self._archive.frames(filters, authorization))
         except TokenCallFailed:
-            try:
-                return await self._archive.frames(filters, authorization)
-            except TokenCallFailed:
-                public = await self._archive.frames(filters, None)
-                self._public_fallbacks.inc()
-                return [frame for frame in public if frame.is_public()]
+            # What an anonymous caller is answered holds public frames only.
+            public = await self._archive.frames(filters, None)
+            self._public_fallbacks.inc()
+            return public
 
     async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame | None:
         """The newest frame matching a caller's filters, always asked of the archive."""
@@ -168,10 +168,7 @@ class CachedArchive:
         """The record from the archive, the token's verdict kept; a token's call the archive fails with a 500
         is tried once more."""
         try:
-            try:
-                frame = await self._ask(field, value, authorization)
-            except TokenCallFailed:
-                frame = await self._ask(field, value, authorization)
+            frame = await _tried_twice(lambda: self._ask(field, value, authorization))
         except ThumbproxyError as error:
             if error.status == 401:
                 self._judge(authorization, error)
@@ -234,6 +231,14 @@ class CachedArchive:
         # since the archive refuses a basename that several frames share.
         for key in {(scope, field, value), (scope, "id", frame.id)}:
             self._records.put(key, frame, ttl, stale_ttl)
+
+
+async def _tried_twice(call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`, made once more when the archive fails a token's call with a 500: a portal that hiccups."""
+    try:
+        return await call()
+    except TokenCallFailed:
+        return await call()
 
 
 class _ExpiringRecords:

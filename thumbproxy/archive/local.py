@@ -109,8 +109,8 @@ class LocalArchive:
         return only_frame(await self.frames({"basename_exact": basename}, authorization))
 
     async def probe(self) -> Outcome:
-        """Whether the directory is there: "200" if so, else "404"."""
-        return Outcome("200" if await asyncio.to_thread(self._directory.is_dir) else "404")
+        """Whether the directory is there: "200" if so, else "error"."""
+        return Outcome("200" if await asyncio.to_thread(self._directory.is_dir) else "error")
 
     async def frames(self, filters: Mapping[str, str], authorization: str | None) -> list[Frame]:
         """Frames whose record fields equal every filter as strings, in basename order.
