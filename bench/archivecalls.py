@@ -62,6 +62,12 @@ SERVICE_SETTINGS = {"THUMBPROXY_CONFIG": os.devnull, "THUMBPROXY_WORKERS": "2"}
 Calls = Counter[tuple[str, str]]
 
 
+def python(*arguments: str) -> list[str]:
+    """A command line of this interpreter, as every service of either code is started."""
+    # -P: `python -m` would otherwise put the working directory (this repository) ahead of PYTHONPATH.
+    return [sys.executable, "-P", *arguments]
+
+
 @dataclass(frozen=True)
 class Code:
     """The code a service runs: the working tree (no checkout), or a checkout put first on PYTHONPATH."""
@@ -73,15 +79,10 @@ class Code:
         """What to add to a process's environment so that it imports this code's thumbproxy."""
         return {} if self.checkout is None else {"PYTHONPATH": str(self.checkout)}
 
-    def python(self, *arguments: str) -> list[str]:
-        """A command line of this interpreter."""
-        # -P: `python -m` would otherwise put the working directory (this repository) ahead of PYTHONPATH.
-        return [sys.executable, "-P", *arguments]
-
     def imported_package(self) -> Path:
         """Where thumbproxy comes from in a process started as this code's services are; raises if not from
         this code's tree."""
-        found = subprocess.run(self.python("-c", "import thumbproxy; print(thumbproxy.__file__)"),
+        found = subprocess.run(python("-c", "import thumbproxy; print(thumbproxy.__file__)"),
                                env={**os.environ, **self.environment()}, capture_output=True, text=True,
                                check=True).stdout.strip()
         expected = (self.checkout or ROOT) / "thumbproxy" / "__init__.py"
@@ -142,7 +143,7 @@ def service(code: Code, archive_url: str, cache: Path, **env: str) -> AbstractCo
     port = free_port()
     settings = {"ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(cache), "TMP_DIR": str(cache / "tmp"),
                 **SERVICE_SETTINGS, **code.environment(), **env}
-    command = code.python("-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port))
+    command = python("-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port))
     return server(command, port, settings, cpus=None)
 
 
@@ -309,6 +310,8 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.idle_seconds = arguments.soak_seconds = 60.0
+    if arguments.frames < 1 or arguments.clients < 1:
+        parser.error("the soak needs at least one frame and one client")
     miss_clients = round(arguments.clients * arguments.miss_share)
     reference_commit = git("rev-parse", "--verify", f"{arguments.reference}^{{commit}}")
     described = git("describe", "--always", "--dirty")
