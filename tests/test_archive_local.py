@@ -3,6 +3,7 @@
 import dataclasses
 import os
 from collections.abc import Callable
+from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -223,3 +224,29 @@ async def test_the_probe_fails_when_the_directory_is_gone(archive: LocalArchive,
     assert (await archive.probe()).healthy
     directory.rmdir()
     assert not (await archive.probe()).healthy
+
+
+def with_unparsable_card(path: Path, keyword: bytes) -> Path:
+    """`path` with the value of its `keyword` card replaced by one astropy cannot parse (an unquoted string)."""
+    raw = bytearray(path.read_bytes())
+    start = raw.index(keyword.ljust(8) + b"= ")
+    raw[start:start + 80] = (keyword.ljust(8) + b"= M42 unquoted").ljust(80)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+async def test_a_file_with_an_unparsable_card_is_left_out_and_named(
+    start_service: Callable[..., Any], directory: Path, write_fits: WriteFits, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_fits(directory / "good-e91.fits", header=REDUCED_HEADER)
+    with_unparsable_card(write_fits(directory / "bad-e91.fits", header={**REDUCED_HEADER, "OBJECT": "M42"}), b"OBJECT")
+    service = await start_service(ARCHIVE_API_URL=directory.as_uri() + "/")
+
+    for _ in range(3):
+        assert (await service.get("/")).status == 200
+        assert (await service.get("/good-e91/?image=true")).status == 200
+        bad = await service.get("/bad-e91/?image=true")
+        assert bad.status == 422
+        assert (await bad.json())["message"].startswith("cannot read bad-e91.fits: not a readable FITS file")
+    assert service.metric("thumbproxy_local_archive_unreadable_files") == 1
+    assert len([record for record in caplog.records if "bad-e91.fits" in record.getMessage()]) == 1

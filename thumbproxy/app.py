@@ -127,6 +127,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         raw_archive = _raw_archive(settings, session, metrics, health)
         if isinstance(raw_archive, LocalArchive):
             app[GALLERY] = Gallery(raw_archive, app[FRAME_POLICY], settings.color_filters)
+            metrics.local_archive_unreadable_files.set_function(raw_archive.unreadable_files)
         archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
                                 private_ttl=settings.private_metadata_ttl,
                                 stale_ttl=settings.metadata_stale_ttl, metrics=metrics)

@@ -171,6 +171,10 @@ class Metrics:
             "again (anonymous or ARCHIVE_API_TOKEN) after throttling them (429); 0 when it takes them now",
             registry=registry,
         )
+        self.local_archive_unreadable_files = Gauge(
+            "thumbproxy_local_archive_unreadable_files", "FITS files of a file:// archive's directory left out "
+            "because they cannot be read (each named in one warning)", registry=registry,
+        )
         self.renders_refused = Counter(
             "thumbproxy_renders_refused", "Requests answered 503 because THUMBPROXY_MAX_PENDING renders were queued",
             registry=registry,

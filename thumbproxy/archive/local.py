@@ -72,7 +72,9 @@ class _Entry:
     path: Path
     size: int
     mtime_ns: int
+    # None for a file that cannot be read, and why not.
     header_values: Mapping[str, Any] | None
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,9 +86,11 @@ class _Index:
     entries: Mapping[str, _Entry]
     frames_by_id: Mapping[int, Frame]
     paths_by_id: Mapping[int, Path]
+    # Basename -> the file left out of the index because it cannot be read.
+    unreadable: Mapping[str, _Entry]
 
 
-_EMPTY_INDEX = _Index(mtime_ns=-1, racy=True, entries={}, frames_by_id={}, paths_by_id={})
+_EMPTY_INDEX = _Index(mtime_ns=-1, racy=True, entries={}, frames_by_id={}, paths_by_id={}, unreadable={})
 
 
 class LocalArchive:
@@ -105,8 +109,17 @@ class LocalArchive:
         return index.frames_by_id[frame_id]
 
     async def frame_by_basename(self, basename: str, authorization: str | None) -> Frame:
-        """The one frame with this basename; ThumbproxyError(404) for none or several."""
+        """The one frame with this basename; ThumbproxyError(404) for none or several, 422 naming the file
+        when it cannot be read."""
+        index = await self._current_index()
+        unreadable = index.unreadable.get(basename)
+        if unreadable is not None:
+            raise ThumbproxyError(422, f"cannot read {unreadable.path.name}: {unreadable.problem}")
         return only_frame(await self.frames({"basename_exact": basename}, authorization))
+
+    def unreadable_files(self) -> int:
+        """How many FITS files of the directory were left out of the index at its last scan: they cannot be read."""
+        return len(self._index.unreadable)
 
     async def probe(self) -> Outcome:
         """Whether the directory is there: "200" if so, else "error"."""
@@ -160,9 +173,11 @@ def _refreshed(directory: Path, index: _Index) -> _Index:
     entries = {entry.path.name: entry for entry in _scan(directory, index.entries)}
     frames_by_id: dict[int, Frame] = {}
     paths_by_id: dict[int, Path] = {}
+    unreadable: dict[str, _Entry] = {}
     for name in sorted(entries):
         entry = entries[name]
         if entry.header_values is None:
+            unreadable[basename_of(name) or name] = entry
             continue
         frame_id = _free_id(name, frames_by_id)
         frames_by_id[frame_id] = frame_from_record(_record(frame_id, entry, entry.header_values))
@@ -173,6 +188,7 @@ def _refreshed(directory: Path, index: _Index) -> _Index:
         entries=entries,
         frames_by_id=frames_by_id,
         paths_by_id=paths_by_id,
+        unreadable=unreadable,
     )
 
 
@@ -192,7 +208,13 @@ def _scan(directory: Path, previous: Mapping[str, _Entry]) -> Iterable[_Entry]:
             yield known
             continue
         path = Path(dir_entry.path)
-        yield _Entry(path, stat.st_size, stat.st_mtime_ns, _read_header_values(path))
+        try:
+            header_values, problem = _read_header_values(path), ""
+        except (OSError, ValueError, IndexError, TypeError, fits.VerifyError) as error:
+            # Once per file version: an unchanged file is not read again.
+            logger.warning("leaving %s out of the archive: not a readable FITS file (%s)", path, error)
+            header_values, problem = None, f"not a readable FITS file ({type(error).__name__})"
+        yield _Entry(path, stat.st_size, stat.st_mtime_ns, header_values, problem)
 
 
 def _free_id(filename: str, taken: Mapping[int, Frame]) -> int:
@@ -205,18 +227,17 @@ def _free_id(filename: str, taken: Mapping[int, Frame]) -> int:
     return frame_id
 
 
-def _read_header_values(path: Path) -> dict[str, Any] | None:
-    """The header keywords of HEADER_FIELDS from the primary and first extension headers; None if unreadable."""
-    try:
-        with fits.open(path, lazy_load_hdus=True) as hdus:
-            headers = [hdus[0].header]
-            try:
-                headers.append(hdus[1].header)
-            except IndexError:
-                pass
-    except (OSError, ValueError, IndexError, TypeError) as error:
-        logger.warning("skipping %s: not a readable FITS file (%s)", path, error)
-        return None
+def _read_header_values(path: Path) -> dict[str, Any]:
+    """The header keywords of HEADER_FIELDS from the primary and first extension headers.
+
+    Raises what astropy raises for a file it cannot read, or a card it cannot parse (VerifyError).
+    """
+    with fits.open(path, lazy_load_hdus=True) as hdus:
+        headers = [hdus[0].header]
+        try:
+            headers.append(hdus[1].header)
+        except IndexError:
+            pass
     values: dict[str, Any] = {}
     for keyword in HEADER_FIELDS.values():
         # Keywords without a value (astropy's Undefined) and blank strings count as absent.
