@@ -73,6 +73,7 @@ def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Me
         metrics=metrics,
         retry_policy=RetryPolicy(retries=settings.archive_retries),
         service_token=settings.archive_api_token,
+        max_answer_bytes=settings.archive_max_answer_mb * MIB,
         health=health,
     )
 

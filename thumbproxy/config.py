@@ -212,6 +212,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest width or height a caller may ask for"),
     Setting("max_fits_mb", "THUMBPROXY_MAX_FITS_MB", _integer(1), lambda: 512,
             "Largest FITS file that is downloaded, in MiB"),
+    Setting("archive_max_answer_mb", "THUMBPROXY_ARCHIVE_MAX_ANSWER_MB", _integer(1), lambda: 16,
+            "Largest archive API answer read, in MiB (a page of 1000 frame records is 2 to 5); larger is a 502"),
     Setting("archive_connect_timeout", "THUMBPROXY_ARCHIVE_CONNECT_TIMEOUT", _seconds, lambda: 5.0,
             "Seconds to connect to the archive"),
     Setting("archive_timeout", "THUMBPROXY_ARCHIVE_TIMEOUT", _seconds, lambda: 30.0,
@@ -283,6 +285,7 @@ class Settings:
     public_url: str
     max_size: int
     max_fits_mb: int
+    archive_max_answer_mb: int
     archive_connect_timeout: float
     archive_timeout: float
     download_timeout: float

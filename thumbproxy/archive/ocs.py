@@ -17,6 +17,7 @@ from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, TokenCallFailed, o
 from thumbproxy.archive.health import ArchiveHealth, Outcome, retry_after_seconds
 from thumbproxy.archive.records import frame_from_record
 from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveError
+from thumbproxy.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
 
@@ -36,6 +37,8 @@ TIMEOUT_MESSAGE = "Timeout while accessing resource"
 # Bytes read from the network per chunk, and gathered before each write in a thread.
 _CHUNK_BYTES = 64 * 1024
 _WRITE_BATCH_BYTES = 1024 * 1024
+# Larger answers are decoded in a thread: a few megabytes of JSON would hold the event loop for milliseconds.
+_PARSE_IN_THREAD_BYTES = 256 * 1024
 # An archive error body longer than this is not a short detail worth showing a client.
 _DETAIL_BYTES = 2048
 _DETAIL_CHARACTERS = 200
@@ -59,6 +62,7 @@ class OcsArchive:
         retry_policy: RetryPolicy = NO_RETRIES,
         service_token: str = "",
         health: ArchiveHealth | None = None,
+        max_answer_bytes: int = 16 * 2**20,
     ) -> None:
         """`base_url` ends with '/'; `timeout` bounds each API call, `download_timeout` each FITS download.
 
@@ -67,7 +71,7 @@ class OcsArchive:
         answer 502, 503 or 504 are tried again as `retry_policy` allows (by default, not at all); timeouts
         are not. With a `service_token`, calls made for anonymous callers carry it instead of nothing
         (the service's own quota rather than the anonymous one of its address), and only public
-        frames of their answers are taken.
+        frames of their answers are taken. An API answer larger than `max_answer_bytes` is a 502.
         """
         self._session = session
         self._frames_url = URL(base_url) / "frames" / ""
@@ -79,6 +83,7 @@ class OcsArchive:
         self._retry_policy = retry_policy
         self._service_authorization = service_authorization(service_token)
         self._health = health or ArchiveHealth()
+        self._max_answer_bytes = max_answer_bytes
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing, not visible to the caller, or without a file."""
@@ -180,7 +185,14 @@ class OcsArchive:
     async def _list_page(
         self, filters: Mapping[str, str], limit: int, offset: int, view: "_View", callers_query: bool = False
     ) -> tuple[list[Frame], bool]:
-        """The frames of one page of a list, and whether it is the last (see `_page_contents`)."""
+        """The frames of one page of a list, and whether it is the last (see `_page_contents`).
+
+        Past the deadline of the request that asked, 504: a list read for a request that has been answered
+        already (shared work goes on in a task of its own) is read no further.
+        """
+        left = seconds_left()
+        if left is not None and left <= 0:
+            raise ThumbproxyError(504, TIMEOUT_MESSAGE)
         query = {**filters, "limit": str(limit), "offset": str(offset)}
         page = await self._get_json("list", self._frames_url.with_query(query), view, callers_query)
         results, last = _page_contents(page, limit)
@@ -215,9 +227,12 @@ class OcsArchive:
             self._metrics.archive_public_fallbacks.inc()
             body = await self._retried(operation, lambda: self._get_body(operation, url, ANONYMOUS_VIEW, callers_query))
         try:
+            if len(body) > _PARSE_IN_THREAD_BYTES:
+                return await asyncio.to_thread(json.loads, body)
             return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            logger.warning("archive API %s answered 200 with a body that is not JSON", url.path)
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            # RecursionError: JSON nested deeper than the decoder goes.
+            logger.warning("archive API %s answered 200 with a body that is not JSON this service can read", url.path)
             raise ThumbproxyError(502, "The archive answered with something that is not JSON") from None
 
     async def _get_body(self, operation: str, url: URL, view: "_View", callers_query: bool) -> bytes:
@@ -230,9 +245,22 @@ class OcsArchive:
                 call.answered(response)
                 if response.status != 200:
                     await _raise_for_api_status(response, view, callers_query)
-                return await response.read()
+                return await self._read_answer(response)
         except (TimeoutError, aiohttp.ClientError) as error:
             _raise_for_transport_error(error, "archive API", url)
+
+    async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
+        """The body of an API answer; 502 past `max_answer_bytes`, read no further."""
+        too_large = ThumbproxyError(502, f"The archive answered with more than "
+                                         f"{self._max_answer_bytes / 2**20:.4g} MB (THUMBPROXY_ARCHIVE_MAX_ANSWER_MB)")
+        if response.content_length is not None and response.content_length > self._max_answer_bytes:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            body += chunk
+            if len(body) > self._max_answer_bytes:
+                raise too_large
+        return bytes(body)
 
     async def _download(self, url: str, path: Path) -> None:
         """Stream a pre-signed URL to `path`, retried, refusing files larger than the configured maximum."""
