@@ -4,11 +4,13 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from thumbproxy.render.align import align
+from thumbproxy.render.errors import RenderError
 from thumbproxy.render.fitsread import FitsImage
 from thumbproxy.render.lupton import lupton_rgb
 from thumbproxy.render.options import RenderOptions
@@ -17,6 +19,9 @@ from thumbproxy.render.preview import read_reductions, thumbnail_factor
 from thumbproxy.render.reduce import output_size
 from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone
 from thumbproxy.render.warp import warp
+
+# Reduced frames narrower than this may not overlap at all once lined up centre on centre.
+MIN_COMPOSITE_SIDE = 2
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ def render_color_thumbnail(paths: Sequence[str | os.PathLike],
     red, factor = _read_channel(paths[0], partial(thumbnail_factor, options=options), options)
     # One block size for all three keeps their reduced pixels the same size on the sky.
     channels = [red] + [_read_channel(path, lambda image: factor, options)[0] for path in paths[1:]]
+    for path, channel in zip(paths, channels):
+        rows, columns = channel.reduced.shape
+        if min(rows, columns) < MIN_COMPOSITE_SIDE:
+            raise RenderError(Path(path).name, f"too small for a colour composite ({columns} x {rows} pixels "
+                                               f"once reduced; at least {MIN_COMPOSITE_SIDE} x {MIN_COMPOSITE_SIDE})")
 
     alignment = align([channel.reduced for channel in channels],
                       [channel.header for channel in channels], factor)

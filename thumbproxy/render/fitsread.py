@@ -54,11 +54,16 @@ def pick_image_hdu(hdul: fits.HDUList) -> HDU:
     raise UnreadableFrame("no HDU holds a 2-D image")
 
 
-def _check_size(hdu: HDU) -> None:
-    """UnreadableFrame when the image plane declared in hdu's header is too large to read."""
+def _check_layout(hdu: HDU) -> None:
+    """UnreadableFrame when the image declared in hdu's header has no pixels, is too large to read, or is
+    compressed in tiles without pixels: checked before any pixel is read or any buffer made for them."""
+    if any(length < 1 for length in hdu.shape):
+        raise UnreadableFrame(f"the image has no pixels (axes of {' x '.join(map(str, hdu.shape[::-1]))})")
     rows, columns = hdu.shape[-2:]
     if rows * columns > MAX_PIXELS:
         raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
+    if isinstance(hdu, fits.CompImageHDU) and any(length < 1 for length in hdu.tile_shape):
+        raise UnreadableFrame(f"its compression tiles have no pixels (ZTILEn: {[int(length) for length in hdu.tile_shape[::-1]]})")
 
 
 def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO,
@@ -148,7 +153,7 @@ def _image(path: str | os.PathLike, file: BinaryIO, hdul: fits.HDUList, check_da
     Close its tiles (FitsImage.close) when done.
     """
     hdu = pick_image_hdu(hdul)
-    _check_size(hdu)
+    _check_layout(hdu)
     tiles = None
     if isinstance(hdu, fits.CompImageHDU):
         tiles = _compressed_tiles(path, hdu, hdul.index_of(hdu), file, check_datasum)

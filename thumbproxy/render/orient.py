@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from astropy.io.fits.verify import VerifyError
 
 CD_KEYWORDS = ("CD1_1", "CD1_2", "CD2_1", "CD2_2")
 # Every header card display_orientation reads.
@@ -39,10 +40,10 @@ FLIP_VERTICAL = Orientation(mirror=True, quarter_turns=2)
 
 
 def cd_matrix(header: Mapping[str, Any]) -> np.ndarray | None:
-    """The header's CD matrix, or None when it is missing, not numeric or singular."""
+    """The header's CD matrix, or None when it is missing, unparsable, not numeric or singular."""
     try:
-        cd = np.array([float(header[key]) for key in CD_KEYWORDS]).reshape(2, 2)
-    except (KeyError, TypeError, ValueError):
+        cd = np.array([float(_readable(header, key)) for key in CD_KEYWORDS]).reshape(2, 2)
+    except (TypeError, ValueError):
         return None
     if not np.all(np.isfinite(cd)) or abs(np.linalg.det(cd)) < MIN_DETERMINANT:
         return None
@@ -80,7 +81,15 @@ def orientation_cards(header: Mapping[str, Any]) -> dict[str, str | int | float 
     which display_orientation treats alike: not a number, so no usable CD matrix.
     """
     return {keyword: value if isinstance(value, (str, int, float, bool)) else str(value)
-            for keyword in ORIENTATION_KEYWORDS if (value := header.get(keyword)) is not None}
+            for keyword in ORIENTATION_KEYWORDS if (value := _readable(header, keyword)) is not None}
+
+
+def _readable(header: Mapping[str, Any], keyword: str) -> Any:
+    """The value of the header's card; None when it is missing or cannot be parsed (such as ``CD1_1 = NAN``)."""
+    try:
+        return header.get(keyword)
+    except VerifyError:
+        return None
 
 
 def orient(image: np.ndarray, orientation: Orientation) -> np.ndarray:

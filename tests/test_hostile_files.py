@@ -1,0 +1,76 @@
+"""Frames crafted to break the renderer: each answers a JSON 4xx naming the file, and the service goes on."""
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import WIDE, Service
+from fakearchive import FakeArchive
+
+
+def with_card(path: Path, keyword: str, value: str) -> Path:
+    """`path` with the value of its first `keyword` card replaced by `value`, written as the card's raw text."""
+    raw = bytearray(path.read_bytes())
+    start = raw.index(keyword.encode().ljust(8) + b"= ")
+    raw[start:start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
+    path.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.fixture
+def normal_frame(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> dict[str, Any]:
+    return fake_archive.add_frame(write_fits(tmp_path / "normal.fits.fz", shape=WIDE, compressed=True))
+
+
+async def answers_normally(service: Service, frame: dict[str, Any]) -> bool:
+    return (await service.get(f"/{frame['id']}/?image=true")).status == 200
+
+
+@pytest.mark.parametrize(("keyword", "value", "reason"), [
+    ("ZNAXIS2", "-300", "the image has no pixels"),
+    ("ZNAXIS1", "-400", "the image has no pixels"),
+    ("ZTILE2", "0", "its compression tiles have no pixels"),
+])
+async def test_a_compressed_image_declared_without_pixels_is_a_422(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    normal_frame: dict[str, Any], keyword: str, value: str, reason: str,
+) -> None:
+    path = with_card(write_fits(tmp_path / "hostile.fits.fz", shape=WIDE, compressed=True), keyword, value)
+    hostile = fake_archive.add_frame(path)
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"].startswith(f"cannot render {hostile['filename']}: {reason}")
+    assert await answers_normally(service, normal_frame)
+
+
+async def test_an_unparsable_wcs_card_renders_without_the_wcs(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    header = {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CD1_1": 1e-4, "CD1_2": 0.0, "CD2_1": 0.0, "CD2_2": 1e-4}
+    path = with_card(write_fits(tmp_path / "nan-wcs.fits", header=header, shape=WIDE), "CD1_1", "NAN")
+    frame = fake_archive.add_frame(path)
+
+    image = await service.image(f"/{frame['id']}/?image=true")
+
+    # No usable WCS: flipped top to bottom, the landscape frame stays landscape.
+    assert image.size == (200, 150)
+
+
+async def test_a_colour_composite_of_frames_too_small_to_overlap_is_a_422(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    normal_frame: dict[str, Any],
+) -> None:
+    frames = [fake_archive.add_frame(write_fits(tmp_path / f"{name}.fits.fz", shape=shape, compressed=True, seed=seed),
+                                     primary_optical_element=filter_name, request_id=1766530)
+              for seed, (name, filter_name, shape) in enumerate((("red", "rp", (1, 1)), ("visual", "V", (1, 2)),
+                                                                 ("blue", "B", (2, 1))))]
+
+    response = await service.get(f"/{frames[0]['id']}/?color=true&image=true")
+
+    assert response.status == 422
+    assert "too small for a colour composite" in (await response.json())["message"]
+    assert await answers_normally(service, normal_frame)
