@@ -1,12 +1,13 @@
 """Frames crafted to break the renderer: each answers a JSON 4xx naming the file, and the service goes on."""
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import WIDE, Service
+from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FakeArchive
 
 
@@ -74,3 +75,22 @@ async def test_a_colour_composite_of_frames_too_small_to_overlap_is_a_422(
     assert response.status == 422
     assert "too small for a colour composite" in (await response.json())["message"]
     assert await answers_normally(service, normal_frame)
+
+
+async def test_a_refused_frame_version_is_refused_again_without_another_download_or_decode(
+    start_service: ServiceFactory, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    service = await start_service(THUMBPROXY_METADATA_TTL="0.5")
+    path = with_card(write_fits(tmp_path / "hostile.fits.fz", shape=WIDE, compressed=True), "ZTILE2", "0")
+    hostile = fake_archive.add_frame(path)
+
+    answers = [await service.get(f"/{hostile['id']}/?image=true&width={width}") for width in (100, 200, 300)]
+
+    assert [answer.status for answer in answers] == [422] * 3
+    assert len({(await answer.json())["message"] for answer in answers}) == 1
+    assert fake_archive.downloads[hostile["id"]] == 1
+    assert service.metric("thumbproxy_renders_total", kind="mono", result="error") == 1
+    # A new version of the frame is a new file: it is tried.
+    fake_archive.new_version(hostile["id"], write_fits(tmp_path / "fixed.fits.fz", shape=WIDE, compressed=True))
+    await asyncio.sleep(0.6)
+    assert (await service.get(f"/{hostile['id']}/?image=true&width=100")).status == 200

@@ -45,6 +45,10 @@ WORKER_PREVIEWS = 4
 RESAMPLED_KEPT = 16
 # Outlines of stored previews the server keeps, so deciding whether one covers a thumbnail reads nothing.
 OUTLINES = 4096
+# How long a frame version the renderer refused (422) is answered so without another download and decode,
+# and how many such versions are remembered: a bad file stays bad, and asking again must cost nothing.
+UNRENDERABLE_SECONDS = 600.0
+UNRENDERABLE_KEPT = 4096
 
 # Hits ask for the same few keys over and over: hashing them once is part of a lean hit path.
 cached_thumbnail_key = lru_cache(maxsize=65536)(thumbnail_key)
@@ -152,6 +156,8 @@ class Thumbnailer:
         self._outlines: Recent[str, Outline] = Recent(OUTLINES)
         # By preview key and thumbnail size.
         self._resampled: Recent[tuple[str, tuple[int, int]], Resampled] = Recent(RESAMPLED_KEPT)
+        # By frame version: until when the renderer's refusal of it is answered again, and the refusal.
+        self._unrenderable: Recent[tuple[int, str], tuple[float, str]] = Recent(UNRENDERABLE_KEPT)
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
@@ -202,11 +208,19 @@ class Thumbnailer:
         found = await self._cache.get(key)
         if found is not None:
             return found
+        self._refuse_known_unrenderable(frames)
         self._admit()
         thumbnail = await render(frames, options)
         # The S3 upload may finish after the answer; a JSON answer waits for it in s3_url.
         await self._cache.put(key, thumbnail, wait_for_s3=False)
         return thumbnail, "render"
+
+    def _refuse_known_unrenderable(self, frames: Sequence[Frame]) -> None:
+        """The renderer's refusal (422) of any of these frame versions, answered again while remembered."""
+        for frame in frames:
+            refused = self._unrenderable.get((frame.id, frame.version))
+            if refused is not None and refused[0] > time.monotonic():
+                raise ThumbproxyError(422, refused[1])
 
     def _admit(self) -> None:
         """Refuse a render at once when the pool's queue is full, rather than let requests pile up."""
@@ -354,7 +368,10 @@ class Thumbnailer:
             # The frame's own name: the file's is a temporary one, of no use to the client.
             frame = frame_of(error.file)
             name = (frame.filename or frame.basename) if frame is not None else error.file
-            raise ThumbproxyError(422, f"cannot render {name}: {error.reason}") from None
+            message = f"cannot render {name}: {error.reason}"
+            if frame is not None:
+                self._unrenderable.put((frame.id, frame.version), (time.monotonic() + UNRENDERABLE_SECONDS, message))
+            raise ThumbproxyError(422, message) from None
         finally:
             self._record_render(kind, result, time.perf_counter() - started)
 
