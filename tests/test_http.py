@@ -2,6 +2,7 @@
 
 import asyncio
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -87,9 +88,43 @@ async def test_error_answers_are_kept_only_briefly(start_service: ServiceFactory
         assert response.headers["Cache-Control"] == "max-age=3"
 
 
-async def test_a_public_json_answer_is_cacheable(service: Service, frame: dict) -> None:
-    response = await service.get(f"/{frame['id']}/")
+@pytest.mark.parametrize("settings", [{"THUMBPROXY_PUBLIC_URL": "https://thumbs.example.org"},
+                                      {"THUMBPROXY_ALLOWED_HOSTS": "thumbs.example.org,Other.Example:8443"}],
+                         ids=["public-url", "allowed-host"])
+async def test_a_public_json_answer_naming_this_service_is_cacheable(
+    start_service: ServiceFactory, frame: dict, settings: dict[str, str]
+) -> None:
+    service = await start_service(**settings)
+    response = await service.get(f"/{frame['id']}/", headers={"Host": "thumbs.example.org"})
     assert response.headers["Cache-Control"] == WEEK
+    assert (await response.json())["url"].startswith("https://thumbs.example.org/" if settings.get(
+        "THUMBPROXY_PUBLIC_URL") else "http://thumbs.example.org/")
+
+
+async def send_raw(service: Service, request_head: bytes) -> tuple[bytes, bytes]:
+    """The head and body of the answer to one raw HTTP/1.1 request, sent as given."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.client.server.port)
+    try:
+        writer.write(request_head + b"Connection: close\r\n\r\n")
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET /{id}/ HTTP/1.1\r\nHost: evil.example\r\n",
+    b"GET http://evil.example/{id}/ HTTP/1.1\r\nHost: thumbs.example.org\r\n",
+], ids=["host-header", "absolute-form"])
+async def test_a_json_url_built_from_a_host_nobody_allowed_is_never_shared(
+    start_service: ServiceFactory, frame: dict, request_head: bytes
+) -> None:
+    service = await start_service(THUMBPROXY_ALLOWED_HOSTS="thumbs.example.org")
+    head, body = await send_raw(service, request_head.replace(b"{id}", str(frame["id"]).encode()))
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"\r\nCache-Control: private, no-cache" in head
+    assert json.loads(body)["url"].startswith("http://evil.example/")
 
 
 # CORS --------------------------------------------------------------------------------------

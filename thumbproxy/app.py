@@ -42,7 +42,7 @@ from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observation
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
-from thumbproxy.web.routes import (ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
+from thumbproxy.web.routes import (ALLOWED_HOSTS, ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
                                    SIGNATURE_FAILURES, SIGNER, THUMBNAILER, add_routes)
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -180,6 +180,7 @@ def create_app(settings: Settings) -> web.Application:
         app[ACCESS_LOG] = access_log
     app[MAX_SIZE] = settings.max_size
     app[PUBLIC_URL] = settings.public_url
+    app[ALLOWED_HOSTS] = frozenset(settings.allowed_hosts)
     app[COLOR_FILTERS] = settings.color_filters
     app[REQUEST_TIMEOUT] = settings.request_timeout
     app[SIGNER] = UrlSigner(settings.signing_keys) if settings.signing_keys else None

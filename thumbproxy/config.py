@@ -85,6 +85,13 @@ def _optional_http_url(value: Any) -> str:
     return url
 
 
+def _hosts(value: Any) -> tuple[str, ...]:
+    hosts = tuple(name.lower() for name in _names(value))
+    if any("/" in host or "@" in host or " " in host for host in hosts):
+        raise ValueError("must be comma-separated host names, each with an optional :port, e.g. thumbs.example.org")
+    return hosts
+
+
 def _color_filters(value: Any) -> tuple[tuple[str, ...], ...]:
     groups = tuple(_names(group) for group in str(value).split(";"))
     if len(groups) != 3 or not all(groups):
@@ -208,6 +215,9 @@ SETTINGS: tuple[Setting, ...] = (
             "thumbnails; 0 turns previews off"),
     Setting("public_url", "THUMBPROXY_PUBLIC_URL", _optional_http_url, lambda: "",
             "Base URL clients reach this service at, for the JSON url; empty: taken from the request"),
+    Setting("allowed_hosts", "THUMBPROXY_ALLOWED_HOSTS", _hosts, lambda: (),
+            "Without THUMBPROXY_PUBLIC_URL: comma-separated Host values (name[:port]) a JSON answer's url may be "
+            "built from and shared by caches; from any other Host it is private"),
     Setting("max_size", "THUMBPROXY_MAX_SIZE", _integer(1, 20000), lambda: 2000,
             "Largest width or height a caller may ask for"),
     Setting("max_fits_mb", "THUMBPROXY_MAX_FITS_MB", _integer(1), lambda: 512,
@@ -283,6 +293,7 @@ class Settings:
     workers: int
     preview_size: int
     public_url: str
+    allowed_hosts: tuple[str, ...]
     max_size: int
     max_fits_mb: int
     archive_max_answer_mb: int

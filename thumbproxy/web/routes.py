@@ -17,7 +17,7 @@ from thumbproxy.latest import LatestFrames
 from thumbproxy.signing import UrlSigner
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
-from thumbproxy.web.caching import CACHE_POLICY, etag, not_modified
+from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
 from thumbproxy.web.observe import SERVED_FROM, Observation
 from thumbproxy.web.operations import add_operations_routes
@@ -29,6 +29,7 @@ THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
 FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
 MAX_SIZE = web.AppKey("max_size", int)
 PUBLIC_URL = web.AppKey("public_url", str)
+ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
 COLOR_FILTERS = web.AppKey("color_filters", tuple)
 REQUEST_TIMEOUT = web.AppKey("request_timeout", float)
 LATEST = web.AppKey("latest", LatestFrames)
@@ -59,6 +60,13 @@ def thumbnail_url(request: web.Request, frame: Frame, query: ThumbnailQuery) -> 
     url = f"{base}/{frame.id}/?{urlencode(image_query)}"
     signer = request.app[SIGNER]
     return url if signer is None else signer.sign_url(url)
+
+
+def _names_this_service(request: web.Request) -> bool:
+    """Whether a URL thumbnail_url builds for this request names this service for everyone: it comes from
+    THUMBPROXY_PUBLIC_URL, or from a Host in THUMBPROXY_ALLOWED_HOSTS. From any other Host (or an absolute
+    request target) it names whatever the caller said, which a shared cache must not hand to others."""
+    return bool(request.app[PUBLIC_URL]) or request.host.lower() in request.app[ALLOWED_HOSTS]
 
 
 def _host(request: web.Request) -> str:
@@ -160,7 +168,11 @@ async def _thumbnail_answer(
     presigned = await thumbnailer.s3_url(thumbnail)
     url = presigned or thumbnail_url(request, frame, query)
     response = web.json_response({"url": url, "propid": frame.proposal_id})
-    response.headers[hdrs.CACHE_CONTROL] = cache_control if newest else policy.json(public, presigned is not None)
+    if presigned is None and not _names_this_service(request):
+        cache_control = PRIVATE
+    elif not newest:
+        cache_control = policy.json(public, presigned is not None)
+    response.headers[hdrs.CACHE_CONTROL] = cache_control
     if vary is not None:
         response.headers[hdrs.VARY] = vary
     return response
