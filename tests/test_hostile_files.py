@@ -1,6 +1,7 @@
 """Frames crafted to break the renderer: each answers a JSON 4xx naming the file, and the service goes on."""
 
 import asyncio
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ import pytest
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FakeArchive
+from thumbproxy import readiness
 
 
 def with_card(path: Path, keyword: str, value: str) -> Path:
@@ -94,3 +96,23 @@ async def test_a_refused_frame_version_is_refused_again_without_another_download
     fake_archive.new_version(hostile["id"], write_fits(tmp_path / "fixed.fits.fz", shape=WIDE, compressed=True))
     await asyncio.sleep(0.6)
     assert (await service.get(f"/{hostile['id']}/?image=true&width=100")).status == 200
+
+
+async def test_a_tmp_dir_that_takes_no_file_is_a_503_naming_it_and_shows_in_readiness(
+    start_service: ServiceFactory, normal_frame: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(readiness, "CACHE_SECONDS", 0.0)
+    service = await start_service(THUMBPROXY_READY_REQUIRED="pool,tmp")
+    assert (await service.get("/readyz")).status == 200
+    # A file where the directory was: nothing can be created in it, even by root.
+    shutil.rmtree(service.tmp_dir)
+    service.tmp_dir.write_bytes(b"")
+
+    answers = [await service.get(f"/{normal_frame['id']}/?image=true&width={width}") for width in (100, 120)]
+
+    assert [answer.status for answer in answers] == [503, 503]
+    assert "TMP_DIR" in (await answers[0].json())["message"] and answers[0].headers["Retry-After"] == "60"
+    ready = await service.get("/readyz")
+    assert ready.status == 503 and (await ready.json())["checks"]["tmp"]["status"] == "failing"
+    assert len([record for record in caplog.records if "TMP_DIR" in record.getMessage()]) == 1

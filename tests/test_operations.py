@@ -106,7 +106,7 @@ async def test_readyz_reports_each_check(service: Service, fresh_readiness: None
     assert response.status == 200
     report = await response.json()
     assert report["status"] == "ready"
-    assert set(report["checks"]) == {"disk", "pool", "archive"}
+    assert set(report["checks"]) == {"disk", "pool", "tmp", "archive"}
     assert all(check["status"] == "ok" and check["latency_ms"] >= 0 for check in report["checks"].values())
     assert report["checks"]["pool"]["required"] and not report["checks"]["archive"]["required"]
 

@@ -33,6 +33,7 @@ from thumbproxy.metrics import Metrics
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.signing import UrlSigner
+from thumbproxy import tempfiles
 from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
@@ -136,8 +137,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending,
                                   settings.preview_size)
         stack.push_async_callback(thumbnailer.close)
-        readiness = Readiness(_readiness_checks(cache, pool, partial(health.check, archive.probe)),
-                              settings.ready_required)
+        readiness = Readiness(_readiness_checks(cache, pool, partial(health.check, archive.probe),
+                                                Path(settings.tmp_dir)), settings.ready_required)
         stack.push_async_callback(readiness.close)
         metrics.renders_in_progress.set_function(lambda: min(pool.pending, pool.workers))
         metrics.render_queue_depth.set_function(lambda: max(0, pool.pending - pool.workers))
@@ -152,8 +153,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check) -> dict[str, Check]:
-    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive_health}
+def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check, tmp_dir: Path) -> dict[str, Check]:
+    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive_health,
+                                "tmp": partial(asyncio.to_thread, tempfiles.writable, tmp_dir)}
     if cache.s3 is not None:
         checks["s3"] = cache.s3.reachable
     return checks

@@ -106,7 +106,7 @@ def _addressing_style(value: Any) -> str:
     return style
 
 
-READINESS_CHECKS = ("disk", "pool", "s3", "archive")
+READINESS_CHECKS = ("disk", "pool", "s3", "archive", "tmp")
 
 
 def _readiness_checks(value: Any) -> tuple[str, ...]:
@@ -254,7 +254,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metadata_stale_ttl", "THUMBPROXY_METADATA_STALE_TTL", _seconds, lambda: 3600.0,
             "Seconds past its time to live a public record is still used while the archive is failing"),
     Setting("ready_required", "THUMBPROXY_READY_REQUIRED", _readiness_checks, lambda: ("pool",),
-            "Readiness checks (disk, pool, s3, archive) whose failure makes /readyz answer 503"),
+            "Readiness checks (disk, pool, s3, archive, tmp) whose failure makes /readyz answer 503"),
     Setting("shutdown_timeout", "THUMBPROXY_SHUTDOWN_TIMEOUT", _seconds, lambda: 30.0,
             "Seconds requests under way may take to finish after SIGTERM or SIGINT"),
     Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO",

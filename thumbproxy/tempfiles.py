@@ -46,9 +46,25 @@ def create(path: Path) -> BinaryIO:
     return path.open("xb")
 
 
+def writable(tmp_dir: Path) -> bool:
+    """Whether a file can be created, written and removed in `tmp_dir` now. Blocking."""
+    path = temp_path(tmp_dir, "readiness-probe")
+    try:
+        with create(path) as probe:
+            probe.write(b"readiness")
+        remove(path)
+    except OSError:
+        return False
+    return True
+
+
 def remove(path: Path) -> None:
     """Delete `path` if it exists. Blocking."""
-    path.unlink(missing_ok=True)
+    try:
+        path.unlink(missing_ok=True)
+    except NotADirectoryError:
+        # Its directory is gone and a file stands in its place: nothing of ours is there.
+        pass
 
 
 def sweep_stale(tmp_dir: Path) -> int:

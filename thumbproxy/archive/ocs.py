@@ -20,6 +20,7 @@ from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveEr
 from thumbproxy.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
+from thumbproxy.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +38,9 @@ TIMEOUT_MESSAGE = "Timeout while accessing resource"
 # Bytes read from the network per chunk, and gathered before each write in a thread.
 _CHUNK_BYTES = 64 * 1024
 _WRITE_BATCH_BYTES = 1024 * 1024
+# An unwritable TMP_DIR is worth a warning a minute, not one per request; clients may try again after it.
+UNWRITABLE_WARNING_INTERVAL = 60.0
+UNWRITABLE_RETRY_AFTER_SECONDS = 60
 # Larger answers are decoded in a thread: a few megabytes of JSON would hold the event loop for milliseconds.
 _PARSE_IN_THREAD_BYTES = 256 * 1024
 # An archive error body longer than this is not a short detail worth showing a client.
@@ -84,6 +88,7 @@ class OcsArchive:
         self._service_authorization = service_authorization(service_token)
         self._health = health or ArchiveHealth()
         self._max_answer_bytes = max_answer_bytes
+        self._unwritable_warning = ThrottledWarning(logger, UNWRITABLE_WARNING_INTERVAL)
 
     async def frame(self, frame_id: int, authorization: str | None) -> Frame:
         """The frame with this id; ThumbproxyError(404) if missing, not visible to the caller, or without a file."""
@@ -296,7 +301,17 @@ class OcsArchive:
             _raise_for_transport_error(error, "file storage", signed_url)
 
     async def _stream_to_file(self, response: aiohttp.ClientResponse, path: Path) -> None:
-        """Write the response body to a new file at `path`, counting bytes against the maximum."""
+        """Write the response body to a new file at `path`, counting bytes against the maximum; 503 when
+        TMP_DIR takes no file (missing and not creatable, read-only, full)."""
+        try:
+            await self._write_to_file(response, path)
+        except OSError as error:
+            self._unwritable_warning.warn("cannot write downloaded frames to TMP_DIR %s: %s", self._tmp_dir, error)
+            raise ThumbproxyError(503, f"The service cannot write downloaded frames to its TMP_DIR "
+                                       f"({error.strerror or type(error).__name__}); please retry later",
+                                  {"Retry-After": str(UNWRITABLE_RETRY_AFTER_SECONDS)}) from None
+
+    async def _write_to_file(self, response: aiohttp.ClientResponse, path: Path) -> None:
         handle = await asyncio.to_thread(tempfiles.create, path)
         try:
             received = 0
