@@ -176,14 +176,15 @@ async def test_unrenderable_frames_answer_422_and_leave_no_trace(
     workers = sorted(service.app[RENDER_POOL].worker_pids())
     for number, (kind, (make, reason)) in enumerate(BAD_FILES.items(), start=2):
         bad = fake_archive.add_frame(make(tmp_path / f"ogg0m404-kb82-20190321-{number:04d}-e91.fits.fz"))
-        # JSON, image, and the image again: a failure is not cached, so each one tries again.
+        # JSON, image, and the image again: the refusal of the frame version is remembered, so only the first
+        # downloads and decodes.
         for query in ("", "?image=true", "?image=true"):
             response = await service.get(f"/{bad['id']}/{query}")
             assert response.status == 422, f"{kind}{query}: {await response.text()}"
             body = await response.json()
             assert set(body) == {"message"}
             assert_cannot_render(body["message"], bad["filename"], reason, service.tmp_dir)
-        assert fake_archive.downloads[bad["id"]] == 3, kind
+        assert fake_archive.downloads[bad["id"]] == 1, kind
         assert service.temp_files() == [], kind
         # A new width is a new thumbnail, so this renders in the same worker rather than hitting the cache.
         image = await service.image(f"/{good['id']}/?image=true&width={20 + number}")
