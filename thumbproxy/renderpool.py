@@ -3,7 +3,10 @@
 import asyncio
 import logging
 import multiprocessing
+import os
+import select
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -16,14 +19,26 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-
-def _start_worker(prepare: Callable[[], object] | None) -> None:
+def _start_worker(prepare: Callable[[], object] | None, server_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_gone, args=(server_pid,), name="server-watch", daemon=True).start()
     keep_freed_memory()
     _warm_up()
     if prepare is not None:
         prepare()
+
+
+def _exit_when_gone(server_pid: int) -> None:
+    """In a worker: end the process once the server is gone (killed, or crashed without shutting the pool
+    down). A worker's parent is the forkserver, so it gets no signal of its own when the server dies."""
+    try:
+        # Readable once that very process has exited: no polling, and no mistaking a reused pid for it.
+        server = os.pidfd_open(server_pid)
+    except ProcessLookupError:
+        os._exit(0)
+    select.select([server], [], [])
+    os._exit(0)
 
 
 def _warm_up() -> None:
@@ -51,7 +66,7 @@ class RenderPool:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(self._prepare,))
+                                   initargs=(self._prepare, os.getpid()))
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""

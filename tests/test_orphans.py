@@ -1,0 +1,65 @@
+"""When the server dies without shutting down, nothing it started stays behind."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import free_port
+from fakearchive import FakeArchive
+from test_hostile_clients import wait_until_up
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process under pid, from /proc."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            # The command may hold spaces and parentheses: the fields after the last ")" are plain.
+            fields = stat.rpartition(")")[2].split()
+            parents[int(entry)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {child for child in found if running(child)}
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a process that has not exited (a zombie has)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+async def test_render_workers_forkserver_and_resource_tracker_exit_when_the_server_is_killed(
+    fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {**os.environ, "ARCHIVE_API_URL": fake_archive.base_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+           "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "2", "THUMBPROXY_CONFIG": os.devnull}
+    server = subprocess.Popen([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        await wait_until_up(port)
+        started = descendants(server.pid)
+        # The forkserver, the resource tracker and two workers at least.
+        assert len(started) >= 4, started
+        server.send_signal(signal.SIGKILL)
+        server.wait(10)
+        deadline = time.monotonic() + 10
+        while left := {pid for pid in started if running(pid)}:
+            assert time.monotonic() < deadline, f"still running after the server was killed: {left}"
+            await asyncio.sleep(0.1)
+    finally:
+        if server.poll() is None:
+            server.kill()
