@@ -6,11 +6,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from astropy.io import fits
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FakeArchive
 from thumbproxy import readiness
+from thumbproxy.app import RENDER_POOL
 
 
 def with_card(path: Path, keyword: str, value: str) -> Path:
@@ -116,3 +119,22 @@ async def test_a_tmp_dir_that_takes_no_file_is_a_503_naming_it_and_shows_in_read
     ready = await service.get("/readyz")
     assert ready.status == 503 and (await ready.json())["checks"]["tmp"]["status"] == "failing"
     assert len([record for record in caplog.records if "TMP_DIR" in record.getMessage()]) == 1
+
+
+async def test_a_frame_of_one_pixel_tiles_is_stopped_at_its_cpu_time_and_the_pool_goes_on(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    service = await start_service(THUMBPROXY_RENDER_CPU_SECONDS="0.1")
+    data = np.random.default_rng(1).normal(100.0, 10.0, (120, 120)).astype(np.float32)
+    path = tmp_path / "one-pixel-tiles.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", tile_shape=(1, 1))]).writeto(path)
+    bomb = fake_archive.add_frame(path)
+    workers = sorted(service.app[RENDER_POOL].worker_pids())
+
+    response = await service.get(f"/{bomb['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {bomb['filename']}: too slow to render: more than "
+                                                  "0.1 s of CPU time (THUMBPROXY_RENDER_CPU_SECONDS)")
+    assert sorted(service.app[RENDER_POOL].worker_pids()) == workers
+    assert await answers_normally(service, normal_frame)

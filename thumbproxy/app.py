@@ -121,7 +121,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
         # Workers open the disk level at start: they read frame previews from it themselves.
-        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory))
+        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory), settings.render_cpu_seconds)
         stack.push_async_callback(pool.close)
         await pool.start()
         health = ArchiveHealth()

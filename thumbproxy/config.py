@@ -210,6 +210,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Disk-level thumbnails kept open so their hits are read without a thread; 0 turns it off"),
     Setting("workers", "THUMBPROXY_WORKERS", _integer(1, 256), _default_workers,
             "Render processes"),
+    Setting("render_cpu_seconds", "THUMBPROXY_RENDER_CPU_SECONDS", _seconds, lambda: 20.0,
+            "CPU seconds one render job may use before it is stopped and answered 422 (a 4096x4096 frame takes "
+            "about 0.1, a colour composite of three 0.4)"),
     Setting("preview_size", "THUMBPROXY_PREVIEW_SIZE", _integer(0), lambda: 1024,
             "Long side in pixels of the reduced copy of each rendered frame kept on disk for its later "
             "thumbnails; 0 turns previews off"),
@@ -291,6 +294,7 @@ class Settings:
     memory_cache_mb: int
     open_files: int
     workers: int
+    render_cpu_seconds: float
     preview_size: int
     public_url: str
     allowed_hosts: tuple[str, ...]

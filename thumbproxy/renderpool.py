@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import multiprocessing
 import os
 import select
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 
 from thumbproxy.allocator import keep_freed_memory
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.render.errors import RenderError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,32 @@ def _exit_when_gone(server_pid: int) -> None:
     os._exit(0)
 
 
+class _CpuTimeSpent(BaseException):
+    """Raised in a worker's job when its CPU time runs out; not an Exception, so that no reader's handler of
+    damaged data takes it for damage."""
+
+
+def _within_cpu_time(cpu_seconds: float, function: Callable[..., T], *args: Any) -> T:
+    """In a worker: function(*args), stopped with a RenderError once it has used cpu_seconds of CPU time.
+
+    The profiling timer counts this process's CPU time; its signal interrupts Python code between two
+    steps, so a job stops at the latest when the C call it is in (one tile's decompression) returns.
+    """
+    def stop(signum: int, frame: object) -> None:
+        raise _CpuTimeSpent
+
+    previous = signal.signal(signal.SIGPROF, stop)
+    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    try:
+        return function(*args)
+    except _CpuTimeSpent:
+        raise RenderError("", f"too slow to render: more than {cpu_seconds:g} s of CPU time "
+                              "(THUMBPROXY_RENDER_CPU_SECONDS)") from None
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
+
+
 def _warm_up() -> None:
     # Importing the renderer in each worker moves astropy's import cost out of the first request.
     import thumbproxy.render  # noqa: F401
@@ -49,10 +77,13 @@ def _warm_up() -> None:
 class RenderPool:
     """A ProcessPoolExecutor that is rebuilt when a worker dies."""
 
-    def __init__(self, workers: int, prepare: Callable[[], object] | None = None) -> None:
+    def __init__(self, workers: int, prepare: Callable[[], object] | None = None,
+                 cpu_seconds: float = math.inf) -> None:
         """`prepare` (picklable: a module-level function or a partial of one) runs in each new worker,
-        so what it sets up costs no request."""
+        so what it sets up costs no request. A job that uses more than `cpu_seconds` of CPU time is
+        stopped and raises RenderError."""
         self.workers = workers
+        self._cpu_seconds = cpu_seconds
         self._prepare = prepare
         # Jobs handed to the pool and not finished: running, or waiting for a free worker.
         self.pending = 0
@@ -80,12 +111,14 @@ class RenderPool:
     async def _submit(self, function: Callable[..., T], *args: Any) -> T:
         executor = self._executor
         loop = asyncio.get_running_loop()
+        job = (function, *args) if math.isinf(self._cpu_seconds) else (_within_cpu_time, self._cpu_seconds, function,
+                                                                          *args)
         try:
-            future = loop.run_in_executor(executor, function, *args)
+            future = loop.run_in_executor(executor, *job)
         except BrokenProcessPool:
             # The pool broke before this job was submitted: nothing of it ran, so retry on a new one.
             executor = self._replace(executor)
-            future = loop.run_in_executor(executor, function, *args)
+            future = loop.run_in_executor(executor, *job)
         try:
             return await future
         except BrokenProcessPool:

@@ -367,7 +367,8 @@ class Thumbnailer:
         except RenderError as error:
             # The frame's own name: the file's is a temporary one, of no use to the client.
             frame = frame_of(error.file)
-            name = (frame.filename or frame.basename) if frame is not None else error.file
+            # A job stopped for its CPU time names no file: the request's frames are named instead.
+            name = (frame.filename or frame.basename) if frame is not None else error.file or "these frames"
             message = f"cannot render {name}: {error.reason}"
             if frame is not None:
                 self._unrenderable.put((frame.id, frame.version), (time.monotonic() + UNRENDERABLE_SECONDS, message))
