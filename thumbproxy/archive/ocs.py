@@ -301,18 +301,8 @@ class OcsArchive:
             _raise_for_transport_error(error, "file storage", signed_url)
 
     async def _stream_to_file(self, response: aiohttp.ClientResponse, path: Path) -> None:
-        """Write the response body to a new file at `path`, counting bytes against the maximum; 503 when
-        TMP_DIR takes no file (missing and not creatable, read-only, full)."""
-        try:
-            await self._write_to_file(response, path)
-        except OSError as error:
-            self._unwritable_warning.warn("cannot write downloaded frames to TMP_DIR %s: %s", self._tmp_dir, error)
-            raise ThumbproxyError(503, f"The service cannot write downloaded frames to its TMP_DIR "
-                                       f"({error.strerror or type(error).__name__}); please retry later",
-                                  {"Retry-After": str(UNWRITABLE_RETRY_AFTER_SECONDS)}) from None
-
-    async def _write_to_file(self, response: aiohttp.ClientResponse, path: Path) -> None:
-        handle = await asyncio.to_thread(tempfiles.create, path)
+        """Write the response body to a new file at `path`, counting bytes against the maximum."""
+        handle = await self._in_tmp_dir(tempfiles.create, path)
         try:
             received = 0
             batch = bytearray()
@@ -323,12 +313,23 @@ class OcsArchive:
                 batch += chunk
                 self._metrics.download_bytes.inc(len(chunk))
                 if len(batch) >= _WRITE_BATCH_BYTES:
-                    await asyncio.to_thread(handle.write, bytes(batch))
+                    await self._in_tmp_dir(handle.write, bytes(batch))
                     batch.clear()
             if batch:
-                await asyncio.to_thread(handle.write, bytes(batch))
+                await self._in_tmp_dir(handle.write, bytes(batch))
         finally:
-            await asyncio.to_thread(handle.close)
+            await self._in_tmp_dir(handle.close)
+
+    async def _in_tmp_dir(self, operation: Callable[..., T], *args: Any) -> T:
+        """operation(*args), a file operation in TMP_DIR, in a thread; 503 naming TMP_DIR when it fails there
+        (missing and not creatable, read-only, full)."""
+        try:
+            return await asyncio.to_thread(operation, *args)
+        except OSError as error:
+            self._unwritable_warning.warn("cannot write downloaded frames to TMP_DIR %s: %s", self._tmp_dir, error)
+            raise ThumbproxyError(503, f"The service cannot write downloaded frames to its TMP_DIR "
+                                       f"({error.strerror or type(error).__name__}); please retry later",
+                                  {"Retry-After": str(UNWRITABLE_RETRY_AFTER_SECONDS)}) from None
 
     def _too_large(self) -> ThumbproxyError:
         return ThumbproxyError(413, f"FITS file larger than {self._max_fits_bytes / 2**20:.4g} MB")
