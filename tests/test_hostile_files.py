@@ -14,6 +14,7 @@ from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FakeArchive
 from thumbproxy import readiness
 from thumbproxy.app import RENDER_POOL
+from thumbproxy.render import fitsread
 
 
 def with_card(path: Path, keyword: str, value: str) -> Path:
@@ -137,4 +138,21 @@ async def test_a_frame_of_one_pixel_tiles_is_stopped_at_its_cpu_time_and_the_poo
     assert (await response.json())["message"] == (f"cannot render {bomb['filename']}: too slow to render: more than "
                                                   "0.1 s of CPU time (THUMBPROXY_RENDER_CPU_SECONDS)")
     assert sorted(service.app[RENDER_POOL].worker_pids()) == workers
+    assert await answers_normally(service, normal_frame)
+
+
+async def test_an_image_behind_too_many_hdus_is_not_looked_for(
+    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    path = tmp_path / "many-hdus.fits"
+    empty = [fits.ImageHDU(name=f"E{number}") for number in range(fitsread.MAX_HDUS)]
+    image = fits.ImageHDU(np.ones((8, 8), np.float32), name="SCI")
+    fits.HDUList([fits.PrimaryHDU(), *empty, image]).writeto(path)
+    hostile = fake_archive.add_frame(path)
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: no HDU holds a 2-D image "
+                                                  f"among its first {fitsread.MAX_HDUS}")
     assert await answers_normally(service, normal_frame)

@@ -25,6 +25,9 @@ BAD_HEADER_WARNING = "Error validating header"
 # The largest image plane read: 2**27 pixels, 512 MiB as float32, eight 4096 x 4096 frames.
 # Tiles of a blank image compress a thousandfold, so the file's size does not bound it.
 MAX_PIXELS = 2**27
+# HDUs looked through for the image: LCO's files hold 5 at most (primary, SCI, CAT, BPM, ERR), raw ones one per
+# amplifier.
+MAX_HDUS = 64
 
 HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
 Read = TypeVar("Read")
@@ -41,17 +44,20 @@ def _holds_image(hdu: HDU) -> bool:
 
 
 def pick_image_hdu(hdul: fits.HDUList) -> HDU:
-    """The SCI extension when it holds an image, else the first HDU that does."""
-    try:
-        science = hdul[SCIENCE_EXTENSION]
-    except KeyError:
-        science = None
-    if science is not None and _holds_image(science):
-        return science
-    for hdu in hdul:
-        if _holds_image(hdu):
-            return hdu
-    raise UnreadableFrame("no HDU holds a 2-D image")
+    """The SCI extension when it holds an image, else the first HDU that does, among the first MAX_HDUS."""
+    first: list[HDU] = []
+    # Headers are read one HDU at a time as they are asked for: thousands of them would cost seconds.
+    for index in range(MAX_HDUS):
+        try:
+            first.append(hdul[index])
+        except IndexError:
+            break
+    images = [hdu for hdu in first if _holds_image(hdu)]
+    science = [hdu for hdu in images if hdu.name == SCIENCE_EXTENSION]
+    if science or images:
+        return (science or images)[0]
+    beyond = f" among its first {MAX_HDUS}" if len(first) == MAX_HDUS else ""
+    raise UnreadableFrame(f"no HDU holds a 2-D image{beyond}")
 
 
 def _check_layout(hdu: HDU) -> None:
