@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+
 def _start_worker(prepare: Callable[[], object] | None, server_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -111,8 +112,9 @@ class RenderPool:
     async def _submit(self, function: Callable[..., T], *args: Any) -> T:
         executor = self._executor
         loop = asyncio.get_running_loop()
-        job = (function, *args) if math.isinf(self._cpu_seconds) else (_within_cpu_time, self._cpu_seconds, function,
-                                                                          *args)
+        # Without a limit, the job runs bare: no timer to arm in the worker.
+        job: tuple[Any, ...] = ((function, *args) if math.isinf(self._cpu_seconds)
+                                else (_within_cpu_time, self._cpu_seconds, function, *args))
         try:
             future = loop.run_in_executor(executor, *job)
         except BrokenProcessPool:
