@@ -156,3 +156,24 @@ async def test_an_image_behind_too_many_hdus_is_not_looked_for(
     assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: no HDU holds a 2-D image "
                                                   f"among its first {fitsread.MAX_HDUS}")
     assert await answers_normally(service, normal_frame)
+
+
+async def test_a_cube_whose_one_tile_spans_its_planes_is_refused_before_decompression(
+    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    path = tmp_path / "cube.fits.fz"
+    cube = np.zeros((4, 16, 16), np.float32)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1", tile_shape=(4, 16, 16))]
+                 ).writeto(path)
+    # As declared, one tile of 2048 planes of 1024 x 1024: 8 GiB to inflate.
+    for keyword, value in (("ZNAXIS1", "1024"), ("ZNAXIS2", "1024"), ("ZNAXIS3", "2048"), ("ZTILE1", "1024"),
+                           ("ZTILE2", "1024"), ("ZTILE3", "2048")):
+        with_card(path, keyword, value)
+    hostile = fake_archive.add_frame(path)
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: its compression tiles are "
+                                                  "too large to decompress (ZTILEn: [1024, 1024, 2048])")
+    assert await answers_normally(service, normal_frame)

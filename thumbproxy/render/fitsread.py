@@ -1,5 +1,6 @@
 """Find the image a user means in a FITS file and read it, whole or some rows at a time, refusing damaged files."""
 
+import math
 import os
 import warnings
 from collections import ChainMap
@@ -25,6 +26,8 @@ BAD_HEADER_WARNING = "Error validating header"
 # The largest image plane read: 2**27 pixels, 512 MiB as float32, eight 4096 x 4096 frames.
 # Tiles of a blank image compress a thousandfold, so the file's size does not bound it.
 MAX_PIXELS = 2**27
+# One 4096x4096 plane: fpack's tiles are rows, and a tile larger than a plane only serves to inflate.
+MAX_TILE_PIXELS = 2**24
 # HDUs looked through for the image: LCO's files hold 5 at most (primary, SCI, CAT, BPM, ERR), raw ones one per
 # amplifier.
 MAX_HDUS = 64
@@ -68,8 +71,13 @@ def _check_layout(hdu: HDU) -> None:
     rows, columns = hdu.shape[-2:]
     if rows * columns > MAX_PIXELS:
         raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
-    if isinstance(hdu, fits.CompImageHDU) and any(length < 1 for length in hdu.tile_shape):
-        raise UnreadableFrame(f"its compression tiles have no pixels (ZTILEn: {[int(length) for length in hdu.tile_shape[::-1]]})")
+    if isinstance(hdu, fits.CompImageHDU):
+        tile = [int(length) for length in hdu.tile_shape[::-1]]
+        if any(length < 1 for length in tile):
+            raise UnreadableFrame(f"its compression tiles have no pixels (ZTILEn: {tile})")
+        # A tile is decompressed whole: one that spans many planes of a cube could take gigabytes.
+        if math.prod(tile) > MAX_TILE_PIXELS:
+            raise UnreadableFrame(f"its compression tiles are too large to decompress (ZTILEn: {tile})")
 
 
 def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO,
