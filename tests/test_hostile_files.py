@@ -177,3 +177,23 @@ async def test_a_cube_whose_one_tile_spans_its_planes_is_refused_before_decompre
     assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: its compression tiles are "
                                                   "too large to decompress (ZTILEn: [1024, 1024, 2048])")
     assert await answers_normally(service, normal_frame)
+
+
+@pytest.mark.parametrize(("keyword", "value", "reason"), [
+    ("ZVAL2", "-1", "its RICE_1 BYTEPIX is -1, not one of 1, 2, 4, 8"),
+    ("ZVAL1", "7", "its RICE_1 BLOCKSIZE is 7, not one of 16, 32"),
+])
+async def test_rice_settings_the_decoder_does_not_have_are_refused_before_decoding(
+    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any],
+    keyword: str, value: str, reason: str,
+) -> None:
+    path = tmp_path / "rice.fits.fz"
+    counts = np.random.default_rng(2).integers(0, 1000, (64, 64)).astype(np.int16)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(counts, compression_type="RICE_1")]).writeto(path)
+    hostile = fake_archive.add_frame(with_card(path, keyword, value))
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == f"cannot render {hostile['filename']}: {reason}"
+    assert await answers_normally(service, normal_frame)

@@ -13,7 +13,7 @@ import numpy as np
 from astropy.io import fits
 
 from thumbproxy.render.pixelrows import FloatRows, PixelRows
-from thumbproxy.render.rowtiles import RowTiles
+from thumbproxy.render.rowtiles import RowTiles, compression_setting
 
 SCIENCE_EXTENSION = "SCI"
 # The card every FITS file starts with.
@@ -28,6 +28,8 @@ BAD_HEADER_WARNING = "Error validating header"
 MAX_PIXELS = 2**27
 # One 4096x4096 plane: fpack's tiles are rows, and a tile larger than a plane only serves to inflate.
 MAX_TILE_PIXELS = 2**24
+# The block sizes and pixel widths RICE_1 is defined for.
+RICE_SETTINGS = {"BLOCKSIZE": (16, 32), "BYTEPIX": (1, 2, 4, 8)}
 # HDUs looked through for the image: LCO's files hold 5 at most (primary, SCI, CAT, BPM, ERR), raw ones one per
 # amplifier.
 MAX_HDUS = 64
@@ -98,10 +100,23 @@ def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: in
 
 
 def _checked_tiles(table: fits.BinTableHDU, file: BinaryIO, check_datasum: bool) -> RowTiles | None:
+    _check_compression_settings(table.header)
     if check_datasum and table.verify_datasum() == 0:
         raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
                               "does not match")
     return RowTiles.of(table, file)
+
+
+def _check_compression_settings(header: Mapping[str, Any]) -> None:
+    """UnreadableFrame when a RICE_1 image names a block size or pixel width RICE_1 does not have: with those,
+    the decoder reads or writes past its buffers."""
+    if header.get("ZCMPTYPE") != "RICE_1":
+        return
+    for name, allowed in RICE_SETTINGS.items():
+        # Not named: the decoder's default, one of the allowed.
+        value = compression_setting(header, name, allowed[0])
+        if value not in allowed:
+            raise UnreadableFrame(f"its RICE_1 {name} is {value}, not one of {', '.join(map(str, allowed))}")
 
 
 class FitsImage:

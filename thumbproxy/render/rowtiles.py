@@ -30,7 +30,7 @@ INTEGER_BITPIX = (16, 32)
 CHUNK_PIXELS = 2**16
 
 
-def _setting(header: Mapping[str, Any], name: str, default: int) -> int:
+def compression_setting(header: Mapping[str, Any], name: str, default: int) -> int:
     """A compression parameter (ZNAMEi = name, ZVALi = value) of the compressed header."""
     index = 1
     while f"ZNAME{index}" in header:
@@ -48,8 +48,8 @@ class RowTiles:
         self._columns = int(header["ZNAXIS1"])
         self._tile_rows = int(header["ZTILE2"])
         self._rows = int(header["ZNAXIS2"])
-        self._blocksize = _setting(header, "BLOCKSIZE", 32)
-        self._bytepix = _setting(header, "BYTEPIX", 4)
+        self._blocksize = compression_setting(header, "BLOCKSIZE", 32)
+        self._bytepix = compression_setting(header, "BYTEPIX", 4)
         self._dither = DITHERS[header.get("ZQUANTIZ", "NO_DITHER")]
         self._dither_seed = int(header.get("ZDITHER0", 0))
         blank = header.get("ZBLANK")
