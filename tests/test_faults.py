@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,7 +24,7 @@ from fakearchive import FakeArchive, Fault
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.web.routes import THUMBNAILER
-from workerjobs import add
+from workerjobs import add, die
 
 # Retries of a failing archive call wait at most 0.1 s, then 0.2 s.
 QUICK_RETRIES = {"THUMBPROXY_ARCHIVE_RETRIES": "2"}
@@ -248,21 +249,23 @@ async def test_a_read_only_disk_level_at_start_still_answers(
     assert service.metric("thumbproxy_cache_requests_total", level="memory", result="hit") == 1
 
 
-def render_until_killed(started: str, path: str, options: RenderOptions) -> bytes:
-    """A render that announces it has begun (by creating `started`) and then outlasts any test."""
+def render_once_killed(started: str, render: Callable[[str, RenderOptions], tuple[bytes, Any]], path: str,
+                       options: RenderOptions) -> tuple[bytes, Any]:
+    """The first call announces it has begun (by creating `started`) and outlasts any test; the next renders."""
+    if Path(started).exists():
+        return render(path, options)
     Path(started).touch()
     time.sleep(60)
     raise AssertionError("the render worker was not killed")
 
 
-async def test_a_render_worker_killed_mid_render_fails_that_request_only(
+async def test_a_render_whose_worker_is_killed_is_run_again_and_answered(
     service: Service, frame: dict, tmp_path: Path
 ) -> None:
     thumbnailer = service.app[THUMBNAILER]
     pool = service.app[RENDER_POOL]
-    real_render = thumbnailer.render
     started = tmp_path / "render-started"
-    thumbnailer.render = functools.partial(render_until_killed, str(started))
+    thumbnailer.render = functools.partial(render_once_killed, str(started), thumbnailer.render)
     request = asyncio.create_task(service.get(f"/{frame['id']}/?image=true"))
     async with asyncio.timeout(10):
         while not started.exists():
@@ -274,16 +277,27 @@ async def test_a_render_worker_killed_mid_render_fails_that_request_only(
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
 
-    response = await request
-    assert response.status == 500
-    assert "render worker" in await error_message(response)
+    # The render died with its worker, not because of its frame: run again alone, it answers.
+    await jpeg(await request)
     assert await queued == 5
-
-    thumbnailer.render = real_render
-    await jpeg(await service.get(f"/{frame['id']}/?image=true"))
-    assert (renders(service, "error"), renders(service, "ok")) == (1, 1)
+    assert (renders(service, "error"), renders(service, "ok")) == (0, 1)
     assert pool.worker_pids() and not set(pool.worker_pids()) & set(killed)
     assert service.temp_files() == []
+
+
+async def test_a_frame_whose_render_kills_its_worker_twice_is_refused_and_remembered(
+    service: Service, frame: dict
+) -> None:
+    service.app[THUMBNAILER].render = die
+
+    answers = [await service.get(f"/{frame['id']}/?image=true&width={width}") for width in (100, 120)]
+
+    assert [answer.status for answer in answers] == [422, 422]
+    assert await error_message(answers[0]) == (f"cannot render {frame['filename']}: it kills the renderer "
+                                               "(its render worker died twice)")
+    # The second request neither downloaded the frame again nor handed it to a worker.
+    assert service.archive.downloads[frame["id"]] == 1
+    assert await service.app[RENDER_POOL].run(add, 1, 2) == 3
 
 
 async def test_after_a_restart_the_disk_level_answers_with_no_render_and_no_download(

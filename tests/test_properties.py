@@ -3,8 +3,8 @@
 Every request goes over a raw TCP connection to the running service, so the bytes sent are
 exactly the ones written here (aiohttp's client would re-encode them) and aiohttp's HTTP parser,
 the router, the query validation and the error middleware are what is tested. The archive and
-the render pool are healthy, so no answer may be a 5xx: the deliberate ones (502, 503, 504,
-500 "render worker died") need a failing archive, a full queue or a dying worker.
+the render pool are healthy, so no answer may be a 5xx: the deliberate ones (502, 503, 504)
+need a failing archive, a full queue or an unwritable TMP_DIR.
 """
 
 import asyncio

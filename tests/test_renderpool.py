@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from thumbproxy.errors import ThumbproxyError
+from thumbproxy.render import RenderError
 from thumbproxy.renderpool import RenderPool
 from workerjobs import add, die, preparations, remember_preparation, sleep_then_pid
 
@@ -26,16 +26,19 @@ async def test_runs_work_in_other_processes(pool: RenderPool) -> None:
     assert pid != os.getpid() and pid in pool.worker_pids()
 
 
-async def test_worker_dying_mid_job_answers_500_then_recovers(pool: RenderPool) -> None:
-    with pytest.raises(ThumbproxyError) as raised:
+async def test_a_job_that_kills_its_worker_is_refused_after_running_alone_and_the_pool_recovers(
+    pool: RenderPool,
+) -> None:
+    with pytest.raises(RenderError) as raised:
         await pool.run(die)
-    assert raised.value.status == 500
+    assert "died twice" in raised.value.reason
     assert await pool.run(add, 1, 1) == 2
 
 
-async def test_every_job_on_a_broken_pool_answers_500_and_the_pool_recovers(pool: RenderPool) -> None:
-    results = await asyncio.gather(pool.run(sleep_then_pid, 0.5), pool.run(die), return_exceptions=True)
-    assert all(isinstance(result, ThumbproxyError) for result in results)
+async def test_jobs_that_shared_a_dying_worker_pool_get_their_results(pool: RenderPool) -> None:
+    results = await asyncio.gather(pool.run(sleep_then_pid, 0.5), pool.run(die), pool.run(add, 2, 2),
+                                   return_exceptions=True)
+    assert isinstance(results[0], int) and isinstance(results[1], RenderError) and results[2] == 4
     assert await pool.run(add, 20, 22) == 42
 
 
@@ -76,7 +79,7 @@ async def test_every_new_worker_is_prepared_before_its_first_job() -> None:
     await pool.start()
     try:
         assert await pool.run(preparations) == ["disk opened"]
-        with pytest.raises(ThumbproxyError):
+        with pytest.raises(RenderError):
             await pool.run(die)
         # The worker that replaced the dead one was prepared too.
         assert await pool.run(preparations) == ["disk opened"]

@@ -14,7 +14,6 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from thumbproxy.allocator import keep_freed_memory
-from thumbproxy.errors import ThumbproxyError
 from thumbproxy.render.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -76,7 +75,12 @@ def _warm_up() -> None:
 
 
 class RenderPool:
-    """A ProcessPoolExecutor that is rebuilt when a worker dies."""
+    """A ProcessPoolExecutor that is rebuilt when a worker dies.
+
+    A dying worker (a segfault in a decoder, the OOM killer) breaks every job running beside its own.
+    Each of those jobs is run once more, alone, in a worker kept apart for it: the job that kills that
+    worker too is the cause, and raises RenderError; the others get their results as if nothing happened.
+    """
 
     def __init__(self, workers: int, prepare: Callable[[], object] | None = None,
                  cpu_seconds: float = math.inf) -> None:
@@ -92,16 +96,20 @@ class RenderPool:
         # the executor's every job, and so fails the renders running beside it, never those queued.
         self._slots = asyncio.Semaphore(workers)
         self._executor = self._new_executor()
+        # One worker for jobs run again after a worker died, one job at a time; started when first needed.
+        self._apart: ProcessPoolExecutor | None = None
+        self._apart_turn = asyncio.Lock()
 
-    def _new_executor(self) -> ProcessPoolExecutor:
+    def _new_executor(self, workers: int | None = None) -> ProcessPoolExecutor:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_start_worker,
-                                   initargs=(self._prepare, os.getpid()))
+        return ProcessPoolExecutor(max_workers=workers or self.workers, mp_context=context,
+                                   initializer=_start_worker, initargs=(self._prepare, os.getpid()))
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Run function(*args) in a worker; a dead worker answers 500 and the pool is rebuilt."""
+        """Run function(*args) in a worker. When a worker dies the pool is rebuilt, and the job is run once
+        more on its own; RenderError when the worker running it alone dies too."""
         self.pending += 1
         try:
             async with self._slots:
@@ -125,8 +133,21 @@ class RenderPool:
             return await future
         except BrokenProcessPool:
             self._replace(executor)
-            log.error("a render worker died; the render pool was rebuilt")
-            raise ThumbproxyError(500, "render worker died while rendering; please retry") from None
+            log.error("a render worker died; the render pool was rebuilt and the jobs it was running are run again")
+        return await self._run_apart(job)
+
+    async def _run_apart(self, job: tuple[Any, ...]) -> Any:
+        """The job run alone in the worker kept apart; RenderError when that worker dies running it."""
+        async with self._apart_turn:
+            if self._apart is None:
+                self._apart = self._new_executor(workers=1)
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._apart, *job)
+            except BrokenProcessPool:
+                self._apart.shutdown(wait=False, cancel_futures=True)
+                self._apart = None
+                log.error("a job killed its render worker twice, the second time running alone")
+                raise RenderError("", "it kills the renderer (its render worker died twice)") from None
 
     @property
     def queued(self) -> int:
@@ -163,10 +184,12 @@ class RenderPool:
             return not getattr(self._executor, "_broken", False)
         try:
             await self.run(_warm_up)
-        except ThumbproxyError:
+        except RenderError:
             return False
         return True
 
     async def close(self) -> None:
         """Stop the workers, waiting for renders under way (in a thread: shutdown blocks)."""
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        if self._apart is not None:
+            await asyncio.to_thread(self._apart.shutdown, wait=True, cancel_futures=True)

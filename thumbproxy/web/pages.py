@@ -146,7 +146,7 @@ in any case. Sizes go from 1 to the server&rsquo;s <code>THUMBPROXY_MAX_SIZE</co
 <p>JSON <code>{{"message": ...}}</code> with 400 bad parameter or a frame that gets no thumbnail,
 401/403 as the archive answered, 404 not found or not visible to you, 413 FITS file too large,
 422 unrenderable FITS file, 429 archive throttling (see <code>Retry-After</code>),
-500 render worker died (retry), 502 archive failure, 504 archive timeout.</p>
+502 archive failure, 503 busy or unable to write (retry), 504 archive timeout.</p>
 """
 
 
