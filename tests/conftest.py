@@ -1,5 +1,6 @@
 """Shared fixtures: the fake archive, tiny FITS files, and moto's S3 over real HTTP."""
 
+import asyncio
 import io
 import os
 import re
@@ -299,6 +300,27 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+async def serve_in_a_process(archive_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
+    """`thumbproxy serve` in a process of its own on a free port, against archive_url, once it answers
+    /healthz; keyword arguments are extra environment settings. The caller stops it."""
+    port = free_port()
+    environment = {**os.environ, "ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+                   "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "1", "THUMBPROXY_CONFIG": os.devnull,
+                   **env}
+    server = subprocess.Popen([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                              env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return server, port
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    server.kill()
+    raise AssertionError("thumbproxy serve did not start")
 
 
 @dataclass

@@ -3,11 +3,9 @@
 import asyncio
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import WIDE, MotoS3, Service, ServiceFactory, free_port
+from conftest import WIDE, MotoS3, Service, ServiceFactory, serve_in_a_process
 from fakearchive import FakeArchive, Fault
 from thumbproxy import readiness
 
@@ -180,21 +178,9 @@ async def test_json_access_log(
 async def test_sigterm_lets_work_under_way_finish_then_exits_0(
     fake_archive: FakeArchive, frame: dict, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {**os.environ, "ARCHIVE_API_URL": fake_archive.base_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
-           "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "1", "THUMBPROXY_CONFIG": os.devnull,
-           "THUMBPROXY_LOG_LEVEL": "INFO"}
-    server = subprocess.Popen([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="INFO")
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.1)
             fake_archive.add_token(SECRET_TOKEN, "LCOEPO2018B-002")
             # The download stalls, so the request is still under way when SIGTERM comes.
             fake_archive.download_fault = Fault(stall_after_bytes=2880, delay=1.5, times=1)

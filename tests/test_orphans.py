@@ -3,14 +3,11 @@
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from conftest import free_port
+from conftest import serve_in_a_process
 from fakearchive import FakeArchive
-from test_hostile_clients import wait_until_up
 
 
 def descendants(pid: int) -> set[int]:
@@ -44,13 +41,8 @@ def running(pid: int) -> bool:
 async def test_render_workers_forkserver_and_resource_tracker_exit_when_the_server_is_killed(
     fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
-    port = free_port()
-    env = {**os.environ, "ARCHIVE_API_URL": fake_archive.base_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
-           "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "2", "THUMBPROXY_CONFIG": os.devnull}
-    server = subprocess.Popen([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server, _ = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_WORKERS="2")
     try:
-        await wait_until_up(port)
         started = descendants(server.pid)
         # The forkserver, the resource tracker and two workers at least.
         assert len(started) >= 4, started
