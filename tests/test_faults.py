@@ -217,7 +217,14 @@ async def test_a_disk_level_that_cannot_be_written_keeps_answers_coming(
     first = await jpeg(await service.get(f"/{frame['id']}/?image=true"))
     # Root writes through permission bits, so the directory is made unusable another way.
     directory = tmp_path / "cache" / "thumbnails"
-    await asyncio.to_thread(shutil.rmtree, directory)
+    # The frame's preview is written in the background after the answer: removing the directory under it
+    # may race it, so the removal is tried until it holds.
+    for _ in range(50):
+        try:
+            await asyncio.to_thread(shutil.rmtree, directory)
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
     directory.write_bytes(b"")
 
     assert await jpeg(await service.get(f"/{frame['id']}/?image=true")) == first
@@ -314,3 +321,17 @@ async def test_after_a_restart_the_disk_level_answers_with_no_render_and_no_down
     assert renders(second, "ok") == 0
     assert archive_calls(second, "download", "200") == 0
     assert second.archive.downloads[frame["id"]] == 1
+
+
+async def test_a_storm_of_one_unexpected_error_logs_one_traceback(
+    service: Service, frame: dict, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*_: object) -> None:
+        raise RuntimeError("a bug")
+
+    service.app[THUMBNAILER].thumbnail = broken  # type: ignore[method-assign]
+    for width in range(100, 105):
+        response = await service.get(f"/{frame['id']}/?image=true&width={width}")
+        assert response.status == 500 and await error_message(response) == "Internal error"
+    logged = [record for record in caplog.records if "unexpected error" in record.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info is not None

@@ -14,6 +14,7 @@ from multidict import istr
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnail
+from thumbproxy.throttledlog import ThrottledWarning
 from thumbproxy.web.accesslog import AccessLogWriter
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ REQUEST_ID_HEADER = istr("X-Request-ID")
 # A client's id is echoed and logged, so only a short, plain one is taken.
 CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED_ROUTE = "unmatched"
+# A traceback a minute per kind of unexpected error: a storm of one bug must not flood the log.
+UNEXPECTED_ERROR_INTERVAL = 60.0
 
 
 # An answer made without awaiting anything, or None when the handler has to make it.
@@ -42,16 +45,6 @@ def error_response(
     return web.json_response(body, status=status, headers=headers)
 
 
-def _answer_for(request: web.Request, error: Exception) -> web.Response:
-    if isinstance(error, ThumbproxyError):
-        return error_response(error.status, error.message, error.headers, error.errors)
-    if isinstance(error, web.HTTPException) and error.status >= 400:
-        message = "Not found" if error.status == 404 else error.reason
-        return error_response(error.status, message, {k: v for k, v in error.headers.items() if k == "Allow"})
-    log.error("unexpected error answering %s %s", request.method, request.path, exc_info=error)
-    return error_response(500, "Internal error")
-
-
 class Observation:
     """What every answer goes through: its request id, a JSON answer for any failure, CORS, and its record.
 
@@ -69,9 +62,24 @@ class Observation:
         self._access_log = access_log
         self._cors_origin = cors_origin
         self._error_cache_control = error_cache_control
+        # By kind of error: one traceback a minute each, however many requests fail alike.
+        self._unexpected: dict[str, ThrottledWarning] = {}
         # Ids unique across processes and replicas without a random-number syscall per request.
         self._process_id = os.urandom(8).hex()
         self._numbers = itertools.count()
+
+    def _answer_for(self, request: web.Request, error: Exception) -> web.Response:
+        """The JSON answer to a request whose handler raised `error`; 500 for what no handler meant to raise."""
+        if isinstance(error, ThumbproxyError):
+            return error_response(error.status, error.message, error.headers, error.errors)
+        if isinstance(error, web.HTTPException) and error.status >= 400:
+            message = "Not found" if error.status == 404 else error.reason
+            return error_response(error.status, message, {k: v for k, v in error.headers.items() if k == "Allow"})
+        kind = type(error).__name__
+        throttled = self._unexpected.setdefault(
+            kind, ThrottledWarning(log, UNEXPECTED_ERROR_INTERVAL, level=logging.ERROR))
+        throttled.warn("unexpected error answering %s %s", request.method, request.path, exc_info=error)
+        return error_response(500, "Internal error")
 
     def wrap(self, handler: Handler, route: str, answer_now: AnswerNow | None = None) -> Handler:
         """handler, observed; `route` is its template (never the path: label values must stay few).
@@ -79,7 +87,7 @@ class Observation:
         `answer_now`, if given, is asked first: its answer, if not None, is the response, and the
         handler is not called.
         """
-        cors_origin, error_cache_control = self._cors_origin, self._error_cache_control
+        cors_origin, error_cache_control, answer_for = self._cors_origin, self._error_cache_control, self._answer_for
         process_id, numbers = self._process_id, self._numbers
         # Looked up once here, not on every request: a hit's own work is only a few times this.
         observe = self._requests.route(route).observe
@@ -96,7 +104,7 @@ class Observation:
                 if response is None:
                     response = await handler(request)
             except Exception as error:
-                response = _answer_for(request, error)
+                response = answer_for(request, error)
                 response.headers[hdrs.CACHE_CONTROL] = error_cache_control
                 response.headers[hdrs.VARY] = hdrs.AUTHORIZATION
             headers = response.headers
