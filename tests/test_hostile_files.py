@@ -197,3 +197,21 @@ async def test_rice_settings_the_decoder_does_not_have_are_refused_before_decodi
     assert response.status == 422
     assert (await response.json())["message"] == f"cannot render {hostile['filename']}: {reason}"
     assert await answers_normally(service, normal_frame)
+
+
+async def test_a_frame_declared_in_too_many_tiles_is_refused_before_decompression(
+    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    normal_frame: dict[str, Any],
+) -> None:
+    path = write_fits(tmp_path / "tiles.fits.fz", shape=WIDE, compressed=True)
+    for keyword, value in (("ZTILE1", "1"), ("ZTILE2", "1")):
+        with_card(path, keyword, value)
+    hostile = fake_archive.add_frame(path)
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: it has too many "
+                                                  f"compression tiles to decompress ({WIDE[0] * WIDE[1]}; "
+                                                  "ZTILEn: [1, 1])")
+    assert await answers_normally(service, normal_frame)

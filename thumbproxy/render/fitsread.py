@@ -30,6 +30,8 @@ MAX_PIXELS = 2**27
 MAX_TILE_PIXELS = 2**24
 # The block sizes and pixel widths RICE_1 is defined for.
 RICE_SETTINGS = {"BLOCKSIZE": (16, 32), "BYTEPIX": (1, 2, 4, 8)}
+# Tiles of one image: a 4096x4096 frame has 4096 row tiles.
+MAX_TILES = 2**16
 # HDUs looked through for the image: LCO's files hold 5 at most (primary, SCI, CAT, BPM, ERR), raw ones one per
 # amplifier.
 MAX_HDUS = 64
@@ -80,6 +82,10 @@ def _check_layout(hdu: HDU) -> None:
         # A tile is decompressed whole: one that spans many planes of a cube could take gigabytes.
         if math.prod(tile) > MAX_TILE_PIXELS:
             raise UnreadableFrame(f"its compression tiles are too large to decompress (ZTILEn: {tile})")
+        # Each tile costs a call or more: a frame of one-pixel tiles would take minutes.
+        tiles = math.prod(-(-int(length) // size) for length, size in zip(hdu.shape[::-1], tile))
+        if tiles > MAX_TILES:
+            raise UnreadableFrame(f"it has too many compression tiles to decompress ({tiles}; ZTILEn: {tile})")
 
 
 def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO,
