@@ -34,7 +34,6 @@ from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.signing import UrlSigner
 from thumbproxy import tempfiles
-from thumbproxy.tempfiles import sweep_stale
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
@@ -43,8 +42,8 @@ from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observation
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
-from thumbproxy.web.routes import (ALLOWED_HOSTS, ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL, REQUEST_TIMEOUT,
-                                   SIGNATURE_FAILURES, SIGNER, THUMBNAILER, add_routes)
+from thumbproxy.web.routes import (ALLOWED_HOSTS, ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL,
+                                   REQUEST_TIMEOUT, SIGNATURE_FAILURES, SIGNER, THUMBNAILER, add_routes)
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
@@ -55,11 +54,12 @@ MIB = 1024 * 1024
 async def _temp_dir(app: web.Application) -> AsyncIterator[None]:
     tmp_dir = Path(app[SETTINGS].tmp_dir)
     await asyncio.to_thread(tmp_dir.mkdir, parents=True, exist_ok=True)
-    await asyncio.to_thread(sweep_stale, tmp_dir)
+    await asyncio.to_thread(tempfiles.sweep_stale, tmp_dir)
     yield
 
 
-def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics, health: ArchiveHealth) -> Archive:
+def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics,
+                 health: ArchiveHealth) -> Archive:
     url = urlsplit(settings.archive_api_url)
     if url.scheme == "file":
         return LocalArchive(Path(unquote(url.path)))
@@ -153,7 +153,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check, tmp_dir: Path) -> dict[str, Check]:
+def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check,
+                      tmp_dir: Path) -> dict[str, Check]:
     checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive_health,
                                 "tmp": partial(asyncio.to_thread, tempfiles.writable, tmp_dir)}
     if cache.s3 is not None:
