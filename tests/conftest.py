@@ -62,6 +62,16 @@ def write_fits_file(
     return path
 
 
+def with_card(path: Path, keyword: str, value: str) -> Path:
+    """`path` with the value of its first `keyword` card replaced by `value`, written as the card's raw text
+    (crafted values astropy would refuse to write)."""
+    raw = bytearray(path.read_bytes())
+    start = raw.index(keyword.encode().ljust(8) + b"= ")
+    raw[start:start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
+    path.write_bytes(bytes(raw))
+    return path
+
+
 def read_pixels(path: Path) -> np.ndarray:
     """The pixels of the image a user expects in the FITS file at path, read whole."""
     with open_image(path) as image:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import with_card
 from thumbproxy.archive.local import LocalArchive, frame_id_of
 from thumbproxy.errors import ThumbproxyError
 
@@ -226,20 +227,12 @@ async def test_the_probe_fails_when_the_directory_is_gone(archive: LocalArchive,
     assert not (await archive.probe()).healthy
 
 
-def with_unparsable_card(path: Path, keyword: bytes) -> Path:
-    """`path` with the value of its `keyword` card replaced by one astropy cannot parse (an unquoted string)."""
-    raw = bytearray(path.read_bytes())
-    start = raw.index(keyword.ljust(8) + b"= ")
-    raw[start:start + 80] = (keyword.ljust(8) + b"= M42 unquoted").ljust(80)
-    path.write_bytes(bytes(raw))
-    return path
-
-
 async def test_a_file_with_an_unparsable_card_is_left_out_and_named(
     start_service: Callable[..., Any], directory: Path, write_fits: WriteFits, caplog: pytest.LogCaptureFixture
 ) -> None:
     write_fits(directory / "good-e91.fits", header=REDUCED_HEADER)
-    with_unparsable_card(write_fits(directory / "bad-e91.fits", header={**REDUCED_HEADER, "OBJECT": "M42"}), b"OBJECT")
+    # An unquoted string: a value astropy cannot parse.
+    with_card(write_fits(directory / "bad-e91.fits", header={**REDUCED_HEADER, "OBJECT": "M42"}), "OBJECT", "M42 unquoted")
     service = await start_service(ARCHIVE_API_URL=directory.as_uri() + "/")
 
     for _ in range(3):

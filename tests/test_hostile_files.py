@@ -10,20 +10,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import WIDE, Service, ServiceFactory
+from conftest import WIDE, Service, ServiceFactory, with_card
 from fakearchive import FakeArchive
 from thumbproxy import readiness
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render import fitsread
-
-
-def with_card(path: Path, keyword: str, value: str) -> Path:
-    """`path` with the value of its first `keyword` card replaced by `value`, written as the card's raw text."""
-    raw = bytearray(path.read_bytes())
-    start = raw.index(keyword.encode().ljust(8) + b"= ")
-    raw[start:start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
-    path.write_bytes(bytes(raw))
-    return path
 
 
 @pytest.fixture

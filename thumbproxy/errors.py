@@ -19,3 +19,8 @@ class ThumbproxyError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.errors = {field: list(messages) for field, messages in (errors or {}).items()}
+
+    def again(self) -> "ThumbproxyError":
+        """The same answer as a new error, for one remembered and raised again: raising the same one again
+        would grow its traceback each time."""
+        return ThumbproxyError(self.status, self.message, self.headers, self.errors)

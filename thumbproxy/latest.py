@@ -57,8 +57,7 @@ class LatestFrames:
         else:
             answer, _ = await self._flights.run(key, lambda: self._ask(key, filters, authorization))
         if isinstance(answer, ThumbproxyError):
-            # A new error each time: raising the same one again would grow its traceback.
-            raise ThumbproxyError(answer.status, answer.message, answer.headers, answer.errors)
+            raise answer.again()
         if answer is None:
             raise ThumbproxyError(404, NO_MATCH_MESSAGE)
         return answer

@@ -95,8 +95,8 @@ class CachedArchive:
 
     def accepted(self, authorization: str) -> bool:
         """Whether the archive accepted this Authorization header within a public record's time to live."""
-        verdict = self._verdicts.get(caller_scope(authorization) or "")
-        return verdict is not None and verdict[1] is None and verdict[0] > self._clock()
+        verdict = self._verdict(caller_scope(authorization) or "")
+        return verdict is not None and verdict[1] is None
 
     def public_record(self, field: str, value: int | str) -> Frame | None:
         """The remembered public record found by this lookup ("id" or "basename"), without awaiting anything.
@@ -138,16 +138,14 @@ class CachedArchive:
         if scope is None:
             remembered: tuple[str, ...] = (_PUBLIC,)
         else:
-            verdict = self._verdicts.get(scope)
-            if verdict is not None and verdict[0] > self._clock():
-                refusal = verdict[1]
-                if refusal is not None:
-                    # A new error each time: raising the same one again would grow its traceback.
-                    raise ThumbproxyError(refusal.status, refusal.message, refusal.headers)
-                remembered = (_PUBLIC, scope)
-            else:
+            verdict = self._verdict(scope)
+            if verdict is None:
                 # The archive has not judged this token lately: it must, even for a public frame.
                 remembered = ()
+            elif verdict[1] is not None:
+                raise verdict[1].again()
+            else:
+                remembered = (_PUBLIC, scope)
         for candidate in remembered:
             cached = self._records.get((candidate, field, value))
             if cached is not None:
@@ -180,6 +178,11 @@ class CachedArchive:
         if field == "id":
             return await self._archive.frame(int(value), authorization)
         return await self._archive.frame_by_basename(str(value), authorization)
+
+    def _verdict(self, scope: str) -> _Verdict | None:
+        """The archive's verdict on the token of this scope, while it holds."""
+        verdict = self._verdicts.get(scope)
+        return verdict if verdict is not None and verdict[0] > self._clock() else None
 
     def _judge(self, authorization: str | None, refusal: ThumbproxyError | None) -> None:
         """Keep the archive's verdict on a caller's token for as long as a public record."""
