@@ -4,11 +4,16 @@ The service (`thumbproxy serve`, a fresh cache, default settings but a small mem
 frames from a fake OCS archive on loopback (`tests/fakearchive.py`), so every render downloads its
 FITS file into TMP_DIR as in production. Most clients ask again and again for thumbnails already
 rendered (hits); the others ask for new sizes and labels each time (misses), so renders go on
-throughout. Every second the service's open file descriptors, RSS and TMP_DIR are sampled, for the
-server process and for its render workers. Checks: no unexpected answer, no descriptor growth,
-TMP_DIR empty when idle, RSS flat after the warm-up (the first third of the run).
+throughout. A share of all requests (`--hostile-share`, 1 %) is hostile instead: crafted FITS files
+(`tests/hostilefits.py`: a GZIP bomb, a misshapen HCOMPRESS stream, impossible RICE settings, too many
+tiles, no pixels, a web page), bad queries, unknown frames, unparsable headers and request heads that
+never end; each must answer its 4xx. Every second the service's open file descriptors, RSS and
+TMP_DIR are sampled, for the server process and for its render workers. Checks: no unexpected
+answer (no 5xx but deliberate overload), no descriptor growth, TMP_DIR empty when idle, RSS flat
+after the warm-up (the first third of the run).
 
-    python -m bench.soak [--clients 200] [--seconds 60] [--frames 36] [--miss-share 0.2] [--quick]
+    python -m bench.soak [--clients 200] [--seconds 60] [--frames 36] [--miss-share 0.2]
+                         [--hostile-share 0.01] [--quick]
 """
 
 import argparse
@@ -41,6 +46,12 @@ FRAME_SIZES = (512, 640, 768, 896, 1024)
 HIT_QUERIES = ("?image=true&width=200&height=200", "?width=200&height=200")
 # Small enough that the misses of the warm-up fill it: RSS after that is not the level filling up.
 MEMORY_CACHE_MB = "4"
+# What each kind of hostile request must answer.
+HOSTILE_ANSWERS = {"hostile file": "422", "bad query": "400", "unknown frame": "404", "unparsable header": "400",
+                   "unfinished head": "408"}
+# A request head that never ends: the service answers 408 after THUMBPROXY_HEAD_TIMEOUT.
+UNFINISHED_HEAD = b"GET /healthz HTTP/1.1\r\nHost: soak\r\nX-Slow: "
+UNPARSABLE_HEADER = b"GET /healthz HTTP/1.1\r\nHost: soak\r\nAuthorization: Token SOAK\x01secret\r\n\r\n"
 # Beyond the service's own 504 deadline (60 s by default), so the service always answers first.
 CLIENT_TIMEOUT_SECONDS = 90.0
 # Overload answers the service gives on purpose: admission control (503 with Retry-After) and its deadline.
@@ -72,14 +83,23 @@ class Sample:
 class Tally:
     """Answers by kind of client (hit, miss) and outcome, latencies of the 200s, and a few unexpected bodies."""
 
-    outcomes: dict[str, Counter[str]] = field(default_factory=lambda: {"hit": Counter(), "miss": Counter()})
+    outcomes: dict[str, Counter[str]] = field(
+        default_factory=lambda: {"hit": Counter(), "miss": Counter(), "hostile": Counter()})
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"hit": [], "miss": []})
     unexpected_examples: list[str] = field(default_factory=list)
+    # Hostile requests by their kind and outcome ("hostile file 422").
+    hostile: Counter[str] = field(default_factory=Counter)
 
-    def unexpected(self, kinds: tuple[str, ...] = ("hit", "miss")) -> int:
-        """Answers that are neither 200 nor a deliberate overload answer, and failed requests."""
+    def unexpected(self, kinds: tuple[str, ...] = ("hit", "miss", "hostile")) -> int:
+        """Answers that are neither what their request should get nor a deliberate overload answer, and
+        failed requests."""
         return sum(count for kind in kinds for outcome, count in self.outcomes[kind].items()
-                   if outcome != "200" and outcome not in EXPECTED_OVERLOAD)
+                   if outcome not in ("200", "expected") and outcome not in EXPECTED_OVERLOAD)
+
+    def unexpected_5xx(self) -> int:
+        """Answers 5xx other than deliberate overload: the service's own failures."""
+        return sum(count for outcomes in self.outcomes.values() for outcome, count in outcomes.items()
+                   if outcome.startswith("5") and outcome not in EXPECTED_OVERLOAD)
 
 
 @dataclass(frozen=True)
@@ -199,6 +219,17 @@ def fake_archive(frames: Path) -> Iterator[str]:
         process.join(10)
 
 
+def write_hostile_frames(directory: Path) -> list[str]:
+    """One crafted file of each kind in tests/hostilefits.py; returns their basenames."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from hostilefits import HOSTILE_FILES
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, craft in HOSTILE_FILES.items():
+        craft(directory / f"hostile-{name}.fits.fz")
+    return [f"hostile-{name}" for name in HOSTILE_FILES]
+
+
 def write_frames(directory: Path, count: int) -> list[str]:
     """Small star fields of different sizes and seeds; returns their basenames."""
     from thumbproxy.sampledata import lco_basename, star_field
@@ -229,11 +260,55 @@ def outcome_of(response: aiohttp.ClientResponse) -> str:
     return str(response.status)
 
 
+class HostileRequests:
+    """Hostile requests in turn, each kind in HOSTILE_ANSWERS; `send` answers its kind and outcome."""
+
+    def __init__(self, base_url: str, basenames: list[str], hostile_basenames: list[str]) -> None:
+        self._base_url = base_url
+        self._address = base_url.removeprefix("http://").split(":")
+        self._basenames = basenames
+        self._hostile_basenames = hostile_basenames
+        self._number = 0
+
+    async def send(self, session: aiohttp.ClientSession) -> tuple[str, str]:
+        self._number += 1
+        number = self._number
+        kind = list(HOSTILE_ANSWERS)[number % len(HOSTILE_ANSWERS)]
+        if kind == "unparsable header":
+            return kind, await self._raw(UNPARSABLE_HEADER)
+        if kind == "unfinished head":
+            return kind, await self._raw(UNFINISHED_HEAD)
+        width = 100 + number % 300
+        path = {"hostile file": f"/{self._hostile_basenames[number % len(self._hostile_basenames)]}/"
+                                f"?image=true&width={width}",
+                "bad query": f"/{self._basenames[number % len(self._basenames)]}/?image=true&width=-{width}",
+                "unknown frame": f"/{900000000 + number}/?image=true"}[kind]
+        async with session.get(self._base_url + path) as response:
+            await response.read()
+            return kind, outcome_of(response)
+
+    async def _raw(self, request: bytes) -> str:
+        """The status the service answers to these bytes, sent as they are; "closed" for none."""
+        host, port = self._address
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(request)
+            status_line = await reader.readline()
+        finally:
+            writer.close()
+        return status_line.split(b" ")[1].decode() if status_line.count(b" ") >= 2 else "closed"
+
+
 async def client(session: aiohttp.ClientSession, base_url: str, kind: str, paths: Iterator[str],
-                 stop_at: float, tally: Tally) -> None:
-    """One client: a request at a time, each sent as soon as the previous one is answered, until stop_at."""
+                 stop_at: float, tally: Tally, hostile: HostileRequests | None = None, hostile_share: float = 0.0,
+                 rng: random.Random | None = None) -> None:
+    """One client: a request at a time, each sent as soon as the previous one is answered, until stop_at;
+    a `hostile_share` of them (drawn from rng) hostile."""
     loop = asyncio.get_running_loop()
     while loop.time() < stop_at:
+        if hostile is not None and rng is not None and rng.random() < hostile_share:
+            await hostile_request(session, hostile, tally)
+            continue
         path = next(paths)
         started = loop.time()
         try:
@@ -247,6 +322,19 @@ async def client(session: aiohttp.ClientSession, base_url: str, kind: str, paths
             tally.latencies[kind].append(loop.time() - started)
         elif outcome not in EXPECTED_OVERLOAD and len(tally.unexpected_examples) < 10:
             tally.unexpected_examples.append(f"{outcome} {path}: {body[:200]!r}")
+
+
+async def hostile_request(session: aiohttp.ClientSession, hostile: HostileRequests, tally: Tally) -> None:
+    """One hostile request, counted "expected" when it got the answer its kind should get."""
+    try:
+        kind, outcome = await hostile.send(session)
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        kind, outcome = "hostile", f"error {type(error).__name__}"
+    tally.hostile[f"{kind} {outcome}"] += 1
+    expected = HOSTILE_ANSWERS.get(kind) == outcome or outcome in EXPECTED_OVERLOAD
+    tally.outcomes["hostile"]["expected" if expected else outcome] += 1
+    if not expected and len(tally.unexpected_examples) < 10:
+        tally.unexpected_examples.append(f"{outcome} for a hostile request ({kind})")
 
 
 def hit_paths(basenames: list[str], rng: random.Random) -> Iterator[str]:
@@ -290,8 +378,8 @@ async def prime(session: aiohttp.ClientSession, base_url: str, basenames: list[s
                 await response.read()
 
 
-async def soak(base_url: str, server_pid: int, tmp_dir: Path, basenames: list[str], clients: int,
-               miss_clients: int, seconds: float) -> SoakResult:
+async def soak(base_url: str, server_pid: int, tmp_dir: Path, basenames: list[str], hostile_basenames: list[str],
+               clients: int, miss_clients: int, hostile_share: float, seconds: float) -> SoakResult:
     """Prime, load for `seconds`, then wait for TMP_DIR to empty; the tally, samples and idle figures."""
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_SECONDS)
@@ -306,9 +394,11 @@ async def soak(base_url: str, server_pid: int, tmp_dir: Path, basenames: list[st
         # Fixed seed: every run asks for the same sequence of hits.
         rng = random.Random(6)
         hits, misses = hit_paths(basenames, rng), miss_paths(basenames)
+        hostile = HostileRequests(base_url, basenames, hostile_basenames)
         await asyncio.gather(*(
             client(session, base_url, "miss" if number < miss_clients else "hit",
-                   misses if number < miss_clients else hits, started + seconds, tally)
+                   misses if number < miss_clients else hits, started + seconds, tally, hostile, hostile_share,
+                   random.Random(number))
             for number in range(clients)))
         load_seconds = loop.time() - started
         sampling.cancel()
@@ -343,8 +433,9 @@ def rise(samples: list[Sample], name: str) -> float:
 def checks(result: SoakResult, seconds: float) -> dict[str, dict]:
     """Each target of the issue: the figures it was judged on and whether it passed."""
     settled = after_warm_up(result.samples, seconds)
-    unexpected = result.tally.unexpected()
-    found: dict[str, dict] = {"no unexpected answers": {"unexpected": unexpected, "passed": unexpected == 0}}
+    unexpected, unexpected_5xx = result.tally.unexpected(), result.tally.unexpected_5xx()
+    found: dict[str, dict] = {"no unexpected answers": {"unexpected": unexpected, "passed": unexpected == 0},
+                              "no unexpected 5xx": {"unexpected_5xx": unexpected_5xx, "passed": unexpected_5xx == 0}}
     for process in ("server", "render"):
         grown = rise(settled, f"{process}_fds")
         found[f"{process} fds flat"] = {"after_warm_up": getattr(settled[0], f"{process}_fds"),
@@ -378,6 +469,9 @@ def report(result: SoakResult, found: dict[str, dict], arguments: argparse.Names
               f"{outcomes['503 Retry-After']:>8}{outcomes['504']:>6}{tally.unexpected((kind,)):>12}"
               f"{1000 * percentile(latencies, 0.5):>9.1f}{1000 * percentile(latencies, 0.99):>9.1f}"
               f"{1000 * max(latencies, default=float('nan')):>9.1f}")
+    hostile = tally.outcomes["hostile"]
+    print(f"hostile {sum(hostile.values())} requests, {hostile['expected']} answered as they should: "
+          f"{dict(sorted(tally.hostile.items()))}")
     print(f"renders during the load: {dict(result.renders)}")
     for example in tally.unexpected_examples:
         print(f"  unexpected: {example}")
@@ -402,6 +496,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--frames", type=int, default=36)
     parser.add_argument("--miss-share", type=float, default=0.2, help="share of the clients that ask for misses")
+    parser.add_argument("--hostile-share", type=float, default=0.01, help="share of the requests that are hostile")
     parser.add_argument("--quick", action="store_true", help="20 seconds instead of --seconds")
     arguments = parser.parse_args()
     if arguments.quick:
@@ -415,6 +510,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
         basenames = write_frames(work / "frames", arguments.frames)
+        hostile_basenames = write_hostile_frames(work / "frames")
         port, tmp_dir = free_port(), work / "tmp"
         with fake_archive(work / "frames") as archive_url:
             settings = {"ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(work / "cache"),
@@ -422,8 +518,8 @@ def main() -> int:
                         "THUMBPROXY_MEMORY_CACHE_MB": MEMORY_CACHE_MB}
             command = [sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)]
             with server(command, port, settings) as base_url:
-                result = asyncio.run(soak(base_url, server_pid(port), tmp_dir, basenames, arguments.clients,
-                                          miss_clients, arguments.seconds))
+                result = asyncio.run(soak(base_url, server_pid(port), tmp_dir, basenames, hostile_basenames,
+                                          arguments.clients, miss_clients, arguments.hostile_share, arguments.seconds))
 
     found = checks(result, arguments.seconds)
     report(result, found, arguments, miss_clients)
@@ -432,7 +528,8 @@ def main() -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     output = RESULTS / f"soak-{stamp}.json"
     output.write_text(json.dumps({
-        "clients": arguments.clients, "miss_clients": miss_clients, "seconds": arguments.seconds,
+        "clients": arguments.clients, "miss_clients": miss_clients, "hostile_share": arguments.hostile_share,
+        "hostile": tally.hostile, "seconds": arguments.seconds,
         "load_seconds": result.load_seconds, "frames": arguments.frames, "settings": settings,
         "outcomes": tally.outcomes, "unexpected_examples": tally.unexpected_examples,
         "latency_ms": {kind: {"p50": 1000 * percentile(values, 0.5), "p99": 1000 * percentile(values, 0.99)}

@@ -22,14 +22,13 @@ import numpy as np
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from astropy.io import fits
+from fakearchive import FUTURE_DATE, FakeArchive
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-
-from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.app import create_app
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.config import load_settings
@@ -59,16 +58,6 @@ def write_fits_file(
     else:
         hdus = fits.HDUList([fits.PrimaryHDU(data, header=fits.Header(cards))])
     hdus.writeto(path, overwrite=True)
-    return path
-
-
-def with_card(path: Path, keyword: str, value: str) -> Path:
-    """`path` with the value of its first `keyword` card replaced by `value`, written as the card's raw text
-    (crafted values astropy would refuse to write)."""
-    raw = bytearray(path.read_bytes())
-    start = raw.index(keyword.encode().ljust(8) + b"= ")
-    raw[start:start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
-    path.write_bytes(bytes(raw))
     return path
 
 
@@ -359,7 +348,7 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         while "(Ctrl-C to stop)" not in "".join(lines):
             assert process.poll() is None and time.monotonic() < deadline, "demo did not start:\n" + "".join(lines)
             time.sleep(0.1)
-        urls = re.findall(r"^\s+(http://\S+)$", "".join(lines), flags=re.M)
+        urls = re.findall(r"^\s+(http://\S+)$", "".join(lines), flags=re.MULTILINE)
         yield Demo(f"http://127.0.0.1:{port}/", urls, lines)
     finally:
         process.send_signal(signal.SIGINT)

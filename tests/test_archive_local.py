@@ -3,13 +3,13 @@
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hostilefits import with_card
 
-from conftest import with_card
 from thumbproxy.archive.local import LocalArchive, frame_id_of
 from thumbproxy.errors import ThumbproxyError
 

@@ -14,7 +14,7 @@ from conftest import Service, read_pixels, write_fits_file
 from fakearchive import FakeArchive
 from thumbproxy import sampledata
 from thumbproxy.app import RENDER_POOL
-from thumbproxy.render.fitsread import UnreadableFrame
+from thumbproxy.render.errors import UnreadableFrame
 
 SHAPE = (48, 48)
 HTML_PAGE = b"<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n"

@@ -179,8 +179,9 @@ def test_shutdown_finishes_within_the_grace_period() -> None:
     assert pre_stop[0] == "sleep"
     sleep = int(pre_stop[1])
     assert sleep >= 5, "too short for the endpoint removal to reach the Ingress"
+    drain = float(setting_in_pod("THUMBPROXY_DRAIN_SECONDS"))
     shutdown = float(setting_in_pod("THUMBPROXY_SHUTDOWN_TIMEOUT"))
-    assert pod["terminationGracePeriodSeconds"] > sleep + shutdown
+    assert pod["terminationGracePeriodSeconds"] > sleep + drain + shutdown
 
 
 def test_configuration_from_the_configmap_and_keys_from_a_secret() -> None:
@@ -304,7 +305,8 @@ def test_compose_runs_thumbproxy_on_minio_with_prometheus_and_grafana() -> None:
     assert services[creator]["environment"]["BUCKET"] == env["AWS_BUCKET"]
     assert "$$BUCKET" in services[creator]["command"][0]
     # Longer than the service's own shutdown, which Docker's 10 s default is not.
-    assert int(thumbproxy["stop_grace_period"].rstrip("s")) > float(setting_in_compose("THUMBPROXY_SHUTDOWN_TIMEOUT"))
+    assert int(thumbproxy["stop_grace_period"].rstrip("s")) > (float(setting_in_compose("THUMBPROXY_DRAIN_SECONDS"))
+                                                               + float(setting_in_compose("THUMBPROXY_SHUTDOWN_TIMEOUT")))
 
 
 def test_compose_mounts_files_that_exist_where_prometheus_and_grafana_read_them() -> None:

@@ -10,6 +10,7 @@ import io
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ import aiohttp
 import pytest
 from PIL import Image
 
-from conftest import MotoS3, Service, ServiceFactory
+from conftest import MotoS3, Service, ServiceFactory, serve_in_a_process
 from fakearchive import FakeArchive, Fault
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.options import RenderOptions
@@ -335,3 +336,42 @@ async def test_a_storm_of_one_unexpected_error_logs_one_traceback(
         assert response.status == 500 and await error_message(response) == "Internal error"
     logged = [record for record in caplog.records if "unexpected error" in record.getMessage()]
     assert len(logged) == 1 and logged[0].exc_info is not None
+
+
+async def test_a_disk_level_whose_index_is_made_immutable_turns_off_and_the_server_lives(
+    fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
+) -> None:
+    frames = [fake_archive.add_frame(write_fits(tmp_path / f"frame{n}.fits.fz", shape=(60, 80), compressed=True))
+              for n in range(6)]
+    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="WARNING",
+                                            THUMBPROXY_READY_REQUIRED="disk")
+    index = tmp_path / "cache" / "thumbnails" / "cache.db-shm"
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for frame in frames[:3]:
+                async with session.get(f"{base}/{frame['id']}/?image=true") as response:
+                    assert response.status == 200
+            # SQLite writes this file through a shared mapping: a write to an immutable file there is SIGBUS.
+            made = await asyncio.create_subprocess_exec("chattr", "+i", str(index), stderr=asyncio.subprocess.PIPE)
+            if await made.wait() != 0:
+                pytest.skip(f"files cannot be made immutable here: {(await made.stderr.read()).decode().strip()}")
+            try:
+                for frame in frames:
+                    for width in (100, 200, 300):
+                        async with session.get(f"{base}/{frame['id']}/?image=true&width={width}") as response:
+                            assert response.status == 200
+                            Image.open(io.BytesIO(await response.read())).verify()
+                await asyncio.sleep(3.5)
+                async with session.get(f"{base}/readyz") as response:
+                    assert response.status == 503
+                    assert (await response.json())["checks"]["disk"]["status"] == "failing"
+                assert server.poll() is None
+            finally:
+                subprocess.run(["chattr", "-i", str(index)], check=False)
+    finally:
+        server.send_signal(signal.SIGINT)
+        code = await asyncio.to_thread(server.wait, 30)
+        output = server.stdout.read() + server.stderr.read()
+    assert code == 0, output
+    assert output.count("cannot be written (immutable?)") == 1, output

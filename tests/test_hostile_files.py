@@ -9,12 +9,20 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
-
-from conftest import WIDE, Service, ServiceFactory, with_card
+from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FakeArchive
+from hostilefits import (
+    gzip_bomb,
+    misshapen_hcompress,
+    one_tile_per_pixel,
+    rice_setting,
+    with_card,
+)
+
 from thumbproxy import readiness
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render import fitsread
+from thumbproxy.sampledata import star_field
 
 
 @pytest.fixture
@@ -178,10 +186,7 @@ async def test_rice_settings_the_decoder_does_not_have_are_refused_before_decodi
     service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any],
     keyword: str, value: str, reason: str,
 ) -> None:
-    path = tmp_path / "rice.fits.fz"
-    counts = np.random.default_rng(2).integers(0, 1000, (64, 64)).astype(np.int16)
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(counts, compression_type="RICE_1")]).writeto(path)
-    hostile = fake_archive.add_frame(with_card(path, keyword, value))
+    hostile = fake_archive.add_frame(rice_setting(tmp_path / "rice.fits.fz", keyword, value))
 
     response = await service.get(f"/{hostile['id']}/?image=true")
 
@@ -194,10 +199,7 @@ async def test_a_frame_declared_in_too_many_tiles_is_refused_before_decompressio
     service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
     normal_frame: dict[str, Any],
 ) -> None:
-    path = write_fits(tmp_path / "tiles.fits.fz", shape=WIDE, compressed=True)
-    for keyword, value in (("ZTILE1", "1"), ("ZTILE2", "1")):
-        with_card(path, keyword, value)
-    hostile = fake_archive.add_frame(path)
+    hostile = fake_archive.add_frame(one_tile_per_pixel(tmp_path / "tiles.fits.fz", WIDE))
 
     response = await service.get(f"/{hostile['id']}/?image=true")
 
@@ -205,4 +207,54 @@ async def test_a_frame_declared_in_too_many_tiles_is_refused_before_decompressio
     assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: it has too many "
                                                   f"compression tiles to decompress ({WIDE[0] * WIDE[1]}; "
                                                   "ZTILEn: [1, 1])")
+    assert await answers_normally(service, normal_frame)
+
+
+async def test_a_gzip_tile_that_inflates_past_its_pixels_is_refused_before_decompression(
+    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    hostile = fake_archive.add_frame(gzip_bomb(tmp_path / "gzip.fits.fz"))
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: a GZIP tile inflates past "
+                                                  "the 512 bytes its 64 x 1 pixels can hold")
+    assert await answers_normally(service, normal_frame)
+
+
+async def test_an_hcompress_tile_of_another_shape_than_declared_is_refused_before_decoding(
+    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    hostile = fake_archive.add_frame(misshapen_hcompress(tmp_path / "hcompress.fits.fz"))
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: an HCOMPRESS tile is not "
+                                                  "of its declared shape (64 x 13 pixels; ZTILEn)")
+    assert await answers_normally(service, normal_frame)
+
+
+def resident_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+async def test_a_render_past_the_memory_ceiling_is_a_422_and_its_worker_gives_the_memory_back(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    service = await start_service(THUMBPROXY_RENDER_MEMORY_MB="100")
+    [worker] = service.app[RENDER_POOL].worker_pids()
+    idle = resident_mib(worker)
+    # 4096 x 4096 readable pixels: 64 MiB as float32, several times that on the way to a thumbnail.
+    large = fake_archive.add_frame(star_field(tmp_path / "large.fits.fz", 4096))
+
+    response = await service.get(f"/{large['id']}/?image=true&width=2000&height=2000")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {large['filename']}: too large to render: it needs "
+                                                  "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)")
+    assert service.app[RENDER_POOL].worker_pids() == [worker]
+    assert resident_mib(worker) < idle + 32
     assert await answers_normally(service, normal_frame)

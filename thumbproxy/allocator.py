@@ -1,4 +1,5 @@
-"""The C allocator of a render process: memory a render frees is kept for the next render.
+"""The C allocator of a render process: memory a render frees is kept for the next render, and given
+back after a render that failed.
 
 A render allocates and frees arrays of a few to tens of MiB. By default glibc maps each such
 array afresh and gives freed memory at the top of its heap back to the kernel, so every render
@@ -27,3 +28,14 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     # mallopt answers 1 on success.
     return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+
+
+def release_freed_memory() -> None:
+    """Give the memory freed since the last call back to the kernel, as far as the C library can: after a
+    render that failed half-way, what it held is not needed by the next one."""
+    try:
+        malloc_trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    malloc_trim(0)

@@ -38,6 +38,7 @@ from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
+from thumbproxy.web.connections import CONNECTIONS, Connections
 from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observation
 from thumbproxy.web.operations import METRICS, READINESS
@@ -121,7 +122,8 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
         # Workers open the disk level at start: they read frame previews from it themselves.
-        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory), settings.render_cpu_seconds)
+        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory), settings.render_cpu_seconds,
+                          settings.render_memory_mb * MIB or None)
         stack.push_async_callback(pool.close)
         await pool.start()
         health = ArchiveHealth()
@@ -179,6 +181,9 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application()
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    connections = Connections(settings.max_connections, settings.head_timeout, metrics.connections_closed)
+    metrics.connections_open.set_function(connections.count)
+    app[CONNECTIONS] = connections
     if access_log is not None:
         app[ACCESS_LOG] = access_log
     app[MAX_SIZE] = settings.max_size

@@ -1,6 +1,7 @@
 """The command line: thumbproxy serve | demo | render | sign."""
 
 import argparse
+import asyncio
 import gc
 import sys
 from collections.abc import Callable, Sequence
@@ -50,12 +51,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     from thumbproxy.app import create_app
+    from thumbproxy.web.connections import CONNECTIONS
+    from thumbproxy.web.serving import serve
 
     app = create_app(settings)
     app.on_startup.append(_freeze_started)
-    # The app writes its own access log; aiohttp's would be a second, slower one.
-    web.run_app(app, host=settings.host, port=settings.port, print=announce,
-                access_log=None, shutdown_timeout=settings.shutdown_timeout)
+    asyncio.run(serve(app, app[CONNECTIONS], settings.host, settings.port, settings.drain_seconds,
+                      settings.shutdown_timeout, announce))
 
 
 async def _freeze_started(app: web.Application) -> None:

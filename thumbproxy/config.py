@@ -213,6 +213,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("render_cpu_seconds", "THUMBPROXY_RENDER_CPU_SECONDS", _seconds, lambda: 20.0,
             "CPU seconds one render job may use before it is stopped and answered 422 (a 4096x4096 frame takes "
             "about 0.1, a colour composite of three 0.4)"),
+    Setting("render_memory_mb", "THUMBPROXY_RENDER_MEMORY_MB", _integer(0), lambda: 2048,
+            "MiB of memory one render job may take beyond what an idle render worker maps (its address-space "
+            "limit); past it the job is stopped and answered 422 (a 4096x4096 colour composite takes about 500); 0: no limit"),
     Setting("preview_size", "THUMBPROXY_PREVIEW_SIZE", _integer(0), lambda: 1024,
             "Long side in pixels of the reduced copy of each rendered frame kept on disk for its later "
             "thumbnails; 0 turns previews off"),
@@ -258,8 +261,16 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds past its time to live a public record is still used while the archive is failing"),
     Setting("ready_required", "THUMBPROXY_READY_REQUIRED", _readiness_checks, lambda: ("pool",),
             "Readiness checks (disk, pool, s3, archive, tmp) whose failure makes /readyz answer 503"),
+    Setting("max_connections", "THUMBPROXY_MAX_CONNECTIONS", _integer(1, 1_000_000), lambda: 1000,
+            "Client connections open at once; past it a new one replaces the one idle longest, or is refused "
+            "(503) when every one has a request under way"),
+    Setting("head_timeout", "THUMBPROXY_HEAD_TIMEOUT", _seconds, lambda: 5.0,
+            "Seconds a client may take to send a request line and headers once it starts one; past it: 408"),
+    Setting("drain_seconds", "THUMBPROXY_DRAIN_SECONDS", _seconds, lambda: 5.0,
+            "Seconds after SIGTERM during which requests are still answered, each closing its connection, "
+            "while /readyz answers 503"),
     Setting("shutdown_timeout", "THUMBPROXY_SHUTDOWN_TIMEOUT", _seconds, lambda: 30.0,
-            "Seconds requests under way may take to finish after SIGTERM or SIGINT"),
+            "Seconds requests under way may take to finish after SIGTERM (and its drain) or SIGINT"),
     Setting("log_level", "THUMBPROXY_LOG_LEVEL", _log_level, lambda: "INFO",
             "Logging level; INFO and below include one access-log line per request"),
     Setting("log_format", "THUMBPROXY_LOG_FORMAT", _log_format, lambda: "text",
@@ -295,6 +306,7 @@ class Settings:
     open_files: int
     workers: int
     render_cpu_seconds: float
+    render_memory_mb: int
     preview_size: int
     public_url: str
     allowed_hosts: tuple[str, ...]
@@ -316,6 +328,9 @@ class Settings:
     archive_retries: int
     metadata_stale_ttl: float
     ready_required: tuple[str, ...]
+    max_connections: int
+    head_timeout: float
+    drain_seconds: float
     shutdown_timeout: float
     log_level: str
     log_format: str

@@ -179,6 +179,15 @@ class Metrics:
             "thumbproxy_renders_refused", "Requests answered 503 because THUMBPROXY_MAX_PENDING renders were queued",
             registry=registry,
         )
+        self.connections_open = Gauge(
+            "thumbproxy_connections_open", "Client connections open (THUMBPROXY_MAX_CONNECTIONS at most)",
+            registry=registry,
+        )
+        self.connections_closed = Counter(
+            "thumbproxy_connections_closed", "Client connections the server ended itself: slow_head (no complete "
+            "request within THUMBPROXY_HEAD_TIMEOUT), evicted (idle, to make room for a new one), refused (503: "
+            "every open one busy)", ["reason"], registry=registry,
+        )
         self.signature_failures = Counter(
             "thumbproxy_signature_failures", "Requests answered 403 for a missing or wrong sig= (THUMBPROXY_SIGNING_KEY)",
             registry=registry,

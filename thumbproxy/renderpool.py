@@ -1,10 +1,12 @@
 """The process pool that renders: CPU work never runs on the event loop."""
 
 import asyncio
+import gc
 import logging
 import math
 import multiprocessing
 import os
+import resource
 import select
 import signal
 import threading
@@ -13,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from thumbproxy.allocator import keep_freed_memory
+from thumbproxy.allocator import keep_freed_memory, release_freed_memory
 from thumbproxy.render.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def _start_worker(prepare: Callable[[], object] | None, server_pid: int) -> None:
+def _start_worker(prepare: Callable[[], object] | None, server_pid: int, memory_bytes: int | None) -> None:
     # Ctrl-C reaches the whole process group; the server shuts the pool down, workers need not react.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_when_gone, args=(server_pid,), name="server-watch", daemon=True).start()
@@ -29,6 +31,23 @@ def _start_worker(prepare: Callable[[], object] | None, server_pid: int) -> None
     _warm_up()
     if prepare is not None:
         prepare()
+    # What the forkserver imported is shared with it until written: a full collection marking every
+    # object would copy thousands of its pages into this worker during some render; frozen, none is.
+    gc.freeze()
+    if memory_bytes is not None:
+        _limit_memory(memory_bytes)
+
+
+def _limit_memory(render_bytes: int) -> None:
+    """Cap this worker's address space at what it maps now plus render_bytes: past it allocations raise
+    MemoryError in this worker, where a render is answered 422, instead of the machine running out."""
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * resource.getpagesize()
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    ceiling = mapped + render_bytes
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
 
 
 def _exit_when_gone(server_pid: int) -> None:
@@ -48,8 +67,9 @@ class _CpuTimeSpent(BaseException):
     damaged data takes it for damage."""
 
 
-def _within_cpu_time(cpu_seconds: float, function: Callable[..., T], *args: Any) -> T:
-    """In a worker: function(*args), stopped with a RenderError once it has used cpu_seconds of CPU time.
+def _bounded(cpu_seconds: float, function: Callable[..., T], *args: Any) -> T:
+    """In a worker: function(*args); RenderError when it has used cpu_seconds of CPU time (inf: no bound)
+    or more memory than the worker's ceiling, after giving back what it held.
 
     The profiling timer counts this process's CPU time; its signal interrupts Python code between two
     steps, so a job stops at the latest when the C call it is in (one tile's decompression) returns.
@@ -57,16 +77,23 @@ def _within_cpu_time(cpu_seconds: float, function: Callable[..., T], *args: Any)
     def stop(signum: int, frame: object) -> None:
         raise _CpuTimeSpent
 
-    previous = signal.signal(signal.SIGPROF, stop)
-    signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    timed = not math.isinf(cpu_seconds)
+    if timed:
+        previous = signal.signal(signal.SIGPROF, stop)
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
     try:
         return function(*args)
     except _CpuTimeSpent:
-        raise RenderError("", f"too slow to render: more than {cpu_seconds:g} s of CPU time "
-                              "(THUMBPROXY_RENDER_CPU_SECONDS)") from None
+        reason = f"too slow to render: more than {cpu_seconds:g} s of CPU time (THUMBPROXY_RENDER_CPU_SECONDS)"
+    except MemoryError:
+        reason = "too large to render: it needs more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)"
     finally:
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGPROF, previous)
+        if timed:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
+    # Past the except clauses the failed job's frames, and the arrays they held, are gone: give their memory back.
+    release_freed_memory()
+    raise RenderError("", reason)
 
 
 def _warm_up() -> None:
@@ -83,12 +110,14 @@ class RenderPool:
     """
 
     def __init__(self, workers: int, prepare: Callable[[], object] | None = None,
-                 cpu_seconds: float = math.inf) -> None:
+                 cpu_seconds: float = math.inf, memory_bytes: int | None = None) -> None:
         """`prepare` (picklable: a module-level function or a partial of one) runs in each new worker,
-        so what it sets up costs no request. A job that uses more than `cpu_seconds` of CPU time is
-        stopped and raises RenderError."""
+        so what it sets up costs no request. A job that uses more than `cpu_seconds` of CPU time, or
+        allocates more than `memory_bytes` beyond what an idle worker maps (None: no bound), is stopped
+        and raises RenderError."""
         self.workers = workers
         self._cpu_seconds = cpu_seconds
+        self._memory_bytes = memory_bytes
         self._prepare = prepare
         # Jobs handed to the pool and not finished: running, or waiting for a free worker.
         self.pending = 0
@@ -105,7 +134,8 @@ class RenderPool:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
         return ProcessPoolExecutor(max_workers=workers or self.workers, mp_context=context,
-                                   initializer=_start_worker, initargs=(self._prepare, os.getpid()))
+                                   initializer=_start_worker,
+                                   initargs=(self._prepare, os.getpid(), self._memory_bytes))
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker. When a worker dies the pool is rebuilt, and the job is run once
@@ -120,9 +150,7 @@ class RenderPool:
     async def _submit(self, function: Callable[..., T], *args: Any) -> T:
         executor = self._executor
         loop = asyncio.get_running_loop()
-        # Without a limit, the job runs bare: no timer to arm in the worker.
-        job: tuple[Any, ...] = ((function, *args) if math.isinf(self._cpu_seconds)
-                                else (_within_cpu_time, self._cpu_seconds, function, *args))
+        job: tuple[Any, ...] = (_bounded, self._cpu_seconds, function, *args)
         try:
             future = loop.run_in_executor(executor, *job)
         except BrokenProcessPool:

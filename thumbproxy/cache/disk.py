@@ -2,11 +2,12 @@
 
 import asyncio
 import logging
+import os
 import sqlite3
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import diskcache
 
@@ -14,12 +15,27 @@ from thumbproxy.cache.heldfiles import HeldFiles
 from thumbproxy.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # A broken disk fails every request: one warning a minute says so without flooding the log.
 WARN_INTERVAL_SECONDS = 60.0
 # Thumbnail keys are "<id>/<digest>", so this one can never collide with a thumbnail.
 PROBE_KEY = "readiness-probe"
 # Every value in a file of its own, not inside the SQLite index, so a thumbnail's file can be held open.
 MIN_FILE_SIZE = 0
+# SQLite writes its WAL index through a shared mapping of this file: once the file cannot be written (made
+# immutable), such a write kills the process with SIGBUS instead of failing. Checked before each use.
+WAL_INDEX = "cache.db-shm"
+
+
+class UnwritableIndex(OSError):
+    """The cache's WAL index file cannot be written: using the cache could crash the process."""
+
+
+def _check_index(directory: str) -> None:
+    """UnwritableIndex when the WAL index exists and cannot be written; in a thread (two system calls)."""
+    path = os.path.join(directory, WAL_INDEX)
+    if not os.access(path, os.W_OK) and os.path.exists(path):
+        raise UnwritableIndex(f"{path} cannot be written (immutable?): the disk level is left out")
 
 
 class DiskCache:
@@ -54,9 +70,9 @@ class DiskCache:
             return None
         try:
             if not keep_open:
-                return await asyncio.to_thread(self._cache.get, key)
+                return await asyncio.to_thread(_checked, self.directory, self._cache.get, key)
             # A file dropped by a cancelled await is closed with its file object.
-            found = await asyncio.to_thread(_read_open, self._cache, key)
+            found = await asyncio.to_thread(_checked, self.directory, _read_open, self._cache, key)
         except Exception as error:
             self._failure_warning.warn("disk cache read failed, serving without it: %r", error)
             return None
@@ -81,7 +97,7 @@ class DiskCache:
         if self._cache is None or not keys:
             return
         try:
-            await asyncio.to_thread(_mark_used, self._cache, keys)
+            await asyncio.to_thread(_checked, self.directory, _mark_used, self._cache, keys)
         except Exception as error:
             self._failure_warning.warn("disk cache read failed, serving without it: %r", error)
 
@@ -90,7 +106,7 @@ class DiskCache:
         if self._cache is None:
             return False
         try:
-            return await asyncio.to_thread(self._cache.set, key, thumbnail)
+            return await asyncio.to_thread(_checked, self.directory, self._cache.set, key, thumbnail)
         except Exception as error:
             self._failure_warning.warn("disk cache write failed, serving without it: %r", error)
             return False
@@ -105,6 +121,12 @@ class DiskCache:
         self._held.close()
         if self._cache is not None:
             self._cache.close()
+
+
+def _checked(directory: str, use: Callable[..., T], *args: Any) -> T:
+    """In a thread: use(*args) of the cache in directory, once its WAL index is known to be writable."""
+    _check_index(directory)
+    return use(*args)
 
 
 def _mark_used(cache: diskcache.Cache, keys: Sequence[str]) -> None:
@@ -149,6 +171,6 @@ def read_elsewhere(directory: str, key: str) -> bytes | None:
     """The value under key in the disk cache at directory, read from another process (a pool worker);
     None when it is not there or the disk fails."""
     try:
-        return _opened_elsewhere(directory).get(key)
+        return _checked(directory, _opened_elsewhere(directory).get, key)
     except (OSError, sqlite3.Error):
         return None

@@ -1,11 +1,14 @@
-"""The error a render raises for a file it cannot render, naming the file for the client."""
+"""The errors of a render: a file's image that cannot be read, and the error naming the file for the client."""
 
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from thumbproxy.render.fitsread import UnreadableFrame
+
+
+class UnreadableFrame(Exception):
+    """The file holds no image the renderer can read; the message is a short reason for a user."""
 
 
 class RenderError(Exception):

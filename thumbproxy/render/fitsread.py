@@ -12,8 +12,10 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 from astropy.io import fits
 
+from thumbproxy.render.errors import UnreadableFrame
 from thumbproxy.render.pixelrows import FloatRows, PixelRows
-from thumbproxy.render.rowtiles import RowTiles, compression_setting
+from thumbproxy.render.rowtiles import RowTiles
+from thumbproxy.render.tilechecks import check_tiles
 
 SCIENCE_EXTENSION = "SCI"
 # The card every FITS file starts with.
@@ -28,8 +30,6 @@ BAD_HEADER_WARNING = "Error validating header"
 MAX_PIXELS = 2**27
 # One 4096x4096 plane: fpack's tiles are rows, and a tile larger than a plane only serves to inflate.
 MAX_TILE_PIXELS = 2**24
-# The block sizes and pixel widths RICE_1 is defined for.
-RICE_SETTINGS = {"BLOCKSIZE": (16, 32), "BYTEPIX": (1, 2, 4, 8)}
 # Tiles of one image: a 4096x4096 frame has 4096 row tiles.
 MAX_TILES = 2**16
 # HDUs looked through for the image: LCO's files hold 5 at most (primary, SCI, CAT, BPM, ERR), raw ones one per
@@ -38,10 +38,6 @@ MAX_HDUS = 64
 
 HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
 Read = TypeVar("Read")
-
-
-class UnreadableFrame(Exception):
-    """The file holds no image this module can read; the message is a short reason for a user."""
 
 
 def _holds_image(hdu: HDU) -> bool:
@@ -106,23 +102,11 @@ def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: in
 
 
 def _checked_tiles(table: fits.BinTableHDU, file: BinaryIO, check_datasum: bool) -> RowTiles | None:
-    _check_compression_settings(table.header)
+    check_tiles(table, file)
     if check_datasum and table.verify_datasum() == 0:
         raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
                               "does not match")
     return RowTiles.of(table, file)
-
-
-def _check_compression_settings(header: Mapping[str, Any]) -> None:
-    """UnreadableFrame when a RICE_1 image names a block size or pixel width RICE_1 does not have: with those,
-    the decoder reads or writes past its buffers."""
-    if header.get("ZCMPTYPE") != "RICE_1":
-        return
-    for name, allowed in RICE_SETTINGS.items():
-        # Not named: the decoder's default, one of the allowed.
-        value = compression_setting(header, name, allowed[0])
-        if value not in allowed:
-            raise UnreadableFrame(f"its RICE_1 {name} is {value}, not one of {', '.join(map(str, allowed))}")
 
 
 class FitsImage:
@@ -169,6 +153,9 @@ class FitsImage:
         with self._refusing_damage():
             try:
                 return read(*args)
+            except MemoryError:
+                # Not damage: the worker's memory ceiling, reported as such by the pool.
+                raise
             except Exception as err:
                 if not self._compressed:
                     raise
@@ -225,6 +212,8 @@ def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) ->
     """Within: any error of astropy's reading the file becomes UnreadableFrame with a reason for a user."""
     try:
         yield
+    except MemoryError:
+        raise
     except Exception as err:
         # astropy reports damage as OSError, ValueError, TypeError or its own decompression
         # error depending on where the damage lies; to a caller they all mean the same.
