@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,12 @@ def write_fits_file(
         hdus = fits.HDUList([fits.PrimaryHDU(data, header=fits.Header(cards))])
     hdus.writeto(path, overwrite=True)
     return path
+
+
+def resident_mib(pid: int) -> float:
+    """The resident memory of a process (VmRSS), in MiB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 def read_pixels(path: Path) -> np.ndarray:
@@ -301,7 +308,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-async def serve_in_a_process(archive_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
+async def _serve_in_a_process(archive_url: str, tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], int]:
     """`thumbproxy serve` in a process of its own on a free port, against archive_url, once it answers
     /healthz; keyword arguments are extra environment settings. The caller stops it."""
     port = free_port()
@@ -320,6 +327,35 @@ async def serve_in_a_process(archive_url: str, tmp_path: Path, **env: str) -> tu
                 await asyncio.sleep(0.1)
     server.kill()
     raise AssertionError("thumbproxy serve did not start")
+
+
+@dataclass
+class Served:
+    """`thumbproxy serve` in a process of its own: the process, its port and base URL, and its output once stopped."""
+
+    process: subprocess.Popen[str]
+    port: int
+    base_url: str
+    output: str = ""
+
+
+@asynccontextmanager
+async def serving(archive_url: str, tmp_path: Path, **env: str) -> AsyncIterator[Served]:
+    """`thumbproxy serve` against archive_url for the block (keyword arguments: extra environment settings);
+    then stopped with SIGINT unless it has stopped already (killed if it takes over 30 s), and its output kept."""
+    process, port = await _serve_in_a_process(archive_url, tmp_path, **env)
+    served = Served(process, port, f"http://127.0.0.1:{port}")
+    try:
+        yield served
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.to_thread(process.wait, 30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        served.output = process.stdout.read() + process.stderr.read()
 
 
 @dataclass

@@ -10,7 +10,6 @@ import io
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +17,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from PIL import Image
-
-from conftest import MotoS3, Service, ServiceFactory, serve_in_a_process
+from conftest import MotoS3, Service, ServiceFactory, serving
 from fakearchive import FakeArchive, Fault
+from PIL import Image
+from workerjobs import add, die
+
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.web.routes import THUMBNAILER
-from workerjobs import add, die
 
 # Retries of a failing archive call wait at most 0.1 s, then 0.2 s.
 QUICK_RETRIES = {"THUMBPROXY_ARCHIVE_RETRIES": "2"}
@@ -343,35 +342,28 @@ async def test_a_disk_level_whose_index_is_made_immutable_turns_off_and_the_serv
 ) -> None:
     frames = [fake_archive.add_frame(write_fits(tmp_path / f"frame{n}.fits.fz", shape=(60, 80), compressed=True))
               for n in range(6)]
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="WARNING",
-                                            THUMBPROXY_READY_REQUIRED="disk")
     index = tmp_path / "cache" / "thumbnails" / "cache.db-shm"
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for frame in frames[:3]:
-                async with session.get(f"{base}/{frame['id']}/?image=true") as response:
-                    assert response.status == 200
-            # SQLite writes this file through a shared mapping: a write to an immutable file there is SIGBUS.
-            made = await asyncio.create_subprocess_exec("chattr", "+i", str(index), stderr=asyncio.subprocess.PIPE)
-            if await made.wait() != 0:
-                pytest.skip(f"files cannot be made immutable here: {(await made.stderr.read()).decode().strip()}")
-            try:
-                for frame in frames:
-                    for width in (100, 200, 300):
-                        async with session.get(f"{base}/{frame['id']}/?image=true&width={width}") as response:
-                            assert response.status == 200
-                            Image.open(io.BytesIO(await response.read())).verify()
-                await asyncio.sleep(3.5)
-                async with session.get(f"{base}/readyz") as response:
-                    assert response.status == 503
-                    assert (await response.json())["checks"]["disk"]["status"] == "failing"
-                assert server.poll() is None
-            finally:
-                subprocess.run(["chattr", "-i", str(index)], check=False)
-    finally:
-        server.send_signal(signal.SIGINT)
-        code = await asyncio.to_thread(server.wait, 30)
-        output = server.stdout.read() + server.stderr.read()
-    assert code == 0, output
-    assert output.count("cannot be written (immutable?)") == 1, output
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="WARNING",
+                       THUMBPROXY_READY_REQUIRED="disk") as served, aiohttp.ClientSession() as session:
+        for frame in frames[:3]:
+            async with session.get(f"{served.base_url}/{frame['id']}/?image=true") as response:
+                assert response.status == 200
+        # SQLite writes this file through a shared mapping: a write to an immutable file there is SIGBUS.
+        made = await asyncio.create_subprocess_exec("chattr", "+i", str(index), stderr=asyncio.subprocess.PIPE)
+        if await made.wait() != 0:
+            pytest.skip(f"files cannot be made immutable here: {(await made.stderr.read()).decode().strip()}")
+        try:
+            for frame in frames:
+                for width in (100, 200, 300):
+                    async with session.get(f"{served.base_url}/{frame['id']}/?image=true&width={width}") as response:
+                        assert response.status == 200
+                        Image.open(io.BytesIO(await response.read())).verify()
+            await asyncio.sleep(3.5)
+            async with session.get(f"{served.base_url}/readyz") as response:
+                assert response.status == 503
+                assert (await response.json())["checks"]["disk"]["status"] == "failing"
+            assert served.process.poll() is None
+        finally:
+            await (await asyncio.create_subprocess_exec("chattr", "-i", str(index))).wait()
+    assert served.process.returncode == 0, served.output
+    assert served.output.count("cannot be written (immutable?)") == 1, served.output

@@ -5,15 +5,13 @@ import asyncio
 import json
 import resource
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-
-from conftest import serve_in_a_process
+from conftest import resident_mib, serving
 from fakearchive import FakeArchive, Fault
 
 # Request heads that never end: a slowloris client sends these, then nothing more.
@@ -63,27 +61,16 @@ def metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))
 
 
-async def stop(server: subprocess.Popen[str]) -> str:
-    if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-        try:
-            await asyncio.to_thread(server.wait, 30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    return server.stdout.read() + server.stderr.read()
-
-
 async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_within_a_second(
     fake_archive: FakeArchive, frame: dict[str, Any], tmp_path: Path, http_session: aiohttp.ClientSession
 ) -> None:
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="300",
-                                            THUMBPROXY_HEAD_TIMEOUT="3", THUMBPROXY_LOG_LEVEL="WARNING")
-    base = f"http://127.0.0.1:{port}"
-    image = f"{base}/{frame['id']}/?image=true&width=200&height=200"
-    try:
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="300",
+                       THUMBPROXY_HEAD_TIMEOUT="3", THUMBPROXY_LOG_LEVEL="WARNING") as served:
+        base = served.base_url
+        image = f"{base}/{frame['id']}/?image=true&width=200&height=200"
         async with http_session.get(image) as response:
             assert response.status == 200
-        attack = await open_unfinished(port, ATTACKERS)
+        attack = await open_unfinished(served.port, ATTACKERS)
         # Each normal request on a connection of its own, while every descriptor an attacker could get is taken.
         for url in (f"{base}/healthz", image, f"{base}/{frame['id']}/"):
             async with aiohttp.ClientSession() as fresh:
@@ -94,6 +81,8 @@ async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_w
         async with http_session.get(f"{base}/metrics") as response:
             during = await response.text()
         assert metric(during, "thumbproxy_connections_open ") <= 300
+        # Thousands of connections came and went: the server holds a few hundred at most, and little memory.
+        assert resident_mib(served.process.pid) < 300
         # The oldest were ended to make room; the rest are answered 408 once their head is 3 s late.
         answers = await what_each_got(attack, within=10.0)
         timed_out = [answer for answer in answers if answer]
@@ -104,24 +93,21 @@ async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_w
             after = await response.text()
         assert metric(after, 'thumbproxy_connections_closed_total{reason="evicted"}') >= ATTACKERS - 300
         assert metric(after, 'thumbproxy_connections_closed_total{reason="slow_head"}') == len(timed_out)
-    finally:
-        await stop(server)
 
 
 async def test_a_connection_past_the_limit_when_every_one_is_busy_is_refused_at_once(
     fake_archive: FakeArchive, frame: dict[str, Any], tmp_path: Path
 ) -> None:
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="2",
-                                            THUMBPROXY_LOG_LEVEL="WARNING")
-    base = f"http://127.0.0.1:{port}"
-    fake_archive.api_fault = Fault(delay=3.0)
-    try:
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="2",
+                       THUMBPROXY_LOG_LEVEL="WARNING") as served:
+        fake_archive.api_fault = Fault(delay=3.0)
         async with aiohttp.ClientSession() as first, aiohttp.ClientSession() as second:
-            slow = [asyncio.create_task(session.get(f"{base}/{frame['id']}/")) for session in (first, second)]
+            slow = [asyncio.create_task(session.get(f"{served.base_url}/{frame['id']}/"))
+                    for session in (first, second)]
             await asyncio.sleep(0.5)
             async with aiohttp.ClientSession() as third:
                 async with asyncio.timeout(1.0):
-                    async with third.get(f"{base}/healthz") as response:
+                    async with third.get(f"{served.base_url}/healthz") as response:
                         assert response.status == 503
                         assert await response.json() == {"message": "too many connections"}
                         assert response.headers["Connection"] == "close"
@@ -129,83 +115,73 @@ async def test_a_connection_past_the_limit_when_every_one_is_busy_is_refused_at_
             for answered in await asyncio.gather(*slow):
                 assert answered.status == 200
                 answered.release()
-    finally:
-        output = await stop(server)
-    assert output.count("refused a connection") == 1, output
+    assert served.output.count("refused a connection") == 1, served.output
 
 
 async def test_running_out_of_descriptors_logs_once_and_the_service_recovers(
     fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_HEAD_TIMEOUT="60")
-    # Fewer descriptors than THUMBPROXY_MAX_CONNECTIONS lets connections use: accept() fails.
-    resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (200, 200))
-    try:
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_HEAD_TIMEOUT="60") as served:
+        # Fewer descriptors than THUMBPROXY_MAX_CONNECTIONS lets connections use: accept() fails.
+        resource.prlimit(served.process.pid, resource.RLIMIT_NOFILE, (200, 200))
         # More than the 200 descriptors, fewer than those and the listen backlog (128), whose overflow would hang.
-        attack = await open_unfinished(port, 250)
+        attack = await open_unfinished(served.port, 250)
         await asyncio.sleep(4.0)
         for _, writer in attack:
             writer.close()
-        async with aiohttp.ClientSession() as session:
-            async with asyncio.timeout(5.0):
-                while True:
-                    try:
-                        async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await asyncio.sleep(0.2)
-    finally:
-        output = await stop(server)
+        async with aiohttp.ClientSession() as session, asyncio.timeout(5.0):
+            while True:
+                try:
+                    async with session.get(f"{served.base_url}/healthz") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.2)
     # asyncio tries again every second, and logged each failure with its traceback.
-    assert output.count("socket.accept() out of system resource") == 1, output
+    assert served.output.count("socket.accept() out of system resource") == 1, served.output
 
 
 async def test_a_sigterm_under_load_answers_every_request_sent_on_an_open_connection(
     fake_archive: FakeArchive, frame: dict[str, Any], tmp_path: Path
 ) -> None:
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_DRAIN_SECONDS="2",
-                                            THUMBPROXY_LOG_LEVEL="WARNING")
-    base = f"http://127.0.0.1:{port}"
-    image = f"{base}/{frame['id']}/?image=true&width=200&height=200"
     answered_after_term: list[str] = []
     lost: list[str] = []
     terminated_at: list[float] = []
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_DRAIN_SECONDS="2",
+                       THUMBPROXY_LOG_LEVEL="WARNING") as served:
+        image = f"{served.base_url}/{frame['id']}/?image=true&width=200&height=200"
 
-    async def client() -> None:
-        # One kept-alive connection per client, as a load balancer or a browser keeps them.
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
-            while server.poll() is None:
-                try:
-                    async with session.get(image) as response:
-                        assert response.status == 200
-                        await response.read()
-                        if terminated_at:
-                            answered_after_term.append(response.headers.get("Connection", "keep-alive"))
-                except aiohttp.ClientConnectorError:
-                    return  # The listener is closed: a load balancer sends this client elsewhere.
-                except aiohttp.ClientError as error:
-                    lost.append(repr(error))
-                    return
+        async def client() -> None:
+            # One kept-alive connection per client, as a load balancer or a browser keeps them.
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+                while served.process.poll() is None:
+                    try:
+                        async with session.get(image) as response:
+                            assert response.status == 200
+                            await response.read()
+                            if terminated_at:
+                                answered_after_term.append(response.headers.get("Connection", "keep-alive"))
+                    except aiohttp.ClientConnectorError:
+                        return  # The listener is closed: a load balancer sends this client elsewhere.
+                    except aiohttp.ClientError as error:
+                        lost.append(repr(error))
+                        return
 
-    try:
         async with aiohttp.ClientSession() as session:
             async with session.get(image) as response:
                 assert response.status == 200
             clients = [asyncio.create_task(client()) for _ in range(8)]
             await asyncio.sleep(1.0)
             terminated_at.append(time.monotonic())
-            server.send_signal(signal.SIGTERM)
+            served.process.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.5)
-            async with session.get(f"{base}/readyz") as response:
+            async with session.get(f"{served.base_url}/readyz") as response:
                 assert response.status == 503
                 assert (await response.json())["status"] == "shutting down"
         await asyncio.gather(*clients)
-        assert await asyncio.to_thread(server.wait, 30) == 0
-    finally:
-        output = await stop(server)
-    assert lost == [], output
+        assert await asyncio.to_thread(served.process.wait, 30) == 0
+    assert lost == [], served.output
     # Clients were answered through the whole drain, each answer closing its connection.
     assert len(answered_after_term) > 50
     assert answered_after_term.count("close") >= len(answered_after_term) - 8
-    assert "Traceback" not in output
+    assert "Traceback" not in served.output

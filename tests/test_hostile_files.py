@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
-from conftest import WIDE, Service, ServiceFactory
+from conftest import WIDE, Service, ServiceFactory, resident_mib
 from fakearchive import FakeArchive
 from hostilefits import (
     gzip_bomb,
@@ -178,67 +178,25 @@ async def test_a_cube_whose_one_tile_spans_its_planes_is_refused_before_decompre
     assert await answers_normally(service, normal_frame)
 
 
-@pytest.mark.parametrize(("keyword", "value", "reason"), [
-    ("ZVAL2", "-1", "its RICE_1 BYTEPIX is -1, not one of 1, 2, 4, 8"),
-    ("ZVAL1", "7", "its RICE_1 BLOCKSIZE is 7, not one of 16, 32"),
-])
-async def test_rice_settings_the_decoder_does_not_have_are_refused_before_decoding(
+@pytest.mark.parametrize(("craft", "reason"), [
+    (lambda path: rice_setting(path, "ZVAL2", "-1"), "its RICE_1 BYTEPIX is -1, not one of 1, 2, 4, 8"),
+    (lambda path: rice_setting(path, "ZVAL1", "7"), "its RICE_1 BLOCKSIZE is 7, not one of 16, 32"),
+    (lambda path: one_tile_per_pixel(path, WIDE),
+     f"it has too many compression tiles to decompress ({WIDE[0] * WIDE[1]}; ZTILEn: [1, 1])"),
+    (gzip_bomb, "a GZIP tile inflates past the 512 bytes its 64 x 1 pixels can hold"),
+    (misshapen_hcompress, "an HCOMPRESS tile is not of its declared shape (64 x 13 pixels; ZTILEn)"),
+], ids=["rice-bytepix", "rice-blocksize", "too-many-tiles", "gzip-bomb", "misshapen-hcompress"])
+async def test_a_file_whose_tiles_would_crash_or_flood_the_decoder_is_refused_before_decoding(
     service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any],
-    keyword: str, value: str, reason: str,
+    craft: Callable[[Path], Path], reason: str,
 ) -> None:
-    hostile = fake_archive.add_frame(rice_setting(tmp_path / "rice.fits.fz", keyword, value))
+    hostile = fake_archive.add_frame(craft(tmp_path / "hostile.fits.fz"))
 
     response = await service.get(f"/{hostile['id']}/?image=true")
 
     assert response.status == 422
     assert (await response.json())["message"] == f"cannot render {hostile['filename']}: {reason}"
     assert await answers_normally(service, normal_frame)
-
-
-async def test_a_frame_declared_in_too_many_tiles_is_refused_before_decompression(
-    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
-    normal_frame: dict[str, Any],
-) -> None:
-    hostile = fake_archive.add_frame(one_tile_per_pixel(tmp_path / "tiles.fits.fz", WIDE))
-
-    response = await service.get(f"/{hostile['id']}/?image=true")
-
-    assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: it has too many "
-                                                  f"compression tiles to decompress ({WIDE[0] * WIDE[1]}; "
-                                                  "ZTILEn: [1, 1])")
-    assert await answers_normally(service, normal_frame)
-
-
-async def test_a_gzip_tile_that_inflates_past_its_pixels_is_refused_before_decompression(
-    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
-) -> None:
-    hostile = fake_archive.add_frame(gzip_bomb(tmp_path / "gzip.fits.fz"))
-
-    response = await service.get(f"/{hostile['id']}/?image=true")
-
-    assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: a GZIP tile inflates past "
-                                                  "the 512 bytes its 64 x 1 pixels can hold")
-    assert await answers_normally(service, normal_frame)
-
-
-async def test_an_hcompress_tile_of_another_shape_than_declared_is_refused_before_decoding(
-    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
-) -> None:
-    hostile = fake_archive.add_frame(misshapen_hcompress(tmp_path / "hcompress.fits.fz"))
-
-    response = await service.get(f"/{hostile['id']}/?image=true")
-
-    assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: an HCOMPRESS tile is not "
-                                                  "of its declared shape (64 x 13 pixels; ZTILEn)")
-    assert await answers_normally(service, normal_frame)
-
-
-def resident_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
 
 
 async def test_a_render_past_the_memory_ceiling_is_a_422_and_its_worker_gives_the_memory_back(
@@ -257,4 +215,22 @@ async def test_a_render_past_the_memory_ceiling_is_a_422_and_its_worker_gives_th
                                                   "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)")
     assert service.app[RENDER_POOL].worker_pids() == [worker]
     assert resident_mib(worker) < idle + 32
+    assert await answers_normally(service, normal_frame)
+
+
+async def test_a_frame_of_two_rows_of_67_million_pixels_is_a_422(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any]
+) -> None:
+    service = await start_service(THUMBPROXY_RENDER_MEMORY_MB="512")
+    path = tmp_path / "two-rows.fits.fz"
+    # Within every bound of the header checks: 2**27 pixels, tiles of 2**23.
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(np.zeros((2, 2**26), np.int16), compression_type="RICE_1",
+                                                       tile_shape=(1, 2**23))]).writeto(path)
+    hostile = fake_archive.add_frame(path)
+
+    response = await service.get(f"/{hostile['id']}/?image=true")
+
+    assert response.status == 422
+    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: too large to render: it needs "
+                                                  "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)")
     assert await answers_normally(service, normal_frame)

@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
+from conftest import WIDE, MotoS3, Service, ServiceFactory, serving
+from fakearchive import FakeArchive, Fault
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import WIDE, MotoS3, Service, ServiceFactory, serve_in_a_process
-from fakearchive import FakeArchive, Fault
 from thumbproxy import readiness
 
 SECRET_TOKEN = "s3cr3t-t0ken-value"
@@ -178,26 +178,22 @@ async def test_json_access_log(
 async def test_sigterm_lets_work_under_way_finish_then_exits_0(
     fake_archive: FakeArchive, frame: dict, tmp_path: Path
 ) -> None:
-    server, port = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="INFO")
-    try:
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="INFO") as served:
         async with aiohttp.ClientSession() as session:
             fake_archive.add_token(SECRET_TOKEN, "LCOEPO2018B-002")
             # The download stalls, so the request is still under way when SIGTERM comes.
             fake_archive.download_fault = Fault(stall_after_bytes=2880, delay=1.5, times=1)
-            slow = asyncio.ensure_future(session.get(f"http://127.0.0.1:{port}/{frame['id']}/?image=true",
+            slow = asyncio.ensure_future(session.get(f"{served.base_url}/{frame['id']}/?image=true",
                                                      headers={"Authorization": f"Token {SECRET_TOKEN}"}))
             await asyncio.sleep(0.5)
-            server.send_signal(signal.SIGTERM)
+            served.process.send_signal(signal.SIGTERM)
             started = time.monotonic()
             response = await slow
             assert response.status == 200 and (await response.read())[:2] == b"\xff\xd8"
-        exit_code = await asyncio.to_thread(server.wait, 30)
+        exit_code = await asyncio.to_thread(served.process.wait, 30)
         assert exit_code == 0
         assert time.monotonic() - started < 20
-    finally:
-        if server.poll() is None:
-            server.kill()
-    output = server.stdout.read() + server.stderr.read()
+    output = served.output
     assert "Traceback" not in output, output
     assert SECRET_TOKEN not in output and "X-Amz-Signature" not in output
     assert f"GET /{frame['id']}/ 200" in output

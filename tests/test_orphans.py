@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import serve_in_a_process
+from conftest import serving
 from fakearchive import FakeArchive
 
 
@@ -41,17 +41,13 @@ def running(pid: int) -> bool:
 async def test_render_workers_forkserver_and_resource_tracker_exit_when_the_server_is_killed(
     fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
-    server, _ = await serve_in_a_process(fake_archive.base_url, tmp_path, THUMBPROXY_WORKERS="2")
-    try:
-        started = descendants(server.pid)
+    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_WORKERS="2") as served:
+        started = descendants(served.process.pid)
         # The forkserver, the resource tracker and two workers at least.
         assert len(started) >= 4, started
-        server.send_signal(signal.SIGKILL)
-        server.wait(10)
+        served.process.send_signal(signal.SIGKILL)
+        served.process.wait(10)
         deadline = time.monotonic() + 10
         while left := {pid for pid in started if running(pid)}:
             assert time.monotonic() < deadline, f"still running after the server was killed: {left}"
             await asyncio.sleep(0.1)
-    finally:
-        if server.poll() is None:
-            server.kill()

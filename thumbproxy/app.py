@@ -201,5 +201,5 @@ def create_app(settings: Settings) -> web.Application:
     )
     app.cleanup_ctx.extend([_temp_dir, _services])
     app.on_shutdown.append(_stop_being_ready)
-    add_routes(app, Observation(metrics, access_log, settings.cors_origin, cache_policy.error()))
+    add_routes(app, Observation(metrics, access_log, settings.cors_origin, cache_policy.error(), connections))
     return app

@@ -1,5 +1,6 @@
 """Find the image a user means in a FITS file and read it, whole or some rows at a time, refusing damaged files."""
 
+import errno
 import math
 import os
 import warnings
@@ -153,10 +154,8 @@ class FitsImage:
         with self._refusing_damage():
             try:
                 return read(*args)
-            except MemoryError:
-                # Not damage: the worker's memory ceiling, reported as such by the pool.
-                raise
             except Exception as err:
+                _raise_if_out_of_memory(err)
                 if not self._compressed:
                     raise
                 # Truncation that astropy warned of still takes precedence in _failure_reason.
@@ -207,14 +206,20 @@ def _failure_reason(start: bytes, error: Exception,
     return f"{type(error).__name__}: {error}"
 
 
+def _raise_if_out_of_memory(error: Exception) -> None:
+    """MemoryError when error says memory ran out (a mapping refused counts): not damage, but the worker's
+    memory ceiling, which the render pool reports as such."""
+    if isinstance(error, MemoryError) or (isinstance(error, OSError) and error.errno == errno.ENOMEM):
+        raise MemoryError(str(error)) from error
+
+
 @contextmanager
 def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) -> Iterator[None]:
     """Within: any error of astropy's reading the file becomes UnreadableFrame with a reason for a user."""
     try:
         yield
-    except MemoryError:
-        raise
     except Exception as err:
+        _raise_if_out_of_memory(err)
         # astropy reports damage as OSError, ValueError, TypeError or its own decompression
         # error depending on where the damage lies; to a caller they all mean the same.
         raise UnreadableFrame(_failure_reason(start, err, caught)) from err

@@ -7,7 +7,7 @@ inflates far past its tile make them write past their buffers or allocate gigaby
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -81,16 +81,21 @@ def _tile_shapes(header: Mapping[str, Any]) -> list[tuple[int, ...]]:
     return [shape[::-1] for shape in shapes]
 
 
+def _stored_tiles(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray, shapes: list[tuple[int, ...]],
+                  first: int | None = None) -> Iterator[tuple[bytes, tuple[int, ...]]]:
+    """Each tile's stored bytes (only its `first` bytes, if given) and its shape; empty tiles left out."""
+    for length, offset, shape in zip(lengths.tolist(), offsets.tolist(), shapes):
+        if length:
+            file.seek(heap + offset)
+            yield file.read(length if first is None else min(first, length)), shape
+
+
 def _check_inflated_sizes(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray,
                           shapes: list[tuple[int, ...]]) -> None:
-    for length, offset, shape in zip(lengths.tolist(), offsets.tolist(), shapes):
-        if length == 0:
-            continue
-        file.seek(heap + offset)
+    for rest, shape in _stored_tiles(file, heap, lengths, offsets, shapes):
         limit = math.prod(shape) * MAX_BYTES_PER_PIXEL
         # Automatic header detection: zlib or gzip, as writers differ.
         inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
-        rest = file.read(length)
         inflated = 0
         try:
             while rest and not inflater.eof:
@@ -105,11 +110,7 @@ def _check_inflated_sizes(file: BinaryIO, heap: int, lengths: np.ndarray, offset
 
 def _check_hcompress_shapes(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray,
                             shapes: list[tuple[int, ...]]) -> None:
-    for length, offset, shape in zip(lengths.tolist(), offsets.tolist(), shapes):
-        if length == 0:
-            continue
-        file.seek(heap + offset)
-        start = file.read(10)
+    for start, shape in _stored_tiles(file, heap, lengths, offsets, shapes, first=10):
         rows, columns = (int.from_bytes(start[i:i + 4], "big", signed=True) for i in (2, 6))
         if start[:2] != HCOMPRESS_MAGIC or (rows, columns) != (shape[1], shape[0]) or math.prod(shape[2:]) != 1:
             raise UnreadableFrame(f"an HCOMPRESS tile is not of its declared shape ({shape[0]} x {shape[1]} "

@@ -36,7 +36,8 @@ class Connections:
     """Every open connection of the server, oldest-waiting first, and the limits they live under.
 
     `closed` counts connections the server ended itself, by reason (slow_head, evicted, refused).
-    While `draining`, every answer closes its connection, so clients move to other replicas.
+    While `draining`, every answer closes its connection (web.observe sees to it), so clients move
+    to other replicas.
     """
 
     def __init__(self, max_connections: int, head_timeout: float, closed: Counter) -> None:
@@ -118,23 +119,20 @@ class GuardedRequestHandler(RequestHandler):
         heads = self._request_count - heads_before
         if heads:
             self._requests_open += heads
-            self._stop_head_deadline()
+            if self._head_deadline is not None:
+                self._stop_head_deadline()
             if self._admitted:
                 self._connections.busy(self)
         elif self._requests_open == 0 and self._head_deadline is None and self._admitted:
             # The first bytes of the next request on a kept-alive connection.
             self._start_head_deadline()
 
-    async def finish_response(self, request: web.BaseRequest, resp: web.StreamResponse,
-                              start_time: float | None) -> tuple[web.StreamResponse, bool]:
-        if self._connections.draining:
-            resp.force_close()
-        try:
-            return await super().finish_response(request, resp, start_time)
-        finally:
-            self._requests_open -= 1
-            if self._requests_open == 0 and self._admitted and self.transport is not None:
-                self._connections.waiting(self)
+    def log_access(self, request: web.BaseRequest, response: web.StreamResponse, time: float | None) -> None:
+        # Called once each answer is written (or its client gone): the one hook aiohttp has there.
+        super().log_access(request, response, time)
+        self._requests_open -= 1
+        if self._requests_open == 0 and self._admitted and self.transport is not None:
+            self._connections.waiting(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._stop_head_deadline()

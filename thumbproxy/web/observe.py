@@ -16,6 +16,7 @@ from thumbproxy.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnail
 from thumbproxy.throttledlog import ThrottledWarning
 from thumbproxy.web.accesslog import AccessLogWriter
+from thumbproxy.web.connections import Connections
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +54,14 @@ class Observation:
     Every answer is counted in metrics and, when access logging is on, written to access_log.
     Every answer carries Access-Control-Allow-Origin: cors_origin (none if empty), so pages and
     dashboards on other origins may use the images; errors carry error_cache_control and vary
-    with the caller, whose credentials may be what made them errors.
+    with the caller, whose credentials may be what made them errors. While the server drains
+    (`connections.draining`), every answer closes its connection.
     """
 
     def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None, cors_origin: str,
-                 error_cache_control: str) -> None:
+                 error_cache_control: str, connections: Connections) -> None:
         self._requests = metrics.requests
+        self._connections = connections
         self._access_log = access_log
         self._cors_origin = cors_origin
         self._error_cache_control = error_cache_control
@@ -88,7 +91,7 @@ class Observation:
         handler is not called.
         """
         cors_origin, error_cache_control, answer_for = self._cors_origin, self._error_cache_control, self._answer_for
-        process_id, numbers = self._process_id, self._numbers
+        process_id, numbers, connections = self._process_id, self._numbers, self._connections
         # Looked up once here, not on every request: a hit's own work is only a few times this.
         observe = self._requests.route(route).observe
         log_line = self._access_log.add if self._access_log is not None else None
@@ -111,6 +114,8 @@ class Observation:
             headers[REQUEST_ID_HEADER] = request_id
             if cors_origin:
                 headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = cors_origin
+            if connections.draining:
+                response.force_close()
             status = response.status
             seconds = time.perf_counter() - started
             observe(status, seconds)
