@@ -173,6 +173,12 @@ def test_disk_sizes_fit_their_volumes() -> None:
     assert int(setting_in_pod("THUMBPROXY_MAX_FITS_MB")) * 2**20 * 4 <= downloads_volume
 
 
+def test_every_worker_can_take_its_render_memory_within_the_pod_limit() -> None:
+    workers = int(setting_in_pod("THUMBPROXY_WORKERS"))
+    render = int(setting_in_pod("THUMBPROXY_RENDER_MEMORY_MB")) * 2**20
+    assert render and workers * render < bytes_of(container()["resources"]["limits"]["memory"])
+
+
 def test_shutdown_finishes_within_the_grace_period() -> None:
     pod = the("Deployment")["spec"]["template"]["spec"]
     pre_stop = container()["lifecycle"]["preStop"]["exec"]["command"]

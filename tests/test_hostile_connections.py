@@ -111,6 +111,7 @@ async def test_a_connection_past_the_limit_when_every_one_is_busy_is_refused_at_
                         assert response.status == 503
                         assert await response.json() == {"message": "too many connections"}
                         assert response.headers["Connection"] == "close"
+                        assert response.headers["Retry-After"] == "1"
             fake_archive.api_fault = None
             for answered in await asyncio.gather(*slow):
                 assert answered.status == 200

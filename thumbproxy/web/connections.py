@@ -24,11 +24,12 @@ log = logging.getLogger(__name__)
 LOG_INTERVAL = 60.0
 
 
-def _answer(status: int, reason: str, message: str) -> bytes:
-    """A whole HTTP/1.1 answer with a JSON body that closes its connection, made once and sent as is."""
+def _answer(status: int, reason: str, message: str, extra_headers: str = "") -> bytes:
+    """A whole HTTP/1.1 answer with a JSON body that closes its connection, made once and sent as is;
+    `extra_headers` are header lines, each ending in CRLF."""
     body = json.dumps({"message": message}).encode()
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n")
+            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n{extra_headers}Connection: close\r\n\r\n")
     return head.encode() + body
 
 
@@ -49,7 +50,8 @@ class Connections:
         self._waiting: dict[GuardedRequestHandler, None] = {}
         self._busy: set[GuardedRequestHandler] = set()
         self.too_slow = _answer(408, "Request Timeout", f"request head not complete within {head_timeout:g} s")
-        self.too_many = _answer(503, "Service Unavailable", "too many connections")
+        self.too_many = _answer(503, "Service Unavailable", "too many connections", "Retry-After: 1\r\n")
+        self.refusals = ThrottledWarning(log, LOG_INTERVAL)
         self.bad_requests = ThrottledWarning(log, LOG_INTERVAL)
 
     def count(self) -> int:
@@ -61,8 +63,8 @@ class Connections:
         if self.count() >= self.max_connections:
             if not self._waiting:
                 self._closed["refused"].inc()
-                self.bad_requests.warn("refused a connection: %d connections open, each with a request under way "
-                                       "(THUMBPROXY_MAX_CONNECTIONS)", self.count())
+                self.refusals.warn("refused a connection: %d connections open, each with a request under way "
+                                   "(THUMBPROXY_MAX_CONNECTIONS)", self.count())
                 return False
             oldest = next(iter(self._waiting))
             self.forget(oldest)
