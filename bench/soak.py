@@ -293,7 +293,8 @@ class HostileRequests:
         reader, writer = await asyncio.open_connection(host, int(port))
         try:
             writer.write(request)
-            status_line = await reader.readline()
+            async with asyncio.timeout(CLIENT_TIMEOUT_SECONDS):
+                status_line = await reader.readline()
         finally:
             writer.close()
         return status_line.split(b" ")[1].decode() if status_line.count(b" ") >= 2 else "closed"
