@@ -5,8 +5,8 @@ frames from a fake OCS archive on loopback (`tests/fakearchive.py`), so every re
 FITS file into TMP_DIR as in production. Most clients ask again and again for thumbnails already
 rendered (hits); the others ask for new sizes and labels each time (misses), so renders go on
 throughout. A share of all requests (`--hostile-share`, 1 %) is hostile instead: crafted FITS files
-(`tests/hostilefits.py`: a GZIP bomb, a misshapen HCOMPRESS stream, impossible RICE settings, too many
-tiles, no pixels, a web page), bad queries, unknown frames, unparsable headers and request heads that
+(`tests/hostilefits.py`: a GZIP bomb, a misshapen HCOMPRESS stream, tiles the tile table does not
+describe, impossible RICE settings, too many tiles, no pixels, a web page), bad queries, unknown frames, unparsable headers and request heads that
 never end; each must answer its 4xx. Every second the service's open file descriptors, RSS and
 TMP_DIR are sampled, for the server process and for its render workers. Checks: no unexpected
 answer (no 5xx but deliberate overload), no descriptor growth, TMP_DIR empty when idle, RSS flat

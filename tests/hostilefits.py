@@ -4,6 +4,7 @@ The adversarial tests request each of them; bench.soak mixes them into its load.
 """
 
 import gzip
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,6 +58,23 @@ def misshapen_hcompress(path: Path) -> Path:
     return path
 
 
+def tile_table_of_other_tiles(path: Path) -> Path:
+    """HCOMPRESS_1 in four tiles of 16 rows whose header says 32 rows: two tiles, four rows in the tile table."""
+    return with_card(_compressed(path, _counts(4), "HCOMPRESS_1", tile_shape=(16, 64)), "ZTILE2", "32")
+
+
+def tile_outside_the_data(path: Path) -> Path:
+    """GZIP_1 whose first tile's descriptor points a megabyte past the end of the data."""
+    _compressed(path, _counts(6), "GZIP_1")
+    with fits.open(path, disable_image_compression=True) as tables:
+        start = tables[1].fileinfo()["datLoc"]
+    raw = bytearray(path.read_bytes())
+    # A descriptor is two big-endian int32: the tile's length in bytes, then its offset in the heap.
+    raw[start:start + 8] = struct.pack(">ii", 1000, 2**20)
+    path.write_bytes(bytes(raw))
+    return path
+
+
 def rice_setting(path: Path, keyword: str, value: str) -> Path:
     """RICE_1 64 x 64 16-bit pixels with one compression parameter card (ZVAL1 BLOCKSIZE, ZVAL2 BYTEPIX) set."""
     return with_card(_compressed(path, _counts(2, np.int16), "RICE_1"), keyword, value)
@@ -86,6 +104,8 @@ def web_page(path: Path) -> Path:
 HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
     "gzip-bomb": gzip_bomb,
     "misshapen-hcompress": misshapen_hcompress,
+    "tile-table-of-other-tiles": tile_table_of_other_tiles,
+    "tile-outside-the-data": tile_outside_the_data,
     "rice-bytepix": lambda path: rice_setting(path, "ZVAL2", "-1"),
     "too-many-tiles": lambda path: one_tile_per_pixel(path, (300, 400)),
     "without-pixels": without_pixels,

@@ -11,13 +11,8 @@ import pytest
 from astropy.io import fits
 from conftest import WIDE, Service, ServiceFactory, resident_mib
 from fakearchive import FakeArchive
-from hostilefits import (
-    gzip_bomb,
-    misshapen_hcompress,
-    one_tile_per_pixel,
-    rice_setting,
-    with_card,
-)
+from hostilefits import (gzip_bomb, misshapen_hcompress, one_tile_per_pixel, rice_setting, tile_outside_the_data,
+                         tile_table_of_other_tiles, with_card)
 
 from thumbproxy import readiness
 from thumbproxy.app import RENDER_POOL
@@ -185,7 +180,10 @@ async def test_a_cube_whose_one_tile_spans_its_planes_is_refused_before_decompre
      f"it has too many compression tiles to decompress ({WIDE[0] * WIDE[1]}; ZTILEn: [1, 1])"),
     (gzip_bomb, "a GZIP tile inflates past the 512 bytes its 64 x 1 pixels can hold"),
     (misshapen_hcompress, "an HCOMPRESS tile is not of its declared shape (64 x 13 pixels; ZTILEn)"),
-], ids=["rice-bytepix", "rice-blocksize", "too-many-tiles", "gzip-bomb", "misshapen-hcompress"])
+    (tile_table_of_other_tiles, "its tile table has 4 rows for 2 tiles"),
+    (tile_outside_the_data, "its compressed tiles point outside its data"),
+], ids=["rice-bytepix", "rice-blocksize", "too-many-tiles", "gzip-bomb", "misshapen-hcompress", "tile-table",
+        "tile-outside"])
 async def test_a_file_whose_tiles_would_crash_or_flood_the_decoder_is_refused_before_decoding(
     service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any],
     craft: Callable[[Path], Path], reason: str,
