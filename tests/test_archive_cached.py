@@ -11,7 +11,7 @@ from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 
 PROPOSAL = "LCO2019A-001"
 MEMBER = "Token member-token"

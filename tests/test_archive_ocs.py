@@ -17,7 +17,7 @@ from thumbproxy.archive.records import MALFORMED_RECORD, frame_from_record, pars
 from thumbproxy.archive.retry import RetryPolicy
 from thumbproxy.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 
 MEMBER_TOKEN = "member-token"
 OUTSIDER_TOKEN = "outsider-token"

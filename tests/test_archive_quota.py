@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy import readiness
+from thumbproxy.ops import readiness
 from thumbproxy.archive import health, ocs
 
 SERVICE_TOKEN = "service-staff-token"

@@ -18,7 +18,7 @@ import yaml
 from conftest import ServiceFactory
 from fakearchive import FakeArchive
 from thumbproxy.config import CONFIG_ENV, SETTINGS
-from thumbproxy.readiness import CHECK_TIMEOUT_SECONDS
+from thumbproxy.ops.readiness import CHECK_TIMEOUT_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"

@@ -24,7 +24,7 @@ from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.heldfiles import LINK_CHECK_SECONDS, MAX_HELD_BYTES, HeldFiles
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 
 # The disk level answers; no frame preview is written in the background while threads are counted.
 DISK_ONLY = {"THUMBPROXY_MEMORY_CACHE_MB": "0", "THUMBPROXY_PREVIEW_SIZE": "0"}

@@ -14,7 +14,7 @@ from fakearchive import FakeArchive
 from hostilefits import (gzip_bomb, misshapen_hcompress, one_tile_per_pixel, rice_setting, tile_outside_the_data,
                          tile_table_of_other_tiles, with_card)
 
-from thumbproxy import readiness
+from thumbproxy.ops import readiness
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render import fitsread
 from thumbproxy.sampledata import star_field

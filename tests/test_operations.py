@@ -17,7 +17,7 @@ from conftest import WIDE, MotoS3, Service, ServiceFactory, serving
 from fakearchive import FakeArchive, Fault
 from prometheus_client.parser import text_string_to_metric_families
 
-from thumbproxy import readiness
+from thumbproxy.ops import readiness
 
 SECRET_TOKEN = "s3cr3t-t0ken-value"
 FITS_NAME = "ogg0m404-kb82-20190321-0273-e91.fits.fz"

@@ -16,9 +16,9 @@ from conftest import MotoS3
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 
 KEY = "42/" + "ab" * 32 + ".jpg"
 OBJECT_KEY = f"thumbs/{KEY}"

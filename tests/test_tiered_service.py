@@ -15,7 +15,7 @@ from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 
 KEY_PATTERN = r"thumbnails/{frame_id}/[0-9a-f]{{64}}\.jpg"
 

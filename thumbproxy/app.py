@@ -29,13 +29,13 @@ from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.config import Settings
 from thumbproxy.framechecks import FramePolicy
 from thumbproxy.latest import LatestFrames
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 from thumbproxy.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.signing import UrlSigner
 from thumbproxy import tempfiles
 from thumbproxy.thumbnails import Thumbnailer
-from thumbproxy.readiness import Check, Readiness
+from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
 from thumbproxy.web.connections import CONNECTIONS, Connections

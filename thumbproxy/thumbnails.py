@@ -16,7 +16,7 @@ from thumbproxy.cache.disk import read_elsewhere
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import is_spectrum
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 from thumbproxy.recent import Recent
 from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions

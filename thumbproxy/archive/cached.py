@@ -28,10 +28,10 @@ from typing import TypeVar
 from thumbproxy.archive.base import Archive, Frame, TokenCallFailed, caller_scope
 from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 from thumbproxy.recent import Recent
 from thumbproxy.singleflight import SingleFlight
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -19,8 +19,8 @@ from thumbproxy.archive.records import frame_from_record
 from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveError
 from thumbproxy.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.metrics import Metrics
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.metrics import Metrics
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

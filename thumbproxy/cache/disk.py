@@ -12,7 +12,7 @@ from typing import Any, BinaryIO, TypeVar
 import diskcache
 
 from thumbproxy.cache.heldfiles import HeldFiles
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -8,7 +8,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
 from thumbproxy.formats import media_type
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
 

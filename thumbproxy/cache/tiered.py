@@ -9,7 +9,7 @@ from typing import Any
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
-from thumbproxy.metrics import LabelledCounts
+from thumbproxy.ops.metrics import LabelledCounts
 from thumbproxy.render.preview import Preview
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 from prometheus_client import Counter
 
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)
 

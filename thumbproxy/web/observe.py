@@ -12,9 +12,9 @@ from aiohttp.typedefs import Handler
 from multidict import istr
 
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.metrics import Metrics
+from thumbproxy.ops.metrics import Metrics
 from thumbproxy.thumbnails import Thumbnail
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.web.accesslog import AccessLogWriter
 from thumbproxy.web.connections import Connections
 

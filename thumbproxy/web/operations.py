@@ -5,8 +5,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_TYPE
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from thumbproxy.metrics import Metrics
-from thumbproxy.readiness import Readiness
+from thumbproxy.ops.metrics import Metrics
+from thumbproxy.ops.readiness import Readiness
 from thumbproxy.web.observe import Observation
 
 METRICS = web.AppKey("metrics", Metrics)

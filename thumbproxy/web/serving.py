@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from thumbproxy.throttledlog import ThrottledWarning
+from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.web.connections import Connections, GuardedRequestHandler
 from thumbproxy.web.operations import READINESS
 
