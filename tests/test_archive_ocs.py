@@ -15,7 +15,7 @@ from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.records import MALFORMED_RECORD, frame_from_record, parse_datetime
 from thumbproxy.archive.retry import RetryPolicy
-from thumbproxy.deadline import request_deadline
+from thumbproxy.support.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
 

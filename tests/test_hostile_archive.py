@@ -11,7 +11,7 @@ from conftest import Service, ServiceFactory
 from fakearchive import FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
-from thumbproxy.deadline import request_deadline
+from thumbproxy.support.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
 
 

@@ -1,6 +1,6 @@
 """The bounded recently-used map behind previews, outlines and resampled previews."""
 
-from thumbproxy.recent import Recent
+from thumbproxy.support.recent import Recent
 
 
 def test_the_least_recently_used_entry_goes_first() -> None:

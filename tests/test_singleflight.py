@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from thumbproxy.singleflight import SingleFlight
+from thumbproxy.support.singleflight import SingleFlight
 
 
 class Work:

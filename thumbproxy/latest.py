@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from thumbproxy.archive.base import Archive, Frame, caller_scope
 from thumbproxy.archive.filters import unknown_filters, window_mistakes
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.singleflight import SingleFlight
+from thumbproxy.support.singleflight import SingleFlight
 
 NO_MATCH_MESSAGE = "No frame matches these filters"
 # Different filter sets and callers remembered at once; the least recently used go first.

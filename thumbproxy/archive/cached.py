@@ -29,8 +29,8 @@ from thumbproxy.archive.base import Archive, Frame, TokenCallFailed, caller_scop
 from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
-from thumbproxy.recent import Recent
-from thumbproxy.singleflight import SingleFlight
+from thumbproxy.support.recent import Recent
+from thumbproxy.support.singleflight import SingleFlight
 from thumbproxy.ops.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)

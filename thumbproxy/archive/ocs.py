@@ -17,7 +17,7 @@ from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, TokenCallFailed, o
 from thumbproxy.archive.health import ArchiveHealth, Outcome, retry_after_seconds
 from thumbproxy.archive.records import frame_from_record
 from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveError
-from thumbproxy.deadline import seconds_left
+from thumbproxy.support.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.ops.throttledlog import ThrottledWarning

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from thumbproxy.deadline import seconds_left
+from thumbproxy.support.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
 
 T = TypeVar("T")

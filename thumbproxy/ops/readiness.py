@@ -5,7 +5,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
-from thumbproxy.singleflight import SingleFlight
+from thumbproxy.support.singleflight import SingleFlight
 
 # A probe storm (every kubelet, every load balancer) then costs one round of checks per interval.
 CACHE_SECONDS = 3.0

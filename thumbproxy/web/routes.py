@@ -9,7 +9,7 @@ from prometheus_client import Counter
 
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.colorframes import color_listing_filters, select_rvb
-from thumbproxy.deadline import request_deadline
+from thumbproxy.support.deadline import request_deadline
 from thumbproxy.formats import media_type
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import FramePolicy, check_frame
