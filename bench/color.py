@@ -30,7 +30,7 @@ OFFSETS = {"rp": (0.0, 0.0), "V": (5.3, -3.6), "B": (-9.5, 4.2)}
 
 def benchmark_frames() -> list[Path]:
     """The red, visual and blue 4096x4096 frames, made once."""
-    from thumbproxy.sampledata import star_field
+    from thumbproxy.demo.sampledata import star_field
 
     paths = []
     for name, (dx, dy) in OFFSETS.items():

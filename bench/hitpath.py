@@ -129,7 +129,7 @@ async def fetch(url: str) -> bytes:
 
 def hit_archive(work: Path) -> str:
     """The file:// URL of a local archive directory holding one 1024x1024 frame, named HIT_BASENAME."""
-    from thumbproxy.sampledata import star_field
+    from thumbproxy.demo.sampledata import star_field
 
     archive = work / "archive"
     archive.mkdir()

@@ -36,7 +36,7 @@ MIB = 2**20
 
 def benchmark_frame() -> Path:
     """The 4096x4096 star field (no NaN, so fits2image can render it), made once."""
-    from thumbproxy.sampledata import star_field
+    from thumbproxy.demo.sampledata import star_field
 
     path = RESULTS / f"star_field_{FRAME_SIZE}.fits.fz"
     if not path.exists():
@@ -131,7 +131,7 @@ def measure_memory_here(what: str, method: str, path: Path) -> int:
     itself costs memory.
     """
     call = {"render": render, "decompress": decompress}[what]
-    from thumbproxy.sampledata import star_field
+    from thumbproxy.demo.sampledata import star_field
 
     as_render_worker()
     # A tiny run first, so lazily imported modules and one-off buffers are not counted.

@@ -232,7 +232,7 @@ def write_hostile_frames(directory: Path) -> list[str]:
 
 def write_frames(directory: Path, count: int) -> list[str]:
     """Small star fields of different sizes and seeds; returns their basenames."""
-    from thumbproxy.sampledata import lco_basename, star_field
+    from thumbproxy.demo.sampledata import lco_basename, star_field
 
     directory.mkdir(parents=True, exist_ok=True)
     basenames = [lco_basename(number + 1, 91) for number in range(count)]

@@ -104,7 +104,7 @@ class Answer:
 
 def raw_benchmark_frame(directory: Path) -> Path:
     """A 2048x2048 raw frame (16-bit counts stored as int16, RICE) in directory."""
-    from thumbproxy.sampledata import raw_frame
+    from thumbproxy.demo.sampledata import raw_frame
 
     return raw_frame(directory / f"raw_{RAW_SIZE}.fits.fz", RAW_SIZE)
 
@@ -117,7 +117,7 @@ def tagged_copies(source: Path, directory: Path, count: int) -> list[str]:
     """
     from astropy.io import fits
 
-    from thumbproxy.sampledata import lco_basename
+    from thumbproxy.demo.sampledata import lco_basename
 
     directory.mkdir(parents=True, exist_ok=True)
     basenames = [lco_basename(1000 + number, 91) for number in range(count)]

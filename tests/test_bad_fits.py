@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import Service, read_pixels, write_fits_file
 from fakearchive import FakeArchive
-from thumbproxy import sampledata
+from thumbproxy.demo import sampledata
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.errors import UnreadableFrame
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from thumbproxy import sampledata
+from thumbproxy.demo import sampledata
 from thumbproxy.render import render_thumbnail
 from thumbproxy.render.options import RenderOptions
 

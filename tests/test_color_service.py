@@ -10,7 +10,7 @@ from PIL import Image
 
 from conftest import Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive
-from thumbproxy import sampledata
+from thumbproxy.demo import sampledata
 
 REQUEST_ID = 1766530
 START = datetime(2019, 3, 21, 8, 0, tzinfo=UTC)

@@ -17,7 +17,7 @@ from hostilefits import (gzip_bomb, misshapen_hcompress, one_tile_per_pixel, ric
 from thumbproxy.ops import readiness
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render import fitsread
-from thumbproxy.sampledata import star_field
+from thumbproxy.demo.sampledata import star_field
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chromium import Chromium
 from conftest import Demo, ServiceFactory
-from thumbproxy import sampledata
+from thumbproxy.demo import sampledata
 from thumbproxy.web.query import KNOWN_PARAMETERS
 
 SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "landing_page.png"

@@ -27,7 +27,7 @@ from thumbproxy.render.pixelrows import ScaledRows
 from thumbproxy.render.preview import Preview, join_bands, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
 from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
-from thumbproxy.sampledata import raw_frame, star_field
+from thumbproxy.demo.sampledata import raw_frame, star_field
 from thumbproxy.thumbkey import preview_key
 from thumbproxy.web.routes import THUMBNAILER
 

@@ -18,7 +18,7 @@ from thumbproxy.render.label import add_label
 from thumbproxy.render.orient import cd_matrix, north_up_east_left
 from thumbproxy.render.reduce import block_mean, thumbnail_size
 from thumbproxy.render.stretch import pixel_stretch
-from thumbproxy.sampledata import raw_frame, spectrum, star_field
+from thumbproxy.demo.sampledata import raw_frame, spectrum, star_field
 
 # A standard WCS scale, 0.5 arcsec per pixel, and a frame that fits a 200 px box unscaled.
 SCALE = 0.5 / 3600.0

@@ -14,7 +14,7 @@ import thumbproxy.render.align as align_module
 from thumbproxy.render import (ColorThumbnail, RenderError, RenderOptions, render_color_thumbnail,
                                render_thumbnail)
 from thumbproxy.render.reduce import thumbnail_size
-from thumbproxy.sampledata import star_field
+from thumbproxy.demo.sampledata import star_field
 
 SIZE = 512
 BOX = 256

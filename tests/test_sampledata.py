@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from thumbproxy.sampledata import (SATURATE, demo_archive, raw_frame, rvb_set, spectrum,
+from thumbproxy.demo.sampledata import (SATURATE, demo_archive, raw_frame, rvb_set, spectrum,
                                    star_field)
 
 

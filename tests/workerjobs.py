@@ -36,7 +36,7 @@ def faults_of_a_repeat_render(directory: str) -> int:
     from pathlib import Path
 
     from thumbproxy.render import RenderOptions, render_thumbnail
-    from thumbproxy.sampledata import star_field
+    from thumbproxy.demo.sampledata import star_field
 
     path = star_field(Path(directory) / "repeat.fits.fz", 1024)
     options = RenderOptions(width=200, height=200)

@@ -67,7 +67,7 @@ async def _freeze_started(app: web.Application) -> None:
 
 
 def _demo(settings: Settings) -> None:
-    from thumbproxy.sampledata import demo_archive
+    from thumbproxy.demo.sampledata import demo_archive
 
     archive_dir = Path(settings.cache_dir) / "demo-archive"
     print(f"Preparing the sample archive in {archive_dir} ...", flush=True)

@@ -1,0 +1,1 @@
+"""The demo's sample archive: frames generated on first use."""
