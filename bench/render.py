@@ -80,9 +80,9 @@ def _seconds(call: Callable[[], object]) -> float:
 
 
 def as_render_worker() -> None:
-    """Give this process the C allocator settings of a render worker (thumbproxy.allocator), so renders
+    """Give this process the C allocator settings of a render worker (thumbproxy.workers.allocator), so renders
     timed here run as they run in the service; every contender in the process runs under them alike."""
-    from thumbproxy.allocator import keep_freed_memory
+    from thumbproxy.workers.allocator import keep_freed_memory
 
     keep_freed_memory()
 

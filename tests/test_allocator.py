@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from thumbproxy.renderpool import RenderPool
+from thumbproxy.workers.renderpool import RenderPool
 from workerjobs import faults_of_a_repeat_render
 
 TESTS = Path(__file__).resolve().parent
@@ -16,7 +16,7 @@ FEW_FAULTS = 100
 
 def faults_in_a_fresh_process(directory: Path, tuned: bool) -> int:
     """faults_of_a_repeat_render in a new interpreter, with or without keep_freed_memory first."""
-    script = ("import sys\nfrom thumbproxy.allocator import keep_freed_memory\n"
+    script = ("import sys\nfrom thumbproxy.workers.allocator import keep_freed_memory\n"
               "from workerjobs import faults_of_a_repeat_render\n"
               f"if {tuned} and not keep_freed_memory():\n    sys.exit('no mallopt')\n"
               f"print(faults_of_a_repeat_render({str(directory)!r}))\n")

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from thumbproxy.render import RenderError
-from thumbproxy.renderpool import RenderPool
+from thumbproxy.workers.renderpool import RenderPool
 from workerjobs import add, die, preparations, remember_preparation, sleep_then_pid
 
 

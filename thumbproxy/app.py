@@ -30,7 +30,7 @@ from thumbproxy.config import Settings
 from thumbproxy.framechecks import FramePolicy
 from thumbproxy.latest import LatestFrames
 from thumbproxy.ops.metrics import Metrics
-from thumbproxy.renderpool import RenderPool
+from thumbproxy.workers.renderpool import RenderPool
 from thumbproxy.sharedfiles import SharedFitsFiles
 from thumbproxy.signing import UrlSigner
 from thumbproxy import tempfiles

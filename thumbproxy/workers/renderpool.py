@@ -15,7 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from thumbproxy.allocator import keep_freed_memory, release_freed_memory
+from thumbproxy.workers.allocator import keep_freed_memory, release_freed_memory
 from thumbproxy.render.errors import RenderError
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,1 @@
+"""Render worker processes: the pool and their memory allocator settings."""
