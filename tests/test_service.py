@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy.tempfiles import temp_path
+from thumbproxy.archive.tempfiles import temp_path
 
 def assert_json_error(body: dict[str, Any], *words: str) -> None:
     assert set(body) == {"message"}

@@ -11,7 +11,7 @@ from fakearchive import FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.sharedfiles import SharedFitsFiles
+from thumbproxy.archive.sharedfiles import SharedFitsFiles
 
 USERS = 5
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from thumbproxy import tempfiles
+from thumbproxy.archive import tempfiles
 
 
 def dead_pid() -> int:

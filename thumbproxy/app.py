@@ -31,9 +31,9 @@ from thumbproxy.framechecks import FramePolicy
 from thumbproxy.latest import LatestFrames
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.workers.renderpool import RenderPool
-from thumbproxy.sharedfiles import SharedFitsFiles
+from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.signing import UrlSigner
-from thumbproxy import tempfiles
+from thumbproxy.archive import tempfiles
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter

@@ -23,7 +23,7 @@ from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
 from thumbproxy.render.thumbnail import Resampled, render_resampled, resample_preview, render_with_preview
 from thumbproxy.workers.renderpool import RenderPool
-from thumbproxy.sharedfiles import SharedFitsFiles
+from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.support.singleflight import SingleFlight
 from thumbproxy.thumbkey import preview_key, thumbnail_key
 

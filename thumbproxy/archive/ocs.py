@@ -12,7 +12,7 @@ from typing import Any, NamedTuple, NoReturn, TypeVar
 import aiohttp
 from yarl import URL
 
-from thumbproxy import tempfiles
+from thumbproxy.archive import tempfiles
 from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, TokenCallFailed, only_frame
 from thumbproxy.archive.health import ArchiveHealth, Outcome, retry_after_seconds
 from thumbproxy.archive.records import frame_from_record
