@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.app import RENDER_POOL
-from thumbproxy.signing import UrlSigner
+from thumbproxy.web.signing import UrlSigner
 from workerjobs import sleep_then_pid
 
 WEEK = "public, max-age=604800"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from thumbproxy.signing import UrlSigner, signed_url
+from thumbproxy.web.signing import UrlSigner, signed_url
 
 OLD_KEY = "old-key-0123456789"
 NEW_KEY = "new-key-9876543210"

@@ -32,7 +32,7 @@ from thumbproxy.latest import LatestFrames
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.workers.renderpool import RenderPool
 from thumbproxy.archive.sharedfiles import SharedFitsFiles
-from thumbproxy.signing import UrlSigner
+from thumbproxy.web.signing import UrlSigner
 from thumbproxy.archive import tempfiles
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.ops.readiness import Check, Readiness

@@ -15,7 +15,7 @@ from multidict import MultiDict
 from thumbproxy.config import MIN_SIGNING_KEY_LENGTH, Settings, SettingsError, load_settings
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.logs import configure_logging
-from thumbproxy.signing import signed_url
+from thumbproxy.web.signing import signed_url
 
 DEMO_HOST = "127.0.0.1"
 

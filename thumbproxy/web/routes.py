@@ -14,7 +14,7 @@ from thumbproxy.formats import media_type
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import FramePolicy, check_frame
 from thumbproxy.latest import LatestFrames
-from thumbproxy.signing import UrlSigner
+from thumbproxy.web.signing import UrlSigner
 from thumbproxy.thumbnails import Thumbnailer
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, not_modified
