@@ -5,7 +5,7 @@ import hashlib
 import json
 from dataclasses import asdict
 
-from thumbproxy.formats import EXTENSIONS
+from thumbproxy.render.formats import EXTENSIONS
 from thumbproxy.render.options import RenderOptions
 
 # Bump when the renderer's output changes, so no cache level serves the old look.

@@ -7,7 +7,7 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
-from thumbproxy.formats import media_type
+from thumbproxy.render.formats import media_type
 from thumbproxy.ops.throttledlog import ThrottledWarning
 
 log = logging.getLogger(__name__)

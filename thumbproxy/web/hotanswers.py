@@ -16,7 +16,7 @@ from aiohttp import hdrs, web
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.formats import media_type
+from thumbproxy.render.formats import media_type
 from thumbproxy.thumbnails import Thumbnail
 from thumbproxy.web.caching import CachePolicy, etag, not_modified
 from thumbproxy.web.observe import SERVED_FROM

@@ -10,7 +10,7 @@ from prometheus_client import Counter
 from thumbproxy.archive.base import Archive, Frame
 from thumbproxy.colorframes import color_listing_filters, select_rvb
 from thumbproxy.support.deadline import request_deadline
-from thumbproxy.formats import media_type
+from thumbproxy.render.formats import media_type
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.framechecks import FramePolicy, check_frame
 from thumbproxy.latest import LatestFrames
