@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-import thumbproxy.thumbnails as thumbnails_module
+import thumbproxy.pipeline.thumbnails as thumbnails_module
 from conftest import WIDE, Service, ServiceFactory, write_fits_file
 from fakearchive import FakeArchive
 from test_bad_fits import BAD_FILES, assert_cannot_render
@@ -28,7 +28,7 @@ from thumbproxy.render.preview import Preview, join_bands, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
 from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
 from thumbproxy.demo.sampledata import raw_frame, star_field
-from thumbproxy.thumbkey import preview_key
+from thumbproxy.pipeline.thumbkey import preview_key
 from thumbproxy.web.routes import THUMBNAILER
 
 # The later thumbnails a user asks for: another size, a label, another stretch, another format.

@@ -27,14 +27,14 @@ from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.config import Settings
-from thumbproxy.framechecks import FramePolicy
-from thumbproxy.latest import LatestFrames
+from thumbproxy.pipeline.framechecks import FramePolicy
+from thumbproxy.pipeline.latest import LatestFrames
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.workers.renderpool import RenderPool
 from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.web.signing import UrlSigner
 from thumbproxy.archive import tempfiles
-from thumbproxy.thumbnails import Thumbnailer
+from thumbproxy.pipeline.thumbnails import Thumbnailer
 from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy

@@ -17,7 +17,7 @@ from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.render.formats import media_type
-from thumbproxy.thumbnails import Thumbnail
+from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.web.caching import CachePolicy, etag, not_modified
 from thumbproxy.web.observe import SERVED_FROM
 from thumbproxy.web.wholeresponse import WholeResponse, serialized_headers

@@ -13,7 +13,7 @@ from multidict import istr
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
-from thumbproxy.thumbnails import Thumbnail
+from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.web.accesslog import AccessLogWriter
 from thumbproxy.web.connections import Connections

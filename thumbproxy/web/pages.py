@@ -11,9 +11,9 @@ from aiohttp import web
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.local import LocalArchive
-from thumbproxy.colorframes import COLOR_REDUCTION_LEVEL, select_rvb
+from thumbproxy.pipeline.colorframes import COLOR_REDUCTION_LEVEL, select_rvb
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.framechecks import FramePolicy, check_frame
+from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
 from thumbproxy.render.options import DEFAULT_PERCENTILE, DEFAULT_QUALITY, DEFAULT_SIZE
 from thumbproxy.web.query import MAX_LABEL_LENGTH, MAX_QUALITY
 

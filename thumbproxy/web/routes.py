@@ -8,14 +8,14 @@ from aiohttp import hdrs, web
 from prometheus_client import Counter
 
 from thumbproxy.archive.base import Archive, Frame
-from thumbproxy.colorframes import color_listing_filters, select_rvb
+from thumbproxy.pipeline.colorframes import color_listing_filters, select_rvb
 from thumbproxy.support.deadline import request_deadline
 from thumbproxy.render.formats import media_type
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.framechecks import FramePolicy, check_frame
-from thumbproxy.latest import LatestFrames
+from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
+from thumbproxy.pipeline.latest import LatestFrames
 from thumbproxy.web.signing import UrlSigner
-from thumbproxy.thumbnails import Thumbnailer
+from thumbproxy.pipeline.thumbnails import Thumbnailer
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS

@@ -15,7 +15,7 @@ from thumbproxy.archive.base import Frame
 from thumbproxy.cache.disk import read_elsewhere
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.framechecks import is_spectrum
+from thumbproxy.pipeline.framechecks import is_spectrum
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.support.recent import Recent
 from thumbproxy.render import RenderError, render_color_thumbnail
@@ -25,7 +25,7 @@ from thumbproxy.render.thumbnail import Resampled, render_resampled, resample_pr
 from thumbproxy.workers.renderpool import RenderPool
 from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.support.singleflight import SingleFlight
-from thumbproxy.thumbkey import preview_key, thumbnail_key
+from thumbproxy.pipeline.thumbkey import preview_key, thumbnail_key
 
 log = logging.getLogger(__name__)
 
