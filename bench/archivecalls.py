@@ -34,15 +34,24 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from bench.hitpath import RESULTS, free_port, server
-from bench.soak import (CLIENT_TIMEOUT_SECONDS, Tally, client, fake_archive, hit_paths, miss_paths, prime, scrape,
-                        write_frames)
+from bench.soak import (
+    CLIENT_TIMEOUT_SECONDS,
+    Tally,
+    client,
+    fake_archive,
+    hit_paths,
+    miss_paths,
+    prime,
+    scrape,
+    write_frames,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # The last commit before the archive's health was judged from traffic.
@@ -82,9 +91,13 @@ class Code:
     def imported_package(self) -> Path:
         """Where thumbproxy comes from in a process started as this code's services are; raises if not from
         this code's tree."""
-        found = subprocess.run(python("-c", "import thumbproxy; print(thumbproxy.__file__)"),
-                               env={**os.environ, **self.environment()}, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        found = subprocess.run(
+            python("-c", "import thumbproxy; print(thumbproxy.__file__)"),
+            env={**os.environ, **self.environment()},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         expected = (self.checkout or ROOT) / "thumbproxy" / "__init__.py"
         if Path(found).resolve() != expected.resolve():
             raise RuntimeError(f"the {self.name} service would import {found}, not {expected}")
@@ -116,11 +129,22 @@ class Window:
         calls: dict[str, dict[str, int]] = {}
         for (operation, status), count in sorted(self.calls.items()):
             calls.setdefault(operation, {})[status] = count
-        clients = None if self.clients is None else {
-            "outcomes": self.clients.outcomes, "unexpected": self.clients.unexpected(),
-            "unexpected_examples": self.clients.unexpected_examples}
-        return {"seconds": self.seconds, "calls": calls, "per_hour": self.per_hour(), "prober": self.prober,
-                "clients": clients}
+        clients = (
+            None
+            if self.clients is None
+            else {
+                "outcomes": self.clients.outcomes,
+                "unexpected": self.clients.unexpected(),
+                "unexpected_examples": self.clients.unexpected_examples,
+            }
+        )
+        return {
+            "seconds": self.seconds,
+            "calls": calls,
+            "per_hour": self.per_hour(),
+            "prober": self.prober,
+            "clients": clients,
+        }
 
 
 @contextmanager
@@ -141,8 +165,14 @@ def service(code: Code, archive_url: str, cache: Path, **env: str) -> AbstractCo
     """`thumbproxy serve` of this code on the archive, with SERVICE_SETTINGS, a cache directory of its own and
     `env`, on any CPU; yields its base URL."""
     port = free_port()
-    settings = {"ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(cache), "TMP_DIR": str(cache / "tmp"),
-                **SERVICE_SETTINGS, **code.environment(), **env}
+    settings = {
+        "ARCHIVE_API_URL": archive_url,
+        "THUMBPROXY_CACHE_DIR": str(cache),
+        "TMP_DIR": str(cache / "tmp"),
+        **SERVICE_SETTINGS,
+        **code.environment(),
+        **env,
+    }
     command = python("-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port))
     return server(command, port, settings, cpus=None)
 
@@ -154,8 +184,7 @@ async def api_calls(session: aiohttp.ClientSession, base_url: str) -> Calls:
     """The archive API calls the service has made so far, by operation and status, from its /metrics."""
     calls: Calls = Counter()
     for sample in await scrape(session, base_url):
-        if (sample.name == "thumbproxy_archive_requests_total"
-                and sample.labels["operation"] not in NOT_API_OPERATIONS):
+        if sample.name == "thumbproxy_archive_requests_total" and sample.labels["operation"] not in NOT_API_OPERATIONS:
             calls[sample.labels["operation"], sample.labels["status"]] += round(sample.value)
     return calls
 
@@ -178,8 +207,12 @@ async def prober(base_url: str, stop_at: float, answers: Counter[str]) -> None:
                     answers[f"{path} {type(error).__name__}"] += 1
 
 
-async def counted_window(session: aiohttp.ClientSession, base_url: str, seconds: float,
-                         traffic: Callable[[float], list[Coroutine[Any, Any, None]]]) -> Window:
+async def counted_window(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    seconds: float,
+    traffic: Callable[[float], list[Coroutine[Any, Any, None]]],
+) -> Window:
     """The API calls the service makes in a window of `seconds` while the prober and `traffic(stop_at)` run."""
     loop = asyncio.get_running_loop()
     before = await api_calls(session, base_url)
@@ -199,8 +232,7 @@ async def idle_window(base_url: str, seconds: float) -> Window:
         return await counted_window(session, base_url, seconds, lambda stop_at: [])
 
 
-async def soak_window(base_url: str, basenames: list[str], clients: int, miss_clients: int,
-                      seconds: float) -> Window:
+async def soak_window(base_url: str, basenames: list[str], clients: int, miss_clients: int, seconds: float) -> Window:
     """The API calls a service makes in `seconds` under bench.soak's clients and the prober, after priming
     (not counted)."""
     connector = aiohttp.TCPConnector(limit=clients)
@@ -212,9 +244,17 @@ async def soak_window(base_url: str, basenames: list[str], clients: int, miss_cl
         hits, misses = hit_paths(basenames, random.Random(6)), miss_paths(basenames)
 
         def traffic(stop_at: float) -> list[Coroutine[Any, Any, None]]:
-            return [client(session, base_url, "miss" if number < miss_clients else "hit",
-                           misses if number < miss_clients else hits, stop_at, tally)
-                    for number in range(clients)]
+            return [
+                client(
+                    session,
+                    base_url,
+                    "miss" if number < miss_clients else "hit",
+                    misses if number < miss_clients else hits,
+                    stop_at,
+                    tally,
+                )
+                for number in range(clients)
+            ]
 
         window = await counted_window(session, base_url, seconds, traffic)
     window.clients = tally
@@ -234,8 +274,14 @@ def git(*arguments: str) -> str:
     return subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def measure(codes: tuple[Code, ...], archive_url: str, work: Path, basenames: list[str],
-            arguments: argparse.Namespace, miss_clients: int) -> dict[str, dict[str, Window]]:
+def measure(
+    codes: tuple[Code, ...],
+    archive_url: str,
+    work: Path,
+    basenames: list[str],
+    arguments: argparse.Namespace,
+    miss_clients: int,
+) -> dict[str, dict[str, Window]]:
     """Each phase on each code in turn, every service with a fresh cache; the windows by phase and code."""
     windows: dict[str, dict[str, Window]] = {phase: {} for phase in PHASES}
     for code in codes:
@@ -244,10 +290,12 @@ def measure(codes: tuple[Code, ...], archive_url: str, work: Path, basenames: li
             windows["idle"][code.name] = asyncio.run(idle_window(base_url, arguments.idle_seconds))
     for code in codes:
         progress(f"soak, {code.name}: priming, then {arguments.soak_seconds:g} s")
-        with service(code, archive_url, work / f"cache-soak-{code.name}",
-                     THUMBPROXY_METADATA_TTL=f"{arguments.metadata_ttl:g}") as base_url:
-            windows["soak"][code.name] = asyncio.run(soak_window(
-                base_url, basenames, arguments.clients, miss_clients, arguments.soak_seconds))
+        with service(
+            code, archive_url, work / f"cache-soak-{code.name}", THUMBPROXY_METADATA_TTL=f"{arguments.metadata_ttl:g}"
+        ) as base_url:
+            windows["soak"][code.name] = asyncio.run(
+                soak_window(base_url, basenames, arguments.clients, miss_clients, arguments.soak_seconds)
+            )
     return windows
 
 
@@ -262,31 +310,45 @@ def ratio_text(current: float, reference: float) -> str:
     return f"{current / reference:.3f}" if reference else "-"
 
 
-def report(windows: dict[str, dict[str, Window]], arguments: argparse.Namespace, miss_clients: int,
-           reference: str) -> None:
+def report(
+    windows: dict[str, dict[str, Window]], arguments: argparse.Namespace, miss_clients: int, reference: str
+) -> None:
     """The table of calls per hour, and what the prober and the clients were answered."""
     scale = DEFAULT_METADATA_TTL_SECONDS / arguments.metadata_ttl
-    print(f"archive API calls per hour of one replica: reference {reference}, current the working tree; "
-          f"prober /readyz every {READYZ_PERIOD_SECONDS:g} s, /healthz every "
-          f"{READYZ_PERIOD_SECONDS * HEALTHZ_EVERY_TICKS:g} s")
+    print(
+        f"archive API calls per hour of one replica: reference {reference}, current the working tree; "
+        f"prober /readyz every {READYZ_PERIOD_SECONDS:g} s, /healthz every "
+        f"{READYZ_PERIOD_SECONDS * HEALTHZ_EVERY_TICKS:g} s"
+    )
     print(f"idle: {arguments.idle_seconds:g} s from the start of the service, nothing but the prober")
-    print(f"soak: {arguments.soak_seconds:g} s after priming, {arguments.clients} clients ({miss_clients} ask for "
-          f"misses) on {arguments.frames} frames, THUMBPROXY_METADATA_TTL={arguments.metadata_ttl:g} s instead of "
-          f"{DEFAULT_METADATA_TTL_SECONDS:g}: records refresh {scale:g}x as often as with the default")
-    print(f"{'phase':<7}{'operation':<11}{'ref calls':>10}{'cur calls':>10}{'reference/h':>13}{'current/h':>11}"
-          f"{'ratio':>8}")
+    print(
+        f"soak: {arguments.soak_seconds:g} s after priming, {arguments.clients} clients ({miss_clients} ask for "
+        f"misses) on {arguments.frames} frames, THUMBPROXY_METADATA_TTL={arguments.metadata_ttl:g} s instead of "
+        f"{DEFAULT_METADATA_TTL_SECONDS:g}: records refresh {scale:g}x as often as with the default"
+    )
+    print(
+        f"{'phase':<7}{'operation':<11}{'ref calls':>10}{'cur calls':>10}{'reference/h':>13}{'current/h':>11}"
+        f"{'ratio':>8}"
+    )
     for phase, by_code in windows.items():
         for operation in [*operations(windows), None]:
             pair = (by_code["reference"], by_code["current"])
             counts = [window.count(operation) for window in pair]
             hourly = [window.per_hour(operation) for window in pair]
-            print(f"{phase:<7}{operation or 'all':<11}{counts[0]:>10}{counts[1]:>10}{hourly[0]:>13.0f}"
-                  f"{hourly[1]:>11.0f}{ratio_text(hourly[1], hourly[0]):>8}")
+            print(
+                f"{phase:<7}{operation or 'all':<11}{counts[0]:>10}{counts[1]:>10}{hourly[0]:>13.0f}"
+                f"{hourly[1]:>11.0f}{ratio_text(hourly[1], hourly[0]):>8}"
+            )
     for phase, by_code in windows.items():
         for name, window in by_code.items():
-            clients = "" if window.clients is None else (
-                f"; clients {dict(window.clients.outcomes['hit'] + window.clients.outcomes['miss'])}, "
-                f"unexpected {window.clients.unexpected()}")
+            clients = (
+                ""
+                if window.clients is None
+                else (
+                    f"; clients {dict(window.clients.outcomes['hit'] + window.clients.outcomes['miss'])}, "
+                    f"unexpected {window.clients.unexpected()}"
+                )
+            )
             print(f"{phase} {name}: window {window.seconds:.1f} s, prober {dict(window.prober)}{clients}")
             for example in window.clients.unexpected_examples if window.clients else ():
                 print(f"  unexpected: {example}")
@@ -302,9 +364,12 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--miss-share", type=float, default=0.2, help="share of the clients that ask for misses")
     parser.add_argument("--frames", type=int, default=36)
-    parser.add_argument("--metadata-ttl", type=float, default=30.0,
-                        help=f"THUMBPROXY_METADATA_TTL of the soak, seconds (default of the service: "
-                             f"{DEFAULT_METADATA_TTL_SECONDS:g})")
+    parser.add_argument(
+        "--metadata-ttl",
+        type=float,
+        default=30.0,
+        help=f"THUMBPROXY_METADATA_TTL of the soak, seconds (default of the service: {DEFAULT_METADATA_TTL_SECONDS:g})",
+    )
     parser.add_argument("--reference", default=REFERENCE, help="the commit to compare with")
     parser.add_argument("--quick", action="store_true", help="60 seconds per phase")
     arguments = parser.parse_args()
@@ -326,21 +391,39 @@ def main() -> int:
 
     report(windows, arguments, miss_clients, arguments.reference)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = RESULTS / f"archivecalls-{stamp}.json"
-    output.write_text(json.dumps({
-        "when": stamp, "commit": described, "reference": {"revision": arguments.reference, "commit": reference_commit},
-        "packages": packages,
-        "plan": {"phases": PHASES, "idle_seconds": arguments.idle_seconds, "soak_seconds": arguments.soak_seconds,
-                 "clients": arguments.clients, "miss_clients": miss_clients, "frames": arguments.frames,
-                 "readyz_period_seconds": READYZ_PERIOD_SECONDS,
-                 "healthz_period_seconds": READYZ_PERIOD_SECONDS * HEALTHZ_EVERY_TICKS,
-                 "api_operations": "every operation but " + ", ".join(sorted(NOT_API_OPERATIONS))},
-        "settings": {"all": SERVICE_SETTINGS, "soak": {"THUMBPROXY_METADATA_TTL": arguments.metadata_ttl},
-                     "default_metadata_ttl": DEFAULT_METADATA_TTL_SECONDS},
-        "windows": {phase: {name: window.as_json() for name, window in by_code.items()}
-                    for phase, by_code in windows.items()},
-    }, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "commit": described,
+                "reference": {"revision": arguments.reference, "commit": reference_commit},
+                "packages": packages,
+                "plan": {
+                    "phases": PHASES,
+                    "idle_seconds": arguments.idle_seconds,
+                    "soak_seconds": arguments.soak_seconds,
+                    "clients": arguments.clients,
+                    "miss_clients": miss_clients,
+                    "frames": arguments.frames,
+                    "readyz_period_seconds": READYZ_PERIOD_SECONDS,
+                    "healthz_period_seconds": READYZ_PERIOD_SECONDS * HEALTHZ_EVERY_TICKS,
+                    "api_operations": "every operation but " + ", ".join(sorted(NOT_API_OPERATIONS)),
+                },
+                "settings": {
+                    "all": SERVICE_SETTINGS,
+                    "soak": {"THUMBPROXY_METADATA_TTL": arguments.metadata_ttl},
+                    "default_metadata_ttl": DEFAULT_METADATA_TTL_SECONDS,
+                },
+                "windows": {
+                    phase: {name: window.as_json() for name, window in by_code.items()}
+                    for phase, by_code in windows.items()
+                },
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {output}")
     return 0
 

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.render import _check, _seconds, _summary, _versions, as_render_worker
@@ -74,25 +74,38 @@ def run(rounds: int) -> bool:
     ratios = {name: summary[name]["median"] / single for name in summary}
     check = _check(ratios["color"], "<=", MAX_COLOR_OVER_SINGLE)
 
-    print(f"3 x {FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frames ({', '.join(OFFSETS)}), "
-          f"{BOX}x{BOX} JPEG, {rounds} interleaved rounds, alignment: {alignment}")
+    print(
+        f"3 x {FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frames ({', '.join(OFFSETS)}), "
+        f"{BOX}x{BOX} JPEG, {rounds} interleaved rounds, alignment: {alignment}"
+    )
     print(f"{'seconds':<40}{'median':>8}{'min':>8}{'max':>8}{'x single':>10}")
-    labels = {"single": "render_thumbnail (red frame)",
-              "color": "render_color_thumbnail (zscale)",
-              "color lupton": "render_color_thumbnail (lupton)"}
+    labels = {
+        "single": "render_thumbnail (red frame)",
+        "color": "render_color_thumbnail (zscale)",
+        "color lupton": "render_color_thumbnail (lupton)",
+    }
     for name, label in labels.items():
         row = summary[name]
-        print(f"{label:<40}{row['median']:>8.3f}{row['min']:>8.3f}{row['max']:>8.3f}"
-              f"{ratios[name]:>10.2f}")
-    print(f"\ntarget: colour (zscale) median {check['limit']} x single median: "
-          f"{check['measured']:.2f}  {'PASS' if check['passed'] else 'FAIL'}")
+        print(f"{label:<40}{row['median']:>8.3f}{row['min']:>8.3f}{row['max']:>8.3f}{ratios[name]:>10.2f}")
+    print(
+        f"\ntarget: colour (zscale) median {check['limit']} x single median: "
+        f"{check['measured']:.2f}  {'PASS' if check['passed'] else 'FAIL'}"
+    )
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report = {"when": stamp, "frames": [path.name for path in paths], "box": BOX,
-              "rounds": rounds, "alignment": alignment, "versions": _versions(),
-              "seconds": times, "summary": summary, "over_single": ratios,
-              "checks": {"color / single": check}}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = {
+        "when": stamp,
+        "frames": [path.name for path in paths],
+        "box": BOX,
+        "rounds": rounds,
+        "alignment": alignment,
+        "versions": _versions(),
+        "seconds": times,
+        "summary": summary,
+        "over_single": ratios,
+        "checks": {"color / single": check},
+    }
     output = RESULTS / f"color-{stamp}.json"
     output.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {output}")

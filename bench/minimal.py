@@ -1,6 +1,6 @@
 """The reference for hit-path throughput: the least an aiohttp server can do to send the same bytes.
 
-    python -m bench.minimal PORT FILE
+python -m bench.minimal PORT FILE
 """
 
 import sys

@@ -19,7 +19,7 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def decompress(path: Path) -> None:
     with fits.open(path) as hdul:
         # Reading .data is what decompresses (once: astropy keeps it); an empty primary's is None.
         pixels = hdul["SCI"] if "SCI" in hdul else next(hdu for hdu in hdul if hdu.data is not None)
-        pixels.data
+        _ = pixels.data
 
 
 def render(path: Path) -> bytes:
@@ -155,7 +155,8 @@ def measure_memory(what: str, path: Path) -> dict[str, int]:
     for method in ("rss", "tracemalloc"):
         result = subprocess.run(
             [sys.executable, str(Path(__file__).resolve()), "--memory-of", what, method, str(path)],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         if result.returncode:
             raise RuntimeError(f"measuring {what} by {method} failed:\n{result.stderr}")
@@ -188,10 +189,16 @@ def _versions() -> dict[str, str]:
     import numpy
     import PIL
 
-    return {"python": platform.python_version(), "numpy": numpy.__version__,
-            "astropy": astropy.__version__, "pillow": PIL.__version__,
-            "fits2image": metadata.version("fits2image"), "machine": platform.machine(),
-            "cpu_model": _cpu_model(), "cpus": str(len(os.sched_getaffinity(0)))}
+    return {
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "astropy": astropy.__version__,
+        "pillow": PIL.__version__,
+        "fits2image": metadata.version("fits2image"),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpus": str(len(os.sched_getaffinity(0))),
+    }
 
 
 def run(rounds: int) -> bool:
@@ -202,38 +209,51 @@ def run(rounds: int) -> bool:
     summary = {name: _summary(seconds) for name, seconds in times.items()}
     render_median = summary["render"]["median"]
     checks = {
-        "render / decompress": _check(render_median / summary["decompress"]["median"],
-                                      "<=", MAX_RENDER_OVER_DECOMPRESS),
-        "fits2image / render": _check(summary["fits2image"]["median"] / render_median,
-                                      ">=", MIN_FITS2IMAGE_OVER_RENDER),
-        "render peak RSS growth / frame": _check(memory["render"]["rss"] / FRAME_BYTES,
-                                                 "<=", MAX_PEAK_OVER_FRAME),
+        "render / decompress": _check(
+            render_median / summary["decompress"]["median"], "<=", MAX_RENDER_OVER_DECOMPRESS
+        ),
+        "fits2image / render": _check(
+            summary["fits2image"]["median"] / render_median, ">=", MIN_FITS2IMAGE_OVER_RENDER
+        ),
+        "render peak RSS growth / frame": _check(memory["render"]["rss"] / FRAME_BYTES, "<=", MAX_PEAK_OVER_FRAME),
     }
 
-    print(f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frame {path.name}, {BOX}x{BOX} JPEG, "
-          f"{rounds} interleaved rounds")
+    print(f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frame {path.name}, {BOX}x{BOX} JPEG, {rounds} interleaved rounds")
     print(f"{'seconds':<28}{'median':>8}{'min':>8}{'max':>8}")
-    labels = {"decompress": "astropy decompress (floor)", "render": "thumbproxy render_thumbnail",
-              "fits2image": "fits2image 1.1 fits_to_jpg"}
+    labels = {
+        "decompress": "astropy decompress (floor)",
+        "render": "thumbproxy render_thumbnail",
+        "fits2image": "fits2image 1.1 fits_to_jpg",
+    }
     for name, label in labels.items():
         row = summary[name]
         print(f"{label:<28}{row['median']:>8.3f}{row['min']:>8.3f}{row['max']:>8.3f}")
     print(f"\n{'memory, one call (MiB)':<28}{'RSS peak growth':>16}{'tracemalloc peak':>18}")
     for what, figures in memory.items():
         print(f"{what:<28}{figures['rss'] / MIB:>16.1f}{figures['tracemalloc'] / MIB:>18.1f}")
-    print(f"(decompressed frame: {FRAME_BYTES / MIB:.0f} MiB; each figure from its own fresh "
-          "process after imports and a tiny warm-up call;\n RSS growth = peak RSS (VmHWM) minus "
-          "RSS before the call)")
+    print(
+        f"(decompressed frame: {FRAME_BYTES / MIB:.0f} MiB; each figure from its own fresh "
+        "process after imports and a tiny warm-up call;\n RSS growth = peak RSS (VmHWM) minus "
+        "RSS before the call)"
+    )
     print(f"\n{'target':<34}{'measured':>9}{'limit':>9}  result")
     for name, check in checks.items():
-        print(f"{name:<34}{check['measured']:>9.2f}{check['limit']:>9}  "
-              f"{'PASS' if check['passed'] else 'FAIL'}")
+        print(f"{name:<34}{check['measured']:>9.2f}{check['limit']:>9}  {'PASS' if check['passed'] else 'FAIL'}")
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    report = {"when": stamp, "frame": path.name, "box": BOX, "rounds": rounds,
-              "versions": _versions(), "seconds": times, "summary": summary,
-              "memory_bytes": memory, "frame_bytes": FRAME_BYTES, "checks": checks}
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    report = {
+        "when": stamp,
+        "frame": path.name,
+        "box": BOX,
+        "rounds": rounds,
+        "versions": _versions(),
+        "seconds": times,
+        "summary": summary,
+        "memory_bytes": memory,
+        "frame_bytes": FRAME_BYTES,
+        "checks": checks,
+    }
     output = RESULTS / f"render-{stamp}.json"
     output.write_text(json.dumps(report, indent=2))
     print(f"\nwrote {output}")
@@ -243,8 +263,7 @@ def run(rounds: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (default 7)")
-    parser.add_argument("--memory-of", nargs=3, metavar=("WHAT", "METHOD", "FRAME"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--memory-of", nargs=3, metavar=("WHAT", "METHOD", "FRAME"), help=argparse.SUPPRESS)
     arguments = parser.parse_args()
     if arguments.memory_of:
         what, method, frame = arguments.memory_of

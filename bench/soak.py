@@ -6,11 +6,11 @@ FITS file into TMP_DIR as in production. Most clients ask again and again for th
 rendered (hits); the others ask for new sizes and labels each time (misses), so renders go on
 throughout. A share of all requests (`--hostile-share`, 1 %) is hostile instead: crafted FITS files
 (`tests/hostilefits.py`: a GZIP bomb, a misshapen HCOMPRESS stream, tiles the tile table does not
-describe, impossible RICE settings, too many tiles, no pixels, a web page), bad queries, unknown frames, unparsable headers and request heads that
-never end; each must answer its 4xx. Every second the service's open file descriptors, RSS and
-TMP_DIR are sampled, for the server process and for its render workers. Checks: no unexpected
-answer (no 5xx but deliberate overload), no descriptor growth, TMP_DIR empty when idle, RSS flat
-after the warm-up (the first third of the run).
+describe, impossible RICE settings, too many tiles, no pixels, a web page), bad queries, unknown
+frames, unparsable headers and request heads that never end; each must answer its 4xx. Every second
+the service's open file descriptors, RSS and TMP_DIR are sampled, for the server process and for its
+render workers. Checks: no unexpected answer (no 5xx but deliberate overload), no descriptor growth,
+TMP_DIR empty when idle, RSS flat after the warm-up (the first third of the run).
 
     python -m bench.soak [--clients 200] [--seconds 60] [--frames 36] [--miss-share 0.2]
                          [--hostile-share 0.01] [--quick]
@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -47,8 +47,13 @@ HIT_QUERIES = ("?image=true&width=200&height=200", "?width=200&height=200")
 # Small enough that the misses of the warm-up fill it: RSS after that is not the level filling up.
 MEMORY_CACHE_MB = "4"
 # What each kind of hostile request must answer.
-HOSTILE_ANSWERS = {"hostile file": "422", "bad query": "400", "unknown frame": "404", "unparsable header": "400",
-                   "unfinished head": "408"}
+HOSTILE_ANSWERS = {
+    "hostile file": "422",
+    "bad query": "400",
+    "unknown frame": "404",
+    "unparsable header": "400",
+    "unfinished head": "408",
+}
 # A request head that never ends: the service answers 408 after THUMBPROXY_HEAD_TIMEOUT.
 UNFINISHED_HEAD = b"GET /healthz HTTP/1.1\r\nHost: soak\r\nX-Slow: "
 UNPARSABLE_HEADER = b"GET /healthz HTTP/1.1\r\nHost: soak\r\nAuthorization: Token SOAK\x01secret\r\n\r\n"
@@ -84,7 +89,8 @@ class Tally:
     """Answers by kind of client (hit, miss) and outcome, latencies of the 200s, and a few unexpected bodies."""
 
     outcomes: dict[str, Counter[str]] = field(
-        default_factory=lambda: {"hit": Counter(), "miss": Counter(), "hostile": Counter()})
+        default_factory=lambda: {"hit": Counter(), "miss": Counter(), "hostile": Counter()}
+    )
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"hit": [], "miss": []})
     unexpected_examples: list[str] = field(default_factory=list)
     # Hostile requests by their kind and outcome ("hostile file 422").
@@ -93,13 +99,21 @@ class Tally:
     def unexpected(self, kinds: tuple[str, ...] = ("hit", "miss", "hostile")) -> int:
         """Answers that are neither what their request should get nor a deliberate overload answer, and
         failed requests."""
-        return sum(count for kind in kinds for outcome, count in self.outcomes[kind].items()
-                   if outcome not in ("200", "expected") and outcome not in EXPECTED_OVERLOAD)
+        return sum(
+            count
+            for kind in kinds
+            for outcome, count in self.outcomes[kind].items()
+            if outcome not in ("200", "expected") and outcome not in EXPECTED_OVERLOAD
+        )
 
     def unexpected_5xx(self) -> int:
         """Answers 5xx other than deliberate overload: the service's own failures."""
-        return sum(count for outcomes in self.outcomes.values() for outcome, count in outcomes.items()
-                   if outcome.startswith("5") and outcome not in EXPECTED_OVERLOAD)
+        return sum(
+            count
+            for outcomes in self.outcomes.values()
+            for outcome, count in outcomes.items()
+            if outcome.startswith("5") and outcome not in EXPECTED_OVERLOAD
+        )
 
 
 @dataclass(frozen=True)
@@ -279,10 +293,12 @@ class HostileRequests:
         if kind == "unfinished head":
             return kind, await self._raw(UNFINISHED_HEAD)
         width = 100 + number % 300
-        path = {"hostile file": f"/{self._hostile_basenames[number % len(self._hostile_basenames)]}/"
-                                f"?image=true&width={width}",
-                "bad query": f"/{self._basenames[number % len(self._basenames)]}/?image=true&width=-{width}",
-                "unknown frame": f"/{900000000 + number}/?image=true"}[kind]
+        path = {
+            "hostile file": f"/{self._hostile_basenames[number % len(self._hostile_basenames)]}/"
+            f"?image=true&width={width}",
+            "bad query": f"/{self._basenames[number % len(self._basenames)]}/?image=true&width=-{width}",
+            "unknown frame": f"/{900000000 + number}/?image=true",
+        }[kind]
         async with session.get(self._base_url + path) as response:
             await response.read()
             return kind, outcome_of(response)
@@ -300,9 +316,17 @@ class HostileRequests:
         return status_line.split(b" ")[1].decode() if status_line.count(b" ") >= 2 else "closed"
 
 
-async def client(session: aiohttp.ClientSession, base_url: str, kind: str, paths: Iterator[str],
-                 stop_at: float, tally: Tally, hostile: HostileRequests | None = None, hostile_share: float = 0.0,
-                 rng: random.Random | None = None) -> None:
+async def client(
+    session: aiohttp.ClientSession,
+    base_url: str,
+    kind: str,
+    paths: Iterator[str],
+    stop_at: float,
+    tally: Tally,
+    hostile: HostileRequests | None = None,
+    hostile_share: float = 0.0,
+    rng: random.Random | None = None,
+) -> None:
     """One client: a request at a time, each sent as soon as the previous one is answered, until stop_at;
     a `hostile_share` of them (drawn from rng) hostile."""
     loop = asyncio.get_running_loop()
@@ -379,8 +403,17 @@ async def prime(session: aiohttp.ClientSession, base_url: str, basenames: list[s
                 await response.read()
 
 
-async def soak(base_url: str, server_pid: int, tmp_dir: Path, basenames: list[str], hostile_basenames: list[str],
-               clients: int, miss_clients: int, hostile_share: float, seconds: float) -> SoakResult:
+async def soak(
+    base_url: str,
+    server_pid: int,
+    tmp_dir: Path,
+    basenames: list[str],
+    hostile_basenames: list[str],
+    clients: int,
+    miss_clients: int,
+    hostile_share: float,
+    seconds: float,
+) -> SoakResult:
     """Prime, load for `seconds`, then wait for TMP_DIR to empty; the tally, samples and idle figures."""
     connector = aiohttp.TCPConnector(limit=clients)
     timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_SECONDS)
@@ -396,11 +429,22 @@ async def soak(base_url: str, server_pid: int, tmp_dir: Path, basenames: list[st
         rng = random.Random(6)
         hits, misses = hit_paths(basenames, rng), miss_paths(basenames)
         hostile = HostileRequests(base_url, basenames, hostile_basenames)
-        await asyncio.gather(*(
-            client(session, base_url, "miss" if number < miss_clients else "hit",
-                   misses if number < miss_clients else hits, started + seconds, tally, hostile, hostile_share,
-                   random.Random(number))
-            for number in range(clients)))
+        await asyncio.gather(
+            *(
+                client(
+                    session,
+                    base_url,
+                    "miss" if number < miss_clients else "hit",
+                    misses if number < miss_clients else hits,
+                    started + seconds,
+                    tally,
+                    hostile,
+                    hostile_share,
+                    random.Random(number),
+                )
+                for number in range(clients)
+            )
+        )
         load_seconds = loop.time() - started
         sampling.cancel()
         renders_after = await renders(session, base_url)
@@ -435,19 +479,29 @@ def checks(result: SoakResult, seconds: float) -> dict[str, dict]:
     """Each target of the issue: the figures it was judged on and whether it passed."""
     settled = after_warm_up(result.samples, seconds)
     unexpected, unexpected_5xx = result.tally.unexpected(), result.tally.unexpected_5xx()
-    found: dict[str, dict] = {"no unexpected answers": {"unexpected": unexpected, "passed": unexpected == 0},
-                              "no unexpected 5xx": {"unexpected_5xx": unexpected_5xx, "passed": unexpected_5xx == 0}}
+    found: dict[str, dict] = {
+        "no unexpected answers": {"unexpected": unexpected, "passed": unexpected == 0},
+        "no unexpected 5xx": {"unexpected_5xx": unexpected_5xx, "passed": unexpected_5xx == 0},
+    }
     for process in ("server", "render"):
         grown = rise(settled, f"{process}_fds")
-        found[f"{process} fds flat"] = {"after_warm_up": getattr(settled[0], f"{process}_fds"),
-                                        "rise": round(grown, 1), "allowed": FD_SLACK, "passed": grown <= FD_SLACK}
+        found[f"{process} fds flat"] = {
+            "after_warm_up": getattr(settled[0], f"{process}_fds"),
+            "rise": round(grown, 1),
+            "allowed": FD_SLACK,
+            "passed": grown <= FD_SLACK,
+        }
     found["TMP_DIR empty when idle"] = {"files": result.idle.tmp_files, "passed": result.idle.tmp_files == 0}
     for process in ("server", "render"):
         at_warm_up = getattr(settled[0], f"{process}_rss") / MIB
         grown = rise(settled, f"{process}_rss") / MIB
         allowed = max(RSS_SLACK_SHARE * at_warm_up, RSS_SLACK_MIB)
-        found[f"{process} RSS flat"] = {"after_warm_up_mib": round(at_warm_up, 1), "rise_mib": round(grown, 1),
-                                        "allowed_mib": round(allowed, 1), "passed": grown <= allowed}
+        found[f"{process} RSS flat"] = {
+            "after_warm_up_mib": round(at_warm_up, 1),
+            "rise_mib": round(grown, 1),
+            "allowed_mib": round(allowed, 1),
+            "passed": grown <= allowed,
+        }
     return found
 
 
@@ -459,33 +513,48 @@ def percentile(values: list[float], share: float) -> float:
 def report(result: SoakResult, found: dict[str, dict], arguments: argparse.Namespace, miss_clients: int) -> None:
     """Print the answers, the resource figures and the checks."""
     tally = result.tally
-    print(f"soak: {arguments.clients} clients ({arguments.clients - miss_clients} hits, {miss_clients} misses) "
-          f"for {result.load_seconds:.0f} s on {arguments.frames} frames; server on CPU 0, clients on the others")
-    print(f"{'clients':<8}{'answered':>10}{'per s':>8}{'200':>10}{'503+RA':>8}{'504':>6}{'unexpected':>12}"
-          f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    print(
+        f"soak: {arguments.clients} clients ({arguments.clients - miss_clients} hits, {miss_clients} misses) "
+        f"for {result.load_seconds:.0f} s on {arguments.frames} frames; server on CPU 0, clients on the others"
+    )
+    print(
+        f"{'clients':<8}{'answered':>10}{'per s':>8}{'200':>10}{'503+RA':>8}{'504':>6}{'unexpected':>12}"
+        f"{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    )
     for kind in ("hit", "miss"):
         outcomes, latencies = tally.outcomes[kind], tally.latencies[kind]
         answered = sum(outcomes.values())
-        print(f"{kind:<8}{answered:>10}{answered / result.load_seconds:>8.0f}{outcomes['200']:>10}"
-              f"{outcomes['503 Retry-After']:>8}{outcomes['504']:>6}{tally.unexpected((kind,)):>12}"
-              f"{1000 * percentile(latencies, 0.5):>9.1f}{1000 * percentile(latencies, 0.99):>9.1f}"
-              f"{1000 * max(latencies, default=float('nan')):>9.1f}")
+        print(
+            f"{kind:<8}{answered:>10}{answered / result.load_seconds:>8.0f}{outcomes['200']:>10}"
+            f"{outcomes['503 Retry-After']:>8}{outcomes['504']:>6}{tally.unexpected((kind,)):>12}"
+            f"{1000 * percentile(latencies, 0.5):>9.1f}{1000 * percentile(latencies, 0.99):>9.1f}"
+            f"{1000 * max(latencies, default=float('nan')):>9.1f}"
+        )
     hostile = tally.outcomes["hostile"]
-    print(f"hostile {sum(hostile.values())} requests, {hostile['expected']} answered as they should: "
-          f"{dict(sorted(tally.hostile.items()))}")
+    print(
+        f"hostile {sum(hostile.values())} requests, {hostile['expected']} answered as they should: "
+        f"{dict(sorted(tally.hostile.items()))}"
+    )
     print(f"renders during the load: {dict(result.renders)}")
     for example in tally.unexpected_examples:
         print(f"  unexpected: {example}")
     settled = after_warm_up(result.samples, arguments.seconds)
     print(f"{'sampled':<22}{'before':>10}{'warm-up end':>13}{'rise after':>12}{'max':>8}{'idle after':>12}")
-    rows = (("server fds", "server_fds", 1), ("render worker fds", "render_fds", 1),
-            ("server RSS MiB", "server_rss", MIB), ("render worker RSS MiB", "render_rss", MIB),
-            ("render workers", "render_workers", 1), ("TMP_DIR files", "tmp_files", 1))
+    rows = (
+        ("server fds", "server_fds", 1),
+        ("render worker fds", "render_fds", 1),
+        ("server RSS MiB", "server_rss", MIB),
+        ("render worker RSS MiB", "render_rss", MIB),
+        ("render workers", "render_workers", 1),
+        ("TMP_DIR files", "tmp_files", 1),
+    )
     for title, name, unit in rows:
         before, at_warm_up, idle = (getattr(sample, name) / unit for sample in (result.before, settled[0], result.idle))
         highest = max(getattr(sample, name) for sample in result.samples) / unit
-        print(f"{title:<22}{before:>10.0f}{at_warm_up:>13.0f}{rise(settled, name) / unit:>12.1f}{highest:>8.0f}"
-              f"{idle:>12.0f}")
+        print(
+            f"{title:<22}{before:>10.0f}{at_warm_up:>13.0f}{rise(settled, name) / unit:>12.1f}{highest:>8.0f}"
+            f"{idle:>12.0f}"
+        )
     for name, check in found.items():
         figures = ", ".join(f"{key} {value}" for key, value in check.items() if key != "passed")
         print(f"{name}: {figures}: {'PASS' if check['passed'] else 'FAIL'}")
@@ -514,31 +583,62 @@ def main() -> int:
         hostile_basenames = write_hostile_frames(work / "frames")
         port, tmp_dir = free_port(), work / "tmp"
         with fake_archive(work / "frames") as archive_url:
-            settings = {"ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(work / "cache"),
-                        "TMP_DIR": str(tmp_dir), "THUMBPROXY_CONFIG": os.devnull,
-                        "THUMBPROXY_MEMORY_CACHE_MB": MEMORY_CACHE_MB}
+            settings = {
+                "ARCHIVE_API_URL": archive_url,
+                "THUMBPROXY_CACHE_DIR": str(work / "cache"),
+                "TMP_DIR": str(tmp_dir),
+                "THUMBPROXY_CONFIG": os.devnull,
+                "THUMBPROXY_MEMORY_CACHE_MB": MEMORY_CACHE_MB,
+            }
             command = [sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)]
             with server(command, port, settings) as base_url:
-                result = asyncio.run(soak(base_url, server_pid(port), tmp_dir, basenames, hostile_basenames,
-                                          arguments.clients, miss_clients, arguments.hostile_share, arguments.seconds))
+                result = asyncio.run(
+                    soak(
+                        base_url,
+                        server_pid(port),
+                        tmp_dir,
+                        basenames,
+                        hostile_basenames,
+                        arguments.clients,
+                        miss_clients,
+                        arguments.hostile_share,
+                        arguments.seconds,
+                    )
+                )
 
     found = checks(result, arguments.seconds)
     report(result, found, arguments, miss_clients)
     tally = result.tally
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     output = RESULTS / f"soak-{stamp}.json"
-    output.write_text(json.dumps({
-        "clients": arguments.clients, "miss_clients": miss_clients, "hostile_share": arguments.hostile_share,
-        "hostile": tally.hostile, "seconds": arguments.seconds,
-        "load_seconds": result.load_seconds, "frames": arguments.frames, "settings": settings,
-        "outcomes": tally.outcomes, "unexpected_examples": tally.unexpected_examples,
-        "latency_ms": {kind: {"p50": 1000 * percentile(values, 0.5), "p99": 1000 * percentile(values, 0.99)}
-                       for kind, values in tally.latencies.items()},
-        "renders": result.renders, "checks": found, "before": asdict(result.before),
-        "idle": asdict(result.idle), "samples": [asdict(sample) for sample in result.samples],
-        "cpus": os.cpu_count(),
-    }, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "clients": arguments.clients,
+                "miss_clients": miss_clients,
+                "hostile_share": arguments.hostile_share,
+                "hostile": tally.hostile,
+                "seconds": arguments.seconds,
+                "load_seconds": result.load_seconds,
+                "frames": arguments.frames,
+                "settings": settings,
+                "outcomes": tally.outcomes,
+                "unexpected_examples": tally.unexpected_examples,
+                "latency_ms": {
+                    kind: {"p50": 1000 * percentile(values, 0.5), "p99": 1000 * percentile(values, 0.99)}
+                    for kind, values in tally.latencies.items()
+                },
+                "renders": result.renders,
+                "checks": found,
+                "before": asdict(result.before),
+                "idle": asdict(result.idle),
+                "samples": [asdict(sample) for sample in result.samples],
+                "cpus": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {output}")
     return 0 if all(check["passed"] for check in found.values()) else 1
 

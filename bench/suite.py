@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -145,8 +145,11 @@ async def get(session: aiohttp.ClientSession, url: str, only_ok: bool = True) ->
 
 def metric_total(samples: Sequence[MetricSample], name: str, **labels: str) -> float:
     """The sum of a metric's samples whose labels include these."""
-    return sum(sample.value for sample in samples
-               if sample.name == name and all(sample.labels.get(key) == value for key, value in labels.items()))
+    return sum(
+        sample.value
+        for sample in samples
+        if sample.name == name and all(sample.labels.get(key) == value for key, value in labels.items())
+    )
 
 
 @contextmanager
@@ -154,8 +157,9 @@ def pool_service(work: Path, archive_url: str, name: str) -> Iterator[tuple[str,
     """`thumbproxy serve` with an idle-able pool of POOL_WORKERS, a fresh cache, on any CPU; yields its
     base URL and process id."""
     port = hitpath.free_port()
-    with hitpath.thumbproxy_server(port, archive_url, work / f"cache-{name}", cpus=None,
-                                   THUMBPROXY_WORKERS=POOL_WORKERS) as base_url:
+    with hitpath.thumbproxy_server(
+        port, archive_url, work / f"cache-{name}", cpus=None, THUMBPROXY_WORKERS=POOL_WORKERS
+    ) as base_url:
         yield base_url, server_pid(port)
 
 
@@ -165,8 +169,11 @@ def pool_service(work: Path, archive_url: str, name: str) -> Iterator[tuple[str,
 async def thumbnails_of_frames(base_url: str, basenames: Sequence[str]) -> dict[str, list[float]]:
     """For each frame in turn: its first thumbnail (cold: record, download, decode, render), then the next
     ones (NEXT_QUERIES); seconds of each. The first frame only warms the service up."""
-    seconds: dict[str, list[float]] = {"cold first byte": [], "cold total": [],
-                                       **{f"next {kind}": [] for kind in NEXT_QUERIES}}
+    seconds: dict[str, list[float]] = {
+        "cold first byte": [],
+        "cold total": [],
+        **{f"next {kind}": [] for kind in NEXT_QUERIES},
+    }
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         await get(session, f"{base_url}/{basenames[0]}/{FIRST_QUERY}")
         for basename in basenames[1:]:
@@ -192,13 +199,16 @@ async def identical_cold_requests(base_url: str, basename: str, count: int) -> d
     def caused(name: str, **labels: str) -> int:
         return round(metric_total(after, name, **labels) - metric_total(before, name, **labels))
 
-    return {"requests": count, "statuses": Counter(answer.status for answer in answers),
-            "seconds": [answer.total for answer in answers],
-            "renders": caused("thumbproxy_renders_total"),
-            "downloads": caused("thumbproxy_archive_requests_total", operation="download"),
-            "archive_api_calls": caused("thumbproxy_archive_requests_total")
-            - caused("thumbproxy_archive_requests_total", operation="download"),
-            "coalesced": caused("thumbproxy_coalesced_requests_total")}
+    return {
+        "requests": count,
+        "statuses": Counter(answer.status for answer in answers),
+        "seconds": [answer.total for answer in answers],
+        "renders": caused("thumbproxy_renders_total"),
+        "downloads": caused("thumbproxy_archive_requests_total", operation="download"),
+        "archive_api_calls": caused("thumbproxy_archive_requests_total")
+        - caused("thumbproxy_archive_requests_total", operation="download"),
+        "coalesced": caused("thumbproxy_coalesced_requests_total"),
+    }
 
 
 def measure_fake_archive_service(work: Path, frames: Path, basenames: list[str]) -> dict:
@@ -231,8 +241,10 @@ async def cold_requests_at_idle(base_url: str, pid: int, basenames: Sequence[str
             after = await scrape(session, base_url)
             peaks = {worker: status_bytes("VmHWM", worker) for worker in workers}
             figures["request"].append(answer.total)
-            figures["render"].append(metric_total(after, "thumbproxy_render_duration_seconds_sum")
-                                     - metric_total(before, "thumbproxy_render_duration_seconds_sum"))
+            figures["render"].append(
+                metric_total(after, "thumbproxy_render_duration_seconds_sum")
+                - metric_total(before, "thumbproxy_render_duration_seconds_sum")
+            )
             figures["worker peak rss"].append(max(peaks.values()))
             figures["worker peak growth"].append(max(peaks[worker] - resident[worker] for worker in workers))
     return figures
@@ -267,11 +279,19 @@ def machine() -> dict[str, str]:
 
     from thumbproxy import __version__
 
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True,
-                            cwd=Path(__file__).resolve().parent).stdout.strip()
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=Path(__file__).resolve().parent
+    ).stdout.strip()
     wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout.split(" [")[0]
-    return {**render._versions(), "aiohttp": aiohttp.__version__, "matplotlib": matplotlib.__version__,
-            "moto": metadata.version("moto"), "wrk": wrk_version, "thumbproxy": __version__, "commit": commit}
+    return {
+        **render._versions(),
+        "aiohttp": aiohttp.__version__,
+        "matplotlib": matplotlib.__version__,
+        "moto": metadata.version("moto"),
+        "wrk": wrk_version,
+        "thumbproxy": __version__,
+        "commit": commit,
+    }
 
 
 def progress(message: str) -> None:
@@ -285,8 +305,10 @@ def measure(plan: Plan, work: Path) -> dict:
     frame = render.benchmark_frame()
     seconds: dict[str, list[float]] = {}
     for group, path in (("render", frame), ("raw", raw_benchmark_frame(work))):
-        seconds |= {f"{group}/{RENDER_CONTENDERS[name]}": values
-                    for name, values in render.time_interleaved(path, plan.rounds).items()}
+        seconds |= {
+            f"{group}/{RENDER_CONTENDERS[name]}": values
+            for name, values in render.time_interleaved(path, plan.rounds).items()
+        }
 
     progress(f"3. colour against single, {plan.rounds} interleaved rounds")
     color_seconds, alignment = color.time_interleaved(color.benchmark_frames(), plan.rounds)
@@ -295,8 +317,10 @@ def measure(plan: Plan, work: Path) -> dict:
     # One to warm each service up, the cold ones, and one for the identical requests.
     frames = work / "frames"
     basenames = tagged_copies(frame, frames, plan.cold_frames + 2)
-    progress(f"2, 4, 6. the service on the fake archive: {plan.cold_frames} frames, then "
-             f"{COALESCED_REQUESTS} identical requests")
+    progress(
+        f"2, 4, 6. the service on the fake archive: {plan.cold_frames} frames, then "
+        f"{COALESCED_REQUESTS} identical requests"
+    )
     service = measure_fake_archive_service(work, frames, basenames)
     seconds |= {f"service/{name}": values for name, values in service["seconds"].items()}
     seconds["coalesced/request"] = service["coalescing"]["seconds"]
@@ -309,20 +333,29 @@ def measure(plan: Plan, work: Path) -> dict:
     hit_path = []
     archive_url = hitpath.hit_archive(work)
     for level in plan.hit_levels:
-        progress(f"5. hit path, THUMBPROXY_MEMORY_CACHE_MB={level}: {plan.wrk_rounds} rounds of "
-                 f"{plan.wrk_seconds:g} s at {', '.join(map(str, CONNECTIONS))} connections")
+        progress(
+            f"5. hit path, THUMBPROXY_MEMORY_CACHE_MB={level}: {plan.wrk_rounds} rounds of "
+            f"{plan.wrk_seconds:g} s at {', '.join(map(str, CONNECTIONS))} connections"
+        )
         hit_path += hitpath.hit_throughput(work, archive_url, plan.wrk_rounds, plan.wrk_seconds, CONNECTIONS, level)
 
     progress(f"8. archive API calls of an idle service under a readiness prober: {IDLE_PROBED_SECONDS:g} s")
     idle_archive_calls = measure_idle_archive_calls(work)
 
-    return {"seconds": seconds, "color_alignment": alignment, "coalescing": service["coalescing"],
-            "hit_path": hit_path, "idle_archive_calls": idle_archive_calls,
-            "memory_bytes": {"worker peak rss": idle["figures"]["worker peak rss"],
-                             "worker peak growth": idle["figures"]["worker peak growth"],
-                             "server peak rss, fake archive service": [service["server_peak_rss"]],
-                             "server peak rss, file archive service": [idle["server_peak_rss"]],
-                             "decompressed frame": FRAME_BYTES}}
+    return {
+        "seconds": seconds,
+        "color_alignment": alignment,
+        "coalescing": service["coalescing"],
+        "hit_path": hit_path,
+        "idle_archive_calls": idle_archive_calls,
+        "memory_bytes": {
+            "worker peak rss": idle["figures"]["worker peak rss"],
+            "worker peak growth": idle["figures"]["worker peak growth"],
+            "server peak rss, fake archive service": [service["server_peak_rss"]],
+            "server peak rss, file archive service": [idle["server_peak_rss"]],
+            "decompressed frame": FRAME_BYTES,
+        },
+    }
 
 
 def median(figures: dict, name: str) -> float:
@@ -334,40 +367,58 @@ def _ratio_check(median_ratio: float, best_ratio: float, relation: str, limit: f
     """A target on a ratio, judged on medians; `best` is the same ratio of the best runs (fastest, or highest
     throughput), and `best_agrees` whether it gives the same verdict: when it does not, noise decided."""
     check = _check(median_ratio, relation, limit)
-    return {**check, "best": best_ratio, "best_agrees": _check(best_ratio, relation, limit)["passed"] == check["passed"]}
+    return {
+        **check,
+        "best": best_ratio,
+        "best_agrees": _check(best_ratio, relation, limit)["passed"] == check["passed"],
+    }
 
 
 def _timing_check(figures: dict, numerator: str, denominator: str, relation: str, limit: float) -> dict:
     """A target on the ratio of two timing series."""
     seconds = figures["seconds"]
-    return _ratio_check(median(figures, numerator) / median(figures, denominator),
-                        min(seconds[numerator]) / min(seconds[denominator]), relation, limit)
+    return _ratio_check(
+        median(figures, numerator) / median(figures, denominator),
+        min(seconds[numerator]) / min(seconds[denominator]),
+        relation,
+        limit,
+    )
 
 
 def checks(figures: dict) -> dict[str, dict]:
     """Each target of the issue: the measured ratio, its limit and whether it is met."""
-    disk_hits = next(result for result in figures["hit_path"]
-                     if result["memory_cache_mb"] == "0" and result["connections"] == DISK_HIT_CONNECTIONS)
+    disk_hits = next(
+        result
+        for result in figures["hit_path"]
+        if result["memory_cache_mb"] == "0" and result["connections"] == DISK_HIT_CONNECTIONS
+    )
     runs = disk_hits["runs"]
     return {
         "render 4096->500: fits2image / thumbproxy": _timing_check(
-            figures, "render/fits2image", "render/thumbproxy", ">=", MIN_FITS2IMAGE_OVER_RENDER),
+            figures, "render/fits2image", "render/thumbproxy", ">=", MIN_FITS2IMAGE_OVER_RENDER
+        ),
         "render / decompression floor, one process": _timing_check(
-            figures, "render/thumbproxy", "render/floor", "<=", MAX_RENDER_OVER_FLOOR),
+            figures, "render/thumbproxy", "render/floor", "<=", MAX_RENDER_OVER_FLOOR
+        ),
         "one cold request, idle pool / floor": _timing_check(
-            figures, "idle/request", "render/floor", "<=", MAX_IDLE_COLD_OVER_FLOOR),
+            figures, "idle/request", "render/floor", "<=", MAX_IDLE_COLD_OVER_FLOOR
+        ),
         "next thumbnail / first, via service": _timing_check(
-            figures, "service/next all", "service/cold total", "<=", MAX_NEXT_OVER_FIRST),
+            figures, "service/next all", "service/cold total", "<=", MAX_NEXT_OVER_FIRST
+        ),
         "colour / single": _timing_check(figures, "color/color", "color/single", "<=", MAX_COLOR_OVER_SINGLE),
         f"disk hits / minimal app, {DISK_HIT_CONNECTIONS} conns": _ratio_check(
-            disk_hits["ratio"], max(runs["thumbproxy"]) / max(runs["minimal aiohttp"]), ">=",
-            hitpath.MIN_DISK_HIT_RATIO),
+            disk_hits["ratio"], max(runs["thumbproxy"]) / max(runs["minimal aiohttp"]), ">=", hitpath.MIN_DISK_HIT_RATIO
+        ),
         f"renders for {COALESCED_REQUESTS} identical cold reqs": _check(
-            figures["coalescing"]["renders"], "==", RENDERS_FOR_IDENTICAL),
+            figures["coalescing"]["renders"], "==", RENDERS_FOR_IDENTICAL
+        ),
         "render worker peak RSS growth / frame": _check(
-            max(figures["memory_bytes"]["worker peak growth"]) / FRAME_BYTES, "<=", MAX_WORKER_PEAK_OVER_FRAME),
+            max(figures["memory_bytes"]["worker peak growth"]) / FRAME_BYTES, "<=", MAX_WORKER_PEAK_OVER_FRAME
+        ),
         "idle service's archive API calls per hour": _check(
-            figures["idle_archive_calls"]["per_hour"], "<=", MAX_IDLE_API_CALLS_PER_HOUR),
+            figures["idle_archive_calls"]["per_hour"], "<=", MAX_IDLE_API_CALLS_PER_HOUR
+        ),
     }
 
 
@@ -388,74 +439,136 @@ def print_times(title: str, figures: dict, rows: dict[str, str], reference: str,
     print(ROW.format("ms", "n", "median", "min", "max", f"x {reference_label}"))
     for name, label in rows.items():
         row = figures["summary"][name]
-        print(ROW.format(label, len(figures["seconds"][name]), f"{1000 * row['median']:.1f}",
-                         f"{1000 * row['min']:.1f}", f"{1000 * row['max']:.1f}",
-                         f"{row['median'] / median(figures, reference):.2f}"))
+        print(
+            ROW.format(
+                label,
+                len(figures["seconds"][name]),
+                f"{1000 * row['median']:.1f}",
+                f"{1000 * row['min']:.1f}",
+                f"{1000 * row['max']:.1f}",
+                f"{row['median'] / median(figures, reference):.2f}",
+            )
+        )
 
 
 def print_report(figures: dict, plan: Plan) -> None:
     """Every table, in the issue's order, then the targets."""
     frame = f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE"
-    print_times(f"1. render {frame} -> {BOX}x{BOX} JPEG, one process, {plan.rounds} interleaved rounds",
-                figures, {"render/floor": "astropy decompression alone (floor)",
-                          "render/thumbproxy": "thumbproxy render_thumbnail",
-                          "render/fits2image": "fits2image 1.1 fits_to_jpg"}, "render/floor", "floor")
-    print_times(f"   the same on a {RAW_SIZE}x{RAW_SIZE} int16 raw frame", figures,
-                {"raw/floor": "astropy decompression alone (floor)", "raw/thumbproxy": "thumbproxy render_thumbnail",
-                 "raw/fits2image": "fits2image 1.1 fits_to_jpg"}, "raw/floor", "floor")
-    print_times(f"2. thumbnails of a {frame} frame through the service (fake archive on loopback, "
-                f"{POOL_WORKERS} workers), {plan.cold_frames} frames",
-                figures, {"service/cold total": "first thumbnail (cold: record, download, render)",
-                          **{f"service/next {kind}": f"next thumbnail, {kind}" for kind in NEXT_QUERIES},
-                          "service/next all": "next thumbnails, all of the above"}, "service/cold total", "first")
-    print_times(f"3. colour composite against a single frame, 3 x {frame}, one process, {plan.rounds} rounds "
-                f"(aligned by {figures['color_alignment']})",
-                figures, {"color/single": "render_thumbnail, one frame",
-                          "color/color": "render_color_thumbnail, zscale",
-                          "color/color lupton": "render_color_thumbnail, lupton"}, "color/single", "single")
-    print_times("4. full stack cold: one request at a time, a frame never seen", figures,
-                {"service/cold first byte": "fake archive on loopback: first byte",
-                 "service/cold total": "fake archive on loopback: total",
-                 "idle/request": f"file:// archive, idle pool of {POOL_WORKERS}: total",
-                 "idle/render": "  of which the render (service's histogram)"}, "render/floor", "floor")
+    print_times(
+        f"1. render {frame} -> {BOX}x{BOX} JPEG, one process, {plan.rounds} interleaved rounds",
+        figures,
+        {
+            "render/floor": "astropy decompression alone (floor)",
+            "render/thumbproxy": "thumbproxy render_thumbnail",
+            "render/fits2image": "fits2image 1.1 fits_to_jpg",
+        },
+        "render/floor",
+        "floor",
+    )
+    print_times(
+        f"   the same on a {RAW_SIZE}x{RAW_SIZE} int16 raw frame",
+        figures,
+        {
+            "raw/floor": "astropy decompression alone (floor)",
+            "raw/thumbproxy": "thumbproxy render_thumbnail",
+            "raw/fits2image": "fits2image 1.1 fits_to_jpg",
+        },
+        "raw/floor",
+        "floor",
+    )
+    print_times(
+        f"2. thumbnails of a {frame} frame through the service (fake archive on loopback, "
+        f"{POOL_WORKERS} workers), {plan.cold_frames} frames",
+        figures,
+        {
+            "service/cold total": "first thumbnail (cold: record, download, render)",
+            **{f"service/next {kind}": f"next thumbnail, {kind}" for kind in NEXT_QUERIES},
+            "service/next all": "next thumbnails, all of the above",
+        },
+        "service/cold total",
+        "first",
+    )
+    print_times(
+        f"3. colour composite against a single frame, 3 x {frame}, one process, {plan.rounds} rounds "
+        f"(aligned by {figures['color_alignment']})",
+        figures,
+        {
+            "color/single": "render_thumbnail, one frame",
+            "color/color": "render_color_thumbnail, zscale",
+            "color/color lupton": "render_color_thumbnail, lupton",
+        },
+        "color/single",
+        "single",
+    )
+    print_times(
+        "4. full stack cold: one request at a time, a frame never seen",
+        figures,
+        {
+            "service/cold first byte": "fake archive on loopback: first byte",
+            "service/cold total": "fake archive on loopback: total",
+            "idle/request": f"file:// archive, idle pool of {POOL_WORKERS}: total",
+            "idle/render": "  of which the render (service's histogram)",
+        },
+        "render/floor",
+        "floor",
+    )
 
-    print(f"\n5. hit path: requests/s and latency under wrk, server on CPU 0, wrk on the others, "
-          f"{plan.wrk_rounds} rounds of {plan.wrk_seconds:g} s")
-    print(f"{'answered from':<16}{'conns':>6}{'thumbproxy':>12}{'min':>9}{'max':>9}{'minimal':>10}{'ratio':>7}"
-          f"{'p50 ms':>8}{'p99 ms':>8}{'minimal p99':>12}")
+    print(
+        f"\n5. hit path: requests/s and latency under wrk, server on CPU 0, wrk on the others, "
+        f"{plan.wrk_rounds} rounds of {plan.wrk_seconds:g} s"
+    )
+    print(
+        f"{'answered from':<16}{'conns':>6}{'thumbproxy':>12}{'min':>9}{'max':>9}{'minimal':>10}{'ratio':>7}"
+        f"{'p50 ms':>8}{'p99 ms':>8}{'minimal p99':>12}"
+    )
     for result in figures["hit_path"]:
         runs, latency = result["runs"]["thumbproxy"], result["latency_ms"]
         level = "disk" if result["memory_cache_mb"] == "0" else "memory (default)"
-        print(f"{level:<16}{result['connections']:>6}{result['medians']['thumbproxy']:>12.0f}{min(runs):>9.0f}"
-              f"{max(runs):>9.0f}{result['medians']['minimal aiohttp']:>10.0f}{result['ratio']:>7.2f}"
-              f"{latency['thumbproxy']['50']:>8.2f}{latency['thumbproxy']['99']:>8.2f}"
-              f"{latency['minimal aiohttp']['99']:>12.2f}")
+        print(
+            f"{level:<16}{result['connections']:>6}{result['medians']['thumbproxy']:>12.0f}{min(runs):>9.0f}"
+            f"{max(runs):>9.0f}{result['medians']['minimal aiohttp']:>10.0f}{result['ratio']:>7.2f}"
+            f"{latency['thumbproxy']['50']:>8.2f}{latency['thumbproxy']['99']:>8.2f}"
+            f"{latency['minimal aiohttp']['99']:>12.2f}"
+        )
 
     coalescing = figures["coalescing"]
-    print_times(f"6. {COALESCED_REQUESTS} identical concurrent requests, a frame never seen", figures,
-                {"coalesced/request": "each request, total"}, "service/cold total", "one cold")
-    print(f"renders {coalescing['renders']}, downloads {coalescing['downloads']}, archive API calls "
-          f"{coalescing['archive_api_calls']}, coalesced requests {coalescing['coalesced']}, "
-          f"answers {dict(coalescing['statuses'])}")
+    print_times(
+        f"6. {COALESCED_REQUESTS} identical concurrent requests, a frame never seen",
+        figures,
+        {"coalesced/request": "each request, total"},
+        "service/cold total",
+        "one cold",
+    )
+    print(
+        f"renders {coalescing['renders']}, downloads {coalescing['downloads']}, archive API calls "
+        f"{coalescing['archive_api_calls']}, coalesced requests {coalescing['coalesced']}, "
+        f"answers {dict(coalescing['statuses'])}"
+    )
 
-    print(f"\n7. peak memory: render workers the largest of the {plan.cold_frames} cold requests of section 4 "
-          f"(file:// archive), servers over their whole run")
+    print(
+        f"\n7. peak memory: render workers the largest of the {plan.cold_frames} cold requests of section 4 "
+        f"(file:// archive), servers over their whole run"
+    )
     print(f"{'':<50}{'MiB':>10}{'x frame':>11}   (decompressed frame: {FRAME_BYTES / MIB:.0f} MiB)")
     for name, label in MEMORY_ROWS.items():
         peak = max(figures["memory_bytes"][name])
         print(f"{label:<50}{peak / MIB:>10.0f}{peak / FRAME_BYTES:>11.2f}")
 
     idle_calls = figures["idle_archive_calls"]
-    print(f"\n8. an idle service (fake archive) asked /readyz every {archivecalls.READYZ_PERIOD_SECONDS:g} s for "
-          f"{idle_calls['seconds']:.0f} s from its start: archive API calls {idle_calls['calls']}, "
-          f"{idle_calls['per_hour']:.0f} per hour; prober answered {dict(idle_calls['prober'])}")
+    print(
+        f"\n8. an idle service (fake archive) asked /readyz every {archivecalls.READYZ_PERIOD_SECONDS:g} s for "
+        f"{idle_calls['seconds']:.0f} s from its start: archive API calls {idle_calls['calls']}, "
+        f"{idle_calls['per_hour']:.0f} per hour; prober answered {dict(idle_calls['prober'])}"
+    )
 
     print(f"\n{'target (ratios of medians; best: of the best runs)':<52}{'measured':>9}{'best':>7}{'limit':>9}  result")
     for name, check in figures["checks"].items():
         best = f"{check['best']:.2f}" if "best" in check else ""
         noisy = " *" if not check.get("best_agrees", True) else ""
-        print(f"{name:<52}{check['measured']:>9.2f}{best:>7}{check['limit']:>9}  "
-              f"{'PASS' if check['passed'] else 'FAIL'}{noisy}")
+        print(
+            f"{name:<52}{check['measured']:>9.2f}{best:>7}{check['limit']:>9}  "
+            f"{'PASS' if check['passed'] else 'FAIL'}{noisy}"
+        )
     if any(not check.get("best_agrees", True) for check in figures["checks"].values()):
         print("* the best runs give the other verdict: the machine's noise decided this one; run again")
 
@@ -469,30 +582,54 @@ def run(mode: str) -> bool:
     figures["summary"] = {name: _summary(values) for name, values in figures["seconds"].items()}
     figures["checks"] = checks(figures)
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    pictures = {"latency": RESULTS / f"suite-{stamp}-latency.png",
-                "throughput": RESULTS / f"suite-{stamp}-throughput.png"}
+    pictures = {
+        "latency": RESULTS / f"suite-{stamp}-latency.png",
+        "throughput": RESULTS / f"suite-{stamp}-throughput.png",
+    }
     plots.latency_plot(figures["seconds"], figures["hit_path"], pictures["latency"])
     plots.throughput_plot(figures["hit_path"], pictures["throughput"])
     print_report(figures, plan)
     wall_seconds = time.perf_counter() - started
     print(f"\n{mode} run: {wall_seconds:.0f} s")
     output = RESULTS / f"suite-{stamp}.json"
-    requests = {"first": FIRST_QUERY, "next": NEXT_QUERIES, "hit": hitpath.HIT_PATH, "connections": CONNECTIONS,
-                "pool_workers": POOL_WORKERS, "identical": COALESCED_REQUESTS}
-    output.write_text(json.dumps({"when": stamp, "mode": mode, "plan": asdict(plan), "requests": requests,
-                                  "machine": machine(), "wall_seconds": wall_seconds, **figures,
-                                  "plots": [picture.name for picture in pictures.values()]}, indent=2))
+    requests = {
+        "first": FIRST_QUERY,
+        "next": NEXT_QUERIES,
+        "hit": hitpath.HIT_PATH,
+        "connections": CONNECTIONS,
+        "pool_workers": POOL_WORKERS,
+        "identical": COALESCED_REQUESTS,
+    }
+    output.write_text(
+        json.dumps(
+            {
+                "when": stamp,
+                "mode": mode,
+                "plan": asdict(plan),
+                "requests": requests,
+                "machine": machine(),
+                "wall_seconds": wall_seconds,
+                **figures,
+                "plots": [picture.name for picture in pictures.values()],
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {output} and {', '.join(picture.name for picture in pictures.values())}")
     return all(check["passed"] for check in figures["checks"].values())
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer rounds and frames, 1 s wrk runs, disk-level hits only: under two minutes")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer rounds and frames, 1 s wrk runs, disk-level hits only: under two minutes",
+    )
     arguments = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install wrk", file=sys.stderr)

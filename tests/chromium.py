@@ -1,8 +1,8 @@
 """Headless Chromium driven over the Chrome DevTools Protocol: no network, no npm, just aiohttp.
 
-    async with Chromium() as browser:
-        page = await browser.open("http://127.0.0.1:8080/")
-        widths = await page.evaluate("[...document.images].map(image => image.naturalWidth)")
+async with Chromium() as browser:
+    page = await browser.open("http://127.0.0.1:8080/")
+    widths = await page.evaluate("[...document.images].map(image => image.naturalWidth)")
 """
 
 import asyncio
@@ -24,9 +24,19 @@ import aiohttp
 STARTUP_SECONDS = 30
 CALL_SECONDS = 60
 # Everything that would reach the internet or need a display is off: the tests run offline.
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--mute-audio", "--remote-debugging-port=0")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--remote-debugging-port=0",
+)
 DEVTOOLS_LINE = re.compile(r"DevTools listening on (ws://127\.0\.0\.1:(\d+)/\S+)")
 
 
@@ -94,8 +104,9 @@ class Page:
 
     async def set_viewport(self, width: int, height: int) -> None:
         """Lay the page out in a window of this size (CSS pixels)."""
-        await self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                        deviceScaleFactor=1, mobile=False)
+        await self.call(
+            "Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False
+        )
 
     async def screenshot(self) -> bytes:
         """A PNG of the whole page, beyond the viewport too."""
@@ -117,7 +128,10 @@ class Chromium:
         try:
             self._process = subprocess.Popen(
                 [chromium_executable(), *FLAGS, f"--user-data-dir={self._profile.name}", "about:blank"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
             )
             threading.Thread(target=self._read_stderr, daemon=True).start()
             port = await self._devtools_port()
@@ -128,8 +142,9 @@ class Chromium:
             raise
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
-                        traceback: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def open(self, url: str) -> Page:

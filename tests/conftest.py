@@ -26,10 +26,10 @@ from aiobotocore.session import get_session
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from astropy.io import fits
-from fakearchive import FUTURE_DATE, FakeArchive
 from moto.server import ThreadedMotoServer
 from PIL import Image
 
+from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.app import create_app
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.config import load_settings
@@ -116,7 +116,6 @@ def make_archive(
         return OcsArchive(**settings)  # type: ignore[arg-type]
 
     return make
-
 
 
 @pytest.fixture
@@ -265,14 +264,16 @@ async def start_service(fake_archive: FakeArchive, tmp_path: Path) -> AsyncItera
 
     async def start(**env: str) -> Service:
         tmp_dir = tmp_path / "tmp"
-        settings = load_settings(env={
-            "ARCHIVE_API_URL": fake_archive.base_url,
-            "TMP_DIR": str(tmp_dir),
-            "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
-            "THUMBPROXY_WORKERS": "1",
-            "THUMBPROXY_ARCHIVE_TIMEOUT": "2",
-            **env,
-        })
+        settings = load_settings(
+            env={
+                "ARCHIVE_API_URL": fake_archive.base_url,
+                "TMP_DIR": str(tmp_dir),
+                "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+                "THUMBPROXY_WORKERS": "1",
+                "THUMBPROXY_ARCHIVE_TIMEOUT": "2",
+                **env,
+            }
+        )
         client = TestClient(TestServer(create_app(settings), host="127.0.0.1"))
         await client.start_server()
         clients.append(client)
@@ -312,11 +313,22 @@ async def _serve_in_a_process(archive_url: str, tmp_path: Path, **env: str) -> t
     """`thumbproxy serve` in a process of its own on a free port, against archive_url, once it answers
     /healthz; keyword arguments are extra environment settings. The caller stops it."""
     port = free_port()
-    environment = {**os.environ, "ARCHIVE_API_URL": archive_url, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
-                   "TMP_DIR": str(tmp_path / "tmp"), "THUMBPROXY_WORKERS": "1", "THUMBPROXY_CONFIG": os.devnull,
-                   **env}
-    server = subprocess.Popen([sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
-                              env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    environment = {
+        **os.environ,
+        "ARCHIVE_API_URL": archive_url,
+        "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+        "TMP_DIR": str(tmp_path / "tmp"),
+        "THUMBPROXY_WORKERS": "1",
+        "THUMBPROXY_CONFIG": os.devnull,
+        **env,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "thumbproxy", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     async with aiohttp.ClientSession() as session:
         for _ in range(300):
             try:
@@ -371,11 +383,19 @@ class Demo:
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """`thumbproxy demo` started from nothing; on teardown it must stop on SIGINT with status 0 and no traceback."""
     port = free_port()
-    env = {**os.environ, "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"), "TMP_DIR": str(tmp_path / "tmp"),
-           "THUMBPROXY_WORKERS": "1"}
+    env = {
+        **os.environ,
+        "THUMBPROXY_CACHE_DIR": str(tmp_path / "cache"),
+        "TMP_DIR": str(tmp_path / "tmp"),
+        "THUMBPROXY_WORKERS": "1",
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "thumbproxy", "demo", "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
     )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True).start()

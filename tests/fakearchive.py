@@ -48,15 +48,44 @@ DOWNLOAD_CHUNK_BYTES = 64 * 1024
 URL_EXPIRY_SECONDS = 48 * 3600
 # Choices of the configuration type filters (configdb's codes in production): the types the
 # archive's model, settings and science types name.
-CONFIGURATION_TYPES = frozenset({
-    "ARC", "BIAS", "BPM", "CATALOG", "DARK", "DOMEFLAT", "DOUBLE", "EXPERIMENTAL", "EXPOSE", "GUIDE",
-    "LAMPFLAT", "OBJECT", "SKYFLAT", "SPECTRUM", "STANDARD", "TARGET", "TEMPLATE", "TRACE", "TRAILED",
-})
+CONFIGURATION_TYPES = frozenset(
+    {
+        "ARC",
+        "BIAS",
+        "BPM",
+        "CATALOG",
+        "DARK",
+        "DOMEFLAT",
+        "DOUBLE",
+        "EXPERIMENTAL",
+        "EXPOSE",
+        "GUIDE",
+        "LAMPFLAT",
+        "OBJECT",
+        "SKYFLAT",
+        "SPECTRUM",
+        "STANDARD",
+        "TARGET",
+        "TEMPLATE",
+        "TRACE",
+        "TRAILED",
+    }
+)
 SCIENCE_CONFIGURATION_TYPES = frozenset({"EXPOSE", "TARGET", "SPECTRUM", "CATALOG", "OBJECT"})
-ORDERING_FIELDS = frozenset({
-    "id", "basename", "observation_date", "primary_optical_element", "configuration_type",
-    "proposal_id", "instrument_id", "target_name", "reduction_level", "exposure_time",
-})
+ORDERING_FIELDS = frozenset(
+    {
+        "id",
+        "basename",
+        "observation_date",
+        "primary_optical_element",
+        "configuration_type",
+        "proposal_id",
+        "instrument_id",
+        "target_name",
+        "reduction_level",
+        "exposure_time",
+    }
+)
 DEFAULT_ORDERING = ("-observation_date",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,9 +97,22 @@ _ERROR_BODIES = {
 }
 # The model's fields, in the order the archive's serialiser writes them.
 _FIELDS = (
-    "id", "basename", "observation_date", "observation_day", "proposal_id", "instrument_id", "target_name",
-    "reduction_level", "site_id", "telescope_id", "exposure_time", "primary_optical_element", "public_date",
-    "configuration_type", "observation_id", "request_id",
+    "id",
+    "basename",
+    "observation_date",
+    "observation_day",
+    "proposal_id",
+    "instrument_id",
+    "target_name",
+    "reduction_level",
+    "site_id",
+    "telescope_id",
+    "exposure_time",
+    "primary_optical_element",
+    "public_date",
+    "configuration_type",
+    "observation_id",
+    "request_id",
 )
 _DATETIME_FIELDS = ("observation_date", "public_date")
 _OVERRIDABLE = frozenset(_FIELDS) | {"area", "related_frames"}
@@ -96,12 +138,28 @@ _INDEXED_PARAMETERS = ("request_id", "observation_id", "basename_exact")
 _BOUNDING_PARAMETERS = ("proposal_id", "target_name_exact")
 # Django's input formats (en), tried after ISO 8601: date-times, then dates at midnight.
 _DATETIME_INPUT_FORMATS = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S.%f",
-    "%m/%d/%Y %H:%M", "%m/%d/%y %H:%M:%S", "%m/%d/%y %H:%M:%S.%f", "%m/%d/%y %H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%d %H:%M",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S.%f",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%y %H:%M:%S",
+    "%m/%d/%y %H:%M:%S.%f",
+    "%m/%d/%y %H:%M",
 )
 _DATE_INPUT_FORMATS = (
-    "%Y-%m-%d", "%m/%d/%Y", "%m/%d/%y", "%b %d %Y", "%b %d, %Y", "%d %b %Y", "%d %b, %Y", "%B %d %Y",
-    "%B %d, %Y", "%d %B %Y", "%d %B, %Y",
+    "%Y-%m-%d",
+    "%m/%d/%Y",
+    "%m/%d/%y",
+    "%b %d %Y",
+    "%b %d, %Y",
+    "%d %b %Y",
+    "%d %b, %Y",
+    "%B %d %Y",
+    "%B %d, %Y",
+    "%d %B %Y",
+    "%d %B, %Y",
 )
 # What Django's parse_datetime accepts after datetime.fromisoformat fails.
 _LOOSE_DATETIME = re.compile(
@@ -337,14 +395,17 @@ class FakeArchive:
         previous = versions[0].created if versions else None
         created = datetime.now(UTC) if previous is None else max(datetime.now(UTC), previous + timedelta(seconds=1))
         version_id = next(self._version_ids)
-        versions.insert(0, _Version(
-            id=version_id,
-            path=path,
-            created=created,
-            key=secrets.token_hex(16),
-            md5=hashlib.md5(content).hexdigest(),
-            signed_query=self._signed_query(frame_id, version_id),
-        ))
+        versions.insert(
+            0,
+            _Version(
+                id=version_id,
+                path=path,
+                created=created,
+                key=secrets.token_hex(16),
+                md5=hashlib.md5(content).hexdigest(),
+                signed_query=self._signed_query(frame_id, version_id),
+            ),
+        )
         record = self._records[frame_id]
         # Newest first, as the archive lists them.
         record["version_set"] = [self._version_entry(frame_id, version) for version in versions]
@@ -416,13 +477,16 @@ class FakeArchive:
         count = len(selected) if exact else self.count_estimate(len(selected), len(self._records))
         limit, offset = self._limit(query), _offset(query)
         url = f"{request.scheme}://{request.host}{request.raw_path}"
-        return web.json_response({
-            "count": count,
-            "next": _next_link(url, limit, offset, count),
-            "previous": _previous_link(url, limit, offset),
-            "results": [_served(record, query) for record in selected[offset:offset + limit]],
-            "count_estimated": not exact,
-        }, dumps=_drf_dumps)
+        return web.json_response(
+            {
+                "count": count,
+                "next": _next_link(url, limit, offset, count),
+                "previous": _previous_link(url, limit, offset),
+                "results": [_served(record, query) for record in selected[offset : offset + limit]],
+                "count_estimated": not exact,
+            },
+            dumps=_drf_dumps,
+        )
 
     async def _download(self, request: web.Request) -> web.Response:
         version = self._version(request)
@@ -509,7 +573,8 @@ class FakeArchive:
             raise _server_error()
         now = datetime.now(UTC)
         records = [
-            record for record in self._records.values()
+            record
+            for record in self._records.values()
             if record.get("observation_date") is not None
             and (record.get("version_set") or not listing)
             and _visible(record, caller, now)
@@ -911,7 +976,7 @@ def _area_contains(area: Any, ra: float, dec: float) -> bool:
 def _ring_contains(ring: Sequence[tuple[float, float]], x: float, y: float) -> bool:
     """Even-odd test of a closed ring (first point repeated last), a point on an edge counting as inside."""
     inside = False
-    for (x1, y1), (x2, y2) in zip(ring, ring[1:]):
+    for (x1, y1), (x2, y2) in itertools.pairwise(ring):
         on_line = math.isclose((x2 - x1) * (y - y1), (y2 - y1) * (x - x1), abs_tol=1e-12)
         if on_line and min(x1, x2) <= x <= max(x1, x2) and min(y1, y2) <= y <= max(y1, y2):
             return True

@@ -17,7 +17,7 @@ def with_card(path: Path, keyword: str, value: str) -> Path:
     (crafted values astropy would refuse to write)."""
     raw = bytearray(path.read_bytes())
     start = raw.index(keyword.encode().ljust(8) + b"= ")
-    raw[start:start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
+    raw[start : start + 80] = (keyword.encode().ljust(8) + b"= " + value.encode().rjust(20)).ljust(80)
     path.write_bytes(bytes(raw))
     return path
 
@@ -40,7 +40,8 @@ def _counts(seed: int, dtype: type = np.int32) -> np.ndarray:
 
 def _compressed(path: Path, data: np.ndarray, compression: str, **options: object) -> Path:
     fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type=compression, **options)]).writeto(
-        path, overwrite=True)
+        path, overwrite=True
+    )
     return path
 
 
@@ -70,7 +71,7 @@ def tile_outside_the_data(path: Path) -> Path:
         start = tables[1].fileinfo()["datLoc"]
     raw = bytearray(path.read_bytes())
     # A descriptor is two big-endian int32: the tile's length in bytes, then its offset in the heap.
-    raw[start:start + 8] = struct.pack(">ii", 1000, 2**20)
+    raw[start : start + 8] = struct.pack(">ii", 1000, 2**20)
     path.write_bytes(bytes(raw))
     return path
 

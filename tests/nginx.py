@@ -92,15 +92,22 @@ class CachingProxy:
             raise NginxError("nginx is not installed (apt-get install nginx, or set NGINX)")
         self.prefix.mkdir(parents=True, exist_ok=True)
         config = self.prefix / "nginx.conf"
-        config.write_text(CONFIG.format(
-            user=pwd.getpwuid(os.geteuid()).pw_name, group=grp.getgrgid(os.getegid()).gr_name,
-            port=self.port, upstream_port=self.upstream_port, cache_status_header=CACHE_STATUS_HEADER,
-        ))
+        config.write_text(
+            CONFIG.format(
+                user=pwd.getpwuid(os.geteuid()).pw_name,
+                group=grp.getgrgid(os.getegid()).gr_name,
+                port=self.port,
+                upstream_port=self.upstream_port,
+                cache_status_header=CACHE_STATUS_HEADER,
+            )
+        )
         with open(self.prefix / "stderr.log", "wb") as stderr:
             # -e: the compiled-in error log (/var/log/nginx) is opened before the configuration is read.
             self._process = subprocess.Popen(
                 [executable, "-p", f"{self.prefix}/", "-c", str(config), "-e", str(self.prefix / "error.log")],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                stdin=subprocess.DEVNULL,
+                stdout=stderr,
+                stderr=stderr,
             )
         deadline = time.monotonic() + STARTUP_SECONDS
         while not self._accepts_connections():
@@ -124,7 +131,8 @@ class CachingProxy:
     def logs(self) -> str:
         """What nginx wrote to its stderr and error log, for failure messages."""
         return "\n".join(
-            path.read_text(errors="replace") for path in (self.prefix / "stderr.log", self.prefix / "error.log")
+            path.read_text(errors="replace")
+            for path in (self.prefix / "stderr.log", self.prefix / "error.log")
             if path.exists()
         )
 

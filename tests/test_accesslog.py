@@ -12,8 +12,19 @@ LINES = CHUNK_LINES * 3 + 7
 
 def entries(count: int) -> list[tuple]:
     at = time.time()
-    return [(at + number / 1000, "GET", f"/frame-{number}/?image=true&sig=s3cr3t", 200, 0.0123, "disk",
-             number % 2 == 1, f"id-{number}") for number in range(count)]
+    return [
+        (
+            at + number / 1000,
+            "GET",
+            f"/frame-{number}/?image=true&sig=s3cr3t",
+            200,
+            0.0123,
+            "disk",
+            number % 2 == 1,
+            f"id-{number}",
+        )
+        for number in range(count)
+    ]
 
 
 def written(log_format: str, queued: list[tuple]) -> list[str]:

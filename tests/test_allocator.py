@@ -16,10 +16,12 @@ FEW_FAULTS = 100
 
 def faults_in_a_fresh_process(directory: Path, tuned: bool) -> int:
     """faults_of_a_repeat_render in a new interpreter, with or without keep_freed_memory first."""
-    script = ("import sys\nfrom thumbproxy.workers.allocator import keep_freed_memory\n"
-              "from workerjobs import faults_of_a_repeat_render\n"
-              f"if {tuned} and not keep_freed_memory():\n    sys.exit('no mallopt')\n"
-              f"print(faults_of_a_repeat_render({str(directory)!r}))\n")
+    script = (
+        "import sys\nfrom thumbproxy.workers.allocator import keep_freed_memory\n"
+        "from workerjobs import faults_of_a_repeat_render\n"
+        f"if {tuned} and not keep_freed_memory():\n    sys.exit('no mallopt')\n"
+        f"print(faults_of_a_repeat_render({str(directory)!r}))\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=TESTS)
     assert result.returncode == 0, result.stderr
     return int(result.stdout)

@@ -18,10 +18,16 @@ DOME = "site_id=lsc&telescope_id=1m0a&instrument_id=fa15"
 @pytest.fixture
 def frames(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path) -> list[dict[str, Any]]:
     """Five public frames of one instrument, an hour apart, oldest first."""
-    return [fake_archive.add_frame(write_fits(tmp_path / f"lsc-{hour}.fits.fz", shape=WIDE, compressed=True, seed=hour),
-                                   site_id="lsc", telescope_id="1m0a", instrument_id="fa15",
-                                   observation_date=f"2026-11-20T0{hour}:00:00Z")
-            for hour in range(5)]
+    return [
+        fake_archive.add_frame(
+            write_fits(tmp_path / f"lsc-{hour}.fits.fz", shape=WIDE, compressed=True, seed=hour),
+            site_id="lsc",
+            telescope_id="1m0a",
+            instrument_id="fa15",
+            observation_date=f"2026-11-20T0{hour}:00:00Z",
+        )
+        for hour in range(5)
+    ]
 
 
 def frame_id_of(body: dict[str, Any]) -> int:
@@ -32,10 +38,11 @@ def frame_id_of(body: dict[str, Any]) -> int:
 # Estimated counts and unreliable next links --------------------------------------------------
 
 
-@pytest.mark.parametrize("estimate", [lambda matches, rows: 1, lambda matches, rows: 0],
-                         ids=["underestimate", "zero"])
+@pytest.mark.parametrize("estimate", [lambda matches, rows: 1, lambda matches, rows: 0], ids=["underestimate", "zero"])
 async def test_every_page_is_read_when_the_count_is_an_underestimate(
-    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, frames: list[dict[str, Any]],
+    make_archive: Callable[..., OcsArchive],
+    fake_archive: FakeArchive,
+    frames: list[dict[str, Any]],
     estimate: Callable[[int, int], int],
 ) -> None:
     fake_archive.max_limit = 2
@@ -59,7 +66,9 @@ async def test_a_next_link_on_a_short_page_does_not_lead_on(
 
 
 async def test_a_list_stops_after_its_page_cap(
-    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, frames: list[dict[str, Any]],
+    make_archive: Callable[..., OcsArchive],
+    fake_archive: FakeArchive,
+    frames: list[dict[str, Any]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ocs, "MAX_PAGES", 2)
@@ -72,13 +81,20 @@ async def test_a_list_stops_after_its_page_cap(
 
 
 async def test_latest_is_the_same_frame_on_every_replica_when_times_tie(
-    service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], write_fits: Callable[..., Path],
+    service: Service,
+    fake_archive: FakeArchive,
+    frames: list[dict[str, Any]],
+    write_fits: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
     # A second frame at the newest time, registered later: the database may list either first, so the id decides.
-    twin = fake_archive.add_frame(write_fits(tmp_path / "twin.fits.fz", shape=WIDE, compressed=True, seed=9),
-                                  site_id="lsc", telescope_id="1m0a", instrument_id="fa15",
-                                  observation_date=frames[-1]["observation_date"])
+    twin = fake_archive.add_frame(
+        write_fits(tmp_path / "twin.fits.fz", shape=WIDE, compressed=True, seed=9),
+        site_id="lsc",
+        telescope_id="1m0a",
+        instrument_id="fa15",
+        observation_date=frames[-1]["observation_date"],
+    )
     fake_archive.count_estimate = lambda matches, rows: 0
     body = await (await service.get(f"/latest/?{DOME}")).json()
     assert frame_id_of(body) == max(twin["id"], frames[-1]["id"])
@@ -89,11 +105,14 @@ async def test_latest_is_the_same_frame_on_every_replica_when_times_tie(
 # Filters ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("query", "field", "message"), [
-    ("request_id=abc", "request_id", "Enter a number."),
-    ("start=notadate", "start", "Enter a valid date/time."),
-    ("exposure_time=long", "exposure_time", "Enter a number."),
-])
+@pytest.mark.parametrize(
+    ("query", "field", "message"),
+    [
+        ("request_id=abc", "request_id", "Enter a number."),
+        ("start=notadate", "start", "Enter a valid date/time."),
+        ("exposure_time=long", "exposure_time", "Enter a number."),
+    ],
+)
 async def test_a_filter_value_the_archive_refuses_is_the_callers_400(
     service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], query: str, field: str, message: str
 ) -> None:
@@ -107,10 +126,13 @@ async def test_a_filter_value_the_archive_refuses_is_the_callers_400(
     assert fake_archive.api_calls == 1
 
 
-@pytest.mark.parametrize(("query", "field"), [
-    ("start=2026-11-20&end=2026-11-21T00:00:00Z", "end"),
-    ("start=11/20/2026&end=2026-11-21", "start"),
-])
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("start=2026-11-20&end=2026-11-21T00:00:00Z", "end"),
+        ("start=11/20/2026&end=2026-11-21", "start"),
+    ],
+)
 async def test_a_start_and_end_the_archive_cannot_compare_is_the_callers_400(
     service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], query: str, field: str
 ) -> None:
@@ -182,12 +204,18 @@ async def test_a_frame_without_a_file_is_not_found_by_id_as_by_basename(
 
 
 async def test_while_the_portal_is_down_token_callers_get_public_frames_and_not_proprietary_ones(
-    service: Service, fake_archive: FakeArchive, frames: list[dict[str, Any]], write_fits: Callable[..., Path],
+    service: Service,
+    fake_archive: FakeArchive,
+    frames: list[dict[str, Any]],
+    write_fits: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
     fake_archive.add_token("alice", "SECRET-1")
-    secret = fake_archive.add_frame(write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True),
-                                    proposal_id="SECRET-1", public_date=FUTURE_DATE)
+    secret = fake_archive.add_frame(
+        write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True),
+        proposal_id="SECRET-1",
+        public_date=FUTURE_DATE,
+    )
     alice = {"Authorization": "Token alice"}
     fake_archive.portal_down = True
 
@@ -210,8 +238,11 @@ async def test_a_proprietary_frames_record_is_never_answered_to_an_unchecked_tok
     service = await start_service()
     fake_archive.add_token("alice", "SECRET-1")
     fake_archive.add_token("bob", "OTHER-1")
-    secret = fake_archive.add_frame(write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True),
-                                    proposal_id="SECRET-1", public_date=FUTURE_DATE)
+    secret = fake_archive.add_frame(
+        write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True),
+        proposal_id="SECRET-1",
+        public_date=FUTURE_DATE,
+    )
     assert (await service.get(f"/{secret['id']}/?image=true", headers={"Authorization": "Token alice"})).status == 200
     fake_archive.portal_down = True
     for caller in ({"Authorization": "Token bob"}, {"Authorization": "Token nobody"}, {}):

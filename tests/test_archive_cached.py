@@ -6,8 +6,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakearchive import FUTURE_DATE, FakeArchive, Fault
 
+from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.errors import ThumbproxyError
@@ -53,10 +53,24 @@ async def make_cached(
     async with aiohttp.ClientSession() as session:
 
         def make(max_records: int = 10_000, timeout: float = 5.0) -> CachedArchive:
-            ocs = OcsArchive(session, fake_archive.base_url, connect_timeout=2.0, timeout=timeout,
-                             download_timeout=5.0, tmp_dir=tmp_path / "tmp", max_fits_bytes=8 * 2**20)
-            return CachedArchive(ocs, public_ttl=PUBLIC_TTL, private_ttl=PRIVATE_TTL, stale_ttl=STALE_TTL,
-                                 max_records=max_records, clock=clock, metrics=metrics)
+            ocs = OcsArchive(
+                session,
+                fake_archive.base_url,
+                connect_timeout=2.0,
+                timeout=timeout,
+                download_timeout=5.0,
+                tmp_dir=tmp_path / "tmp",
+                max_fits_bytes=8 * 2**20,
+            )
+            return CachedArchive(
+                ocs,
+                public_ttl=PUBLIC_TTL,
+                private_ttl=PRIVATE_TTL,
+                stale_ttl=STALE_TTL,
+                max_records=max_records,
+                clock=clock,
+                metrics=metrics,
+            )
 
         yield make
 
@@ -264,8 +278,13 @@ def stale_answers(metrics: Metrics) -> float:
 
 @pytest.mark.parametrize("fault", [Fault(status=503), Fault(status=500), Fault(delay=10), Fault(body=b"<html>")])
 async def test_a_failing_archive_is_answered_from_a_stale_public_record(
-    make_cached: Callable[..., CachedArchive], fake_archive: FakeArchive, fits_path: Path, clock: FakeClock,
-    metrics: Metrics, fault: Fault, caplog: pytest.LogCaptureFixture,
+    make_cached: Callable[..., CachedArchive],
+    fake_archive: FakeArchive,
+    fits_path: Path,
+    clock: FakeClock,
+    metrics: Metrics,
+    fault: Fault,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cached = make_cached(timeout=0.2)
     record = fake_archive.add_frame(fits_path)
@@ -328,11 +347,17 @@ async def test_a_proprietary_record_is_never_answered_stale(
     assert stale_answers(metrics) == 0
 
 
-@pytest.mark.parametrize(("fault", "status"), [(Fault(status=401), 401), (Fault(status=403), 403),
-                                               (Fault(status=429), 429)])
+@pytest.mark.parametrize(
+    ("fault", "status"), [(Fault(status=401), 401), (Fault(status=403), 403), (Fault(status=429), 429)]
+)
 async def test_a_refusal_of_the_caller_is_not_hidden_by_a_stale_record(
-    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics,
-    fault: Fault, status: int,
+    cached: CachedArchive,
+    fake_archive: FakeArchive,
+    fits_path: Path,
+    clock: FakeClock,
+    metrics: Metrics,
+    fault: Fault,
+    status: int,
 ) -> None:
     frame_id = fake_archive.add_frame(fits_path)["id"]
     await cached.frame(frame_id, None)
@@ -348,7 +373,11 @@ async def test_a_refusal_of_the_caller_is_not_hidden_by_a_stale_record(
 
 @pytest.mark.parametrize("field", ["id", "basename"])
 async def test_a_frame_the_archive_no_longer_shows_is_never_answered_stale(
-    cached: CachedArchive, fake_archive: FakeArchive, fits_path: Path, clock: FakeClock, metrics: Metrics,
+    cached: CachedArchive,
+    fake_archive: FakeArchive,
+    fits_path: Path,
+    clock: FakeClock,
+    metrics: Metrics,
     field: str,
 ) -> None:
     record = fake_archive.add_frame(fits_path)
@@ -356,8 +385,10 @@ async def test_a_frame_the_archive_no_longer_shows_is_never_answered_stale(
     clock.now += PUBLIC_TTL
     # Made proprietary: the archive answers 404 to anyone outside the proposal.
     record["public_date"] = FUTURE_DATE
-    lookups = {"id": lambda: cached.frame(record["id"], None),
-               "basename": lambda: cached.frame_by_basename(record["basename"], None)}
+    lookups = {
+        "id": lambda: cached.frame(record["id"], None),
+        "basename": lambda: cached.frame_by_basename(record["basename"], None),
+    }
     assert await not_found(lookups[field]())
 
     fake_archive.api_fault = Fault(status=503)

@@ -8,14 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hostilefits import with_card
 
+from hostilefits import with_card
 from thumbproxy.archive.local import LocalArchive, frame_id_of
 from thumbproxy.errors import ThumbproxyError
 
 WriteFits = Callable[..., Path]
-REDUCED_HEADER = {"OBSTYPE": "EXPOSE", "FILTER": "rp", "REQNUM": 1756835, "RLEVEL": 91,
-                  "DATE-OBS": "2019-03-21T10:11:12.345", "SITEID": "ogg"}
+REDUCED_HEADER = {
+    "OBSTYPE": "EXPOSE",
+    "FILTER": "rp",
+    "REQNUM": 1756835,
+    "RLEVEL": 91,
+    "DATE-OBS": "2019-03-21T10:11:12.345",
+    "SITEID": "ogg",
+}
 
 
 @pytest.fixture
@@ -53,7 +59,10 @@ async def test_fits_files_become_frames_named_without_extension(
     frames = await archive.frames({}, None)
 
     assert [(frame.basename, frame.filename) for frame in frames] == [
-        ("coj-e00", "coj-e00.FITS"), ("lsc-e91", "lsc-e91.fits.fz"), ("ogg-e91", "ogg-e91.fits")]
+        ("coj-e00", "coj-e00.FITS"),
+        ("lsc-e91", "lsc-e91.fits.fz"),
+        ("ogg-e91", "ogg-e91.fits"),
+    ]
     ogg = frames[2]
     assert ogg.url == (directory / "ogg-e91.fits").absolute().as_uri()
     assert ogg.proposal_id == "LOCAL"
@@ -122,7 +131,11 @@ async def test_filters_match_record_fields_exactly(
     assert await basenames(basename_exact="r-e00") == ["r-e00"]
     assert await basenames(primary_optical_element="V") == ["v-e91"]
     assert await basenames(proposal_id="LOCAL", configuration_type="EXPOSE", site_id="ogg") == [
-        "other-e91", "r-e00", "r-e91", "v-e91"]
+        "other-e91",
+        "r-e00",
+        "r-e91",
+        "v-e91",
+    ]
     newest = await archive.newest({"request_id": "1756835"}, None)
     assert newest is not None and newest.basename == "v-e91"
     assert await archive.newest({"request_id": "17568"}, None) is None
@@ -232,7 +245,9 @@ async def test_a_file_with_an_unparsable_card_is_left_out_and_named(
 ) -> None:
     write_fits(directory / "good-e91.fits", header=REDUCED_HEADER)
     # An unquoted string: a value astropy cannot parse.
-    with_card(write_fits(directory / "bad-e91.fits", header={**REDUCED_HEADER, "OBJECT": "M42"}), "OBJECT", "M42 unquoted")
+    with_card(
+        write_fits(directory / "bad-e91.fits", header={**REDUCED_HEADER, "OBJECT": "M42"}), "OBJECT", "M42 unquoted"
+    )
     service = await start_service(ARCHIVE_API_URL=directory.as_uri() + "/")
 
     for _ in range(3):

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakearchive import FUTURE_DATE, FakeArchive, Fault
 
+from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.records import MALFORMED_RECORD, frame_from_record, parse_datetime
 from thumbproxy.archive.retry import RetryPolicy
-from thumbproxy.support.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
+from thumbproxy.support.deadline import request_deadline
 
 MEMBER_TOKEN = "member-token"
 OUTSIDER_TOKEN = "outsider-token"
@@ -91,22 +91,29 @@ def test_version_is_the_newest_entry_whatever_the_order() -> None:
     assert frame_from_record({"id": 1, "version_set": version_set[::-1]}).version == "new"
     without_md5 = [{"id": 1, "created": "2020-01-01T00:00:00Z", "md5": None, "key": "the-key"}]
     assert frame_from_record({"id": 1, "version_set": without_md5}).version == "the-key"
-    same_date = [{"id": 2, "created": "2020-01-01T00:00:00Z", "md5": "second"},
-                 {"id": 1, "created": "2020-01-01T00:00:00Z", "md5": "first"}]
+    same_date = [
+        {"id": 2, "created": "2020-01-01T00:00:00Z", "md5": "second"},
+        {"id": 1, "created": "2020-01-01T00:00:00Z", "md5": "first"},
+    ]
     assert frame_from_record({"id": 1, "version_set": same_date}).version == "second"
     assert frame_from_record({"id": 1, "version_set": []}).version == ""
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2019-03-21T10:11:12Z", datetime(2019, 3, 21, 10, 11, 12, tzinfo=UTC)),
-    ("2019-03-21T10:11:12.500Z", datetime(2019, 3, 21, 10, 11, 12, 500000, tzinfo=UTC)),
-    ("2019-03-21T10:11:12", datetime(2019, 3, 21, 10, 11, 12, tzinfo=UTC)),
-    ("2019-03-21T10:11:12.123456+02:00",
-     datetime(2019, 3, 21, 10, 11, 12, 123456, tzinfo=timezone(timedelta(hours=2)))),
-    ("not a date", None),
-    ("", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2019-03-21T10:11:12Z", datetime(2019, 3, 21, 10, 11, 12, tzinfo=UTC)),
+        ("2019-03-21T10:11:12.500Z", datetime(2019, 3, 21, 10, 11, 12, 500000, tzinfo=UTC)),
+        ("2019-03-21T10:11:12", datetime(2019, 3, 21, 10, 11, 12, tzinfo=UTC)),
+        (
+            "2019-03-21T10:11:12.123456+02:00",
+            datetime(2019, 3, 21, 10, 11, 12, 123456, tzinfo=timezone(timedelta(hours=2))),
+        ),
+        ("not a date", None),
+        ("", None),
+        (None, None),
+    ],
+)
 def test_dates_parse_to_aware_datetimes(text: str | None, expected: datetime | None) -> None:
     parsed = parse_datetime(text)
     assert parsed == expected
@@ -116,7 +123,13 @@ def test_dates_parse_to_aware_datetimes(text: str | None, expected: datetime | N
 def test_record_with_only_an_id_is_tolerated() -> None:
     frame = frame_from_record({"id": 42, "url": None, "request_id": None, "observation_date": None})
     assert (frame.id, frame.basename, frame.url, frame.request_id, frame.observation_date, frame.version) == (
-        42, "", None, None, None, "")
+        42,
+        "",
+        None,
+        None,
+        None,
+        "",
+    )
 
 
 @pytest.mark.parametrize("record", [{}, {"id": "42"}, {"id": None}, {"id": True}, ["id", 42], "frame"])
@@ -179,7 +192,8 @@ async def test_newest_asks_for_one_frame(archive: OcsArchive, fake_archive: Fake
 
     assert newest is not None and newest.observation_date == datetime(2019, 3, 22, tzinfo=UTC)
     assert [request.query for request in fake_archive.received("api")] == [
-        {"site_id": "lsc", "ordering": "-observation_date,-id", "limit": "1", "offset": "0"}]
+        {"site_id": "lsc", "ordering": "-observation_date,-id", "limit": "1", "offset": "0"}
+    ]
     assert await archive.newest({"site_id": "cpt"}, None) is None
 
 
@@ -246,18 +260,21 @@ async def test_bad_token_is_unauthorized_with_the_archive_detail(archive: OcsArc
     assert error.message == "Got error response from the archive: Invalid token."
 
 
-@pytest.mark.parametrize(("fault", "status", "message_part"), [
-    (Fault(status=403, body=b'{"detail": "You do not have permission."}'), 403, "You do not have permission."),
-    (Fault(status=403, body=b"<html>" + b"x" * 5000 + b"</html>"), 403, "Got error response"),
-    (Fault(status=404), 404, "Not found"),
-    (Fault(status=500, body=b"Traceback (most recent call last): secret"), 502, "archive"),
-    (Fault(status=503), 502, "archive"),
-    (Fault(status=400), 502, "archive"),
-    (Fault(body=b"<html><body>Maintenance</body></html>"), 502, "not JSON"),
-    (Fault(body=b'{"id": 11245132, "basen'), 502, "not JSON"),
-    (Fault(truncate=True), 502, "cut short"),
-    (Fault(body=b"[1, 2]"), 502, "malformed"),
-])
+@pytest.mark.parametrize(
+    ("fault", "status", "message_part"),
+    [
+        (Fault(status=403, body=b'{"detail": "You do not have permission."}'), 403, "You do not have permission."),
+        (Fault(status=403, body=b"<html>" + b"x" * 5000 + b"</html>"), 403, "Got error response"),
+        (Fault(status=404), 404, "Not found"),
+        (Fault(status=500, body=b"Traceback (most recent call last): secret"), 502, "archive"),
+        (Fault(status=503), 502, "archive"),
+        (Fault(status=400), 502, "archive"),
+        (Fault(body=b"<html><body>Maintenance</body></html>"), 502, "not JSON"),
+        (Fault(body=b'{"id": 11245132, "basen'), 502, "not JSON"),
+        (Fault(truncate=True), 502, "cut short"),
+        (Fault(body=b"[1, 2]"), 502, "malformed"),
+    ],
+)
 async def test_archive_failures_map_to_client_answers(
     archive: OcsArchive, fake_archive: FakeArchive, fits_path: Path, fault: Fault, status: int, message_part: str
 ) -> None:
@@ -353,16 +370,23 @@ async def test_too_large_file_is_refused_and_removed(
     assert files_in(tmp_dir) == []
 
 
-@pytest.mark.parametrize(("fault", "status"), [
-    (Fault(status=403), 502),
-    (Fault(status=500), 502),
-    (Fault(truncate=True), 502),
-    (Fault(delay=10), 504),
-    (Fault(stall_after_bytes=100_000, delay=10), 504),
-])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Fault(status=403), 502),
+        (Fault(status=500), 502),
+        (Fault(truncate=True), 502),
+        (Fault(delay=10), 504),
+        (Fault(stall_after_bytes=100_000, delay=10), 504),
+    ],
+)
 async def test_download_failures_map_to_client_answers(
-    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, big_fits: Path, tmp_dir: Path,
-    fault: Fault, status: int,
+    make_archive: Callable[..., OcsArchive],
+    fake_archive: FakeArchive,
+    big_fits: Path,
+    tmp_dir: Path,
+    fault: Fault,
+    status: int,
 ) -> None:
     archive = make_archive(download_timeout=0.3)
     frame = frame_from_record(fake_archive.add_frame(big_fits))
@@ -483,8 +507,10 @@ def calls(metrics: Metrics, operation: str, status: str) -> float:
     return metrics.registry.get_sample_value("thumbproxy_archive_requests_total", labels) or 0.0
 
 
-@pytest.mark.parametrize("fault", [Fault(status=502, times=2), Fault(status=503, times=2), Fault(status=504, times=2),
-                                   Fault(truncate=True, times=2)])
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(status=502, times=2), Fault(status=503, times=2), Fault(status=504, times=2), Fault(truncate=True, times=2)],
+)
 async def test_a_failure_that_may_pass_is_retried_and_counted(
     retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics, fault: Fault
 ) -> None:
@@ -511,15 +537,18 @@ async def test_retries_are_bounded(
     assert retries(metrics, "frame") == 2
 
 
-@pytest.mark.parametrize(("fault", "status"), [
-    (Fault(status=404), 404),
-    (Fault(status=401), 401),
-    (Fault(status=403), 403),
-    (Fault(status=429), 429),
-    (Fault(status=500), 502),
-    (Fault(body=b"<html><body>Maintenance</body></html>"), 502),
-    (Fault(body=b'{"id": 11245132, "basen'), 502),
-])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Fault(status=404), 404),
+        (Fault(status=401), 401),
+        (Fault(status=403), 403),
+        (Fault(status=429), 429),
+        (Fault(status=500), 502),
+        (Fault(body=b"<html><body>Maintenance</body></html>"), 502),
+        (Fault(body=b'{"id": 11245132, "basen'), 502),
+    ],
+)
 async def test_an_answer_that_would_not_change_is_not_retried(
     retrying: OcsArchive, fake_archive: FakeArchive, fits_path: Path, metrics: Metrics, fault: Fault, status: int
 ) -> None:
@@ -550,8 +579,17 @@ async def test_a_timeout_is_not_retried(
 async def test_a_refused_connection_is_retried(
     http_session: aiohttp.ClientSession, tmp_dir: Path, metrics: Metrics
 ) -> None:
-    archive = OcsArchive(http_session, f"http://127.0.0.1:{free_port()}/", 1.0, 2.0, 2.0, tmp_dir, 2**20,
-                         metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
+    archive = OcsArchive(
+        http_session,
+        f"http://127.0.0.1:{free_port()}/",
+        1.0,
+        2.0,
+        2.0,
+        tmp_dir,
+        2**20,
+        metrics=metrics,
+        retry_policy=RetryPolicy(retries=2, uniform=no_wait),
+    )
 
     assert (await raised(archive.frame(1, None))).status == 502
 
@@ -583,7 +621,9 @@ def test_waits_double_up_to_the_cap_with_full_jitter() -> None:
 async def test_retries_stop_before_a_wait_would_pass_the_deadline(
     make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, fits_path: Path, metrics: Metrics
 ) -> None:
-    archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=5, base=0.2, cap=0.2, uniform=longest_wait))
+    archive = make_archive(
+        metrics=metrics, retry_policy=RetryPolicy(retries=5, base=0.2, cap=0.2, uniform=longest_wait)
+    )
     record = fake_archive.add_frame(fits_path)
     fake_archive.api_fault = Fault(status=503)
 
@@ -598,8 +638,12 @@ async def test_retries_stop_before_a_wait_would_pass_the_deadline(
 
 @pytest.mark.parametrize("fault", [Fault(status=503, times=1), Fault(truncate=True, times=1)])
 async def test_a_failed_download_is_retried_from_scratch(
-    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, big_fits: Path, tmp_dir: Path,
-    metrics: Metrics, fault: Fault,
+    make_archive: Callable[..., OcsArchive],
+    fake_archive: FakeArchive,
+    big_fits: Path,
+    tmp_dir: Path,
+    metrics: Metrics,
+    fault: Fault,
 ) -> None:
     archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))
     frame = frame_from_record(fake_archive.add_frame(big_fits))
@@ -612,7 +656,10 @@ async def test_a_failed_download_is_retried_from_scratch(
 
 
 async def test_a_download_failing_every_time_leaves_no_file(
-    make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, big_fits: Path, tmp_dir: Path,
+    make_archive: Callable[..., OcsArchive],
+    fake_archive: FakeArchive,
+    big_fits: Path,
+    tmp_dir: Path,
     metrics: Metrics,
 ) -> None:
     archive = make_archive(metrics=metrics, retry_policy=RetryPolicy(retries=2, uniform=no_wait))

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
-from thumbproxy.ops import readiness
 from thumbproxy.archive import health, ocs
+from thumbproxy.ops import readiness
 
 SERVICE_TOKEN = "service-staff-token"
 DOME = {"site_id": "lsc", "telescope_id": "1m0a", "instrument_id": "fa15"}
@@ -25,12 +25,16 @@ def fresh_readiness(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(readiness, "CACHE_SECONDS", 0.0)
 
 
-def add_frames(archive: FakeArchive, write_fits: Callable[..., Path], directory: Path, count: int,
-               **overrides: Any) -> list[dict[str, Any]]:
+def add_frames(
+    archive: FakeArchive, write_fits: Callable[..., Path], directory: Path, count: int, **overrides: Any
+) -> list[dict[str, Any]]:
     """`count` public frames of their own, each a different file."""
-    return [archive.add_frame(write_fits(directory / f"f{number}.fits.fz", shape=WIDE, compressed=True, seed=number),
-                              **overrides)
-            for number in range(count)]
+    return [
+        archive.add_frame(
+            write_fits(directory / f"f{number}.fits.fz", shape=WIDE, compressed=True, seed=number), **overrides
+        )
+        for number in range(count)
+    ]
 
 
 async def archive_check(service: Service) -> dict[str, Any]:
@@ -125,7 +129,8 @@ async def test_probes_and_anonymous_callers_spend_the_service_tokens_quota_not_t
     assert (await service.get("/latest/?site_id=lsc&image=true")).status == 200
     assert fake_archive.quota_used(None) == 0
     assert {request.headers.get("Authorization") for request in fake_archive.received("api")} == {
-        f"Token {SERVICE_TOKEN}"}
+        f"Token {SERVICE_TOKEN}"
+    }
 
 
 @pytest.fixture
@@ -133,12 +138,20 @@ def mixed_night(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_
     """One request's public red, visual and blue frames, and a proprietary red frame taken last, closer in time
     to the blue one than the public red is."""
     frames = {}
-    for name, filter_name, hour, public in (("red", "rp", "01", True), ("visual", "V", "03", True),
-                                            ("blue", "B", "05", True), ("secret", "rp", "04", False)):
+    for name, filter_name, hour, public in (
+        ("red", "rp", "01", True),
+        ("visual", "V", "03", True),
+        ("blue", "B", "05", True),
+        ("secret", "rp", "04", False),
+    ):
         path = write_fits(tmp_path / f"{name}.fits.fz", shape=WIDE, compressed=True, seed=len(frames))
-        overrides: dict[str, Any] = {"basename": f"lsc1m005-fa15-20261120-00{hour}-e91", "request_id": 1766530,
-                                     "primary_optical_element": filter_name, **DOME,
-                                     "observation_date": f"2026-11-20T{hour}:00:00Z"}
+        overrides: dict[str, Any] = {
+            "basename": f"lsc1m005-fa15-20261120-00{hour}-e91",
+            "request_id": 1766530,
+            "primary_optical_element": filter_name,
+            **DOME,
+            "observation_date": f"2026-11-20T{hour}:00:00Z",
+        }
         if not public:
             overrides.update(proposal_id="SECRET-1", public_date=FUTURE_DATE, observation_date="2026-11-20T06:00:00Z")
         frames[name] = fake_archive.add_frame(path, **overrides)
@@ -156,8 +169,12 @@ async def test_a_service_token_that_sees_everything_shows_anonymous_callers_only
     alice = {"Authorization": "Token alice"}
     if warm:
         # Its member fills every cache level first: none of it may reach anyone else.
-        for path in (f"/{secret['id']}/?image=true", f"/{secret['basename']}/", "/latest/?site_id=lsc&image=true",
-                     f"/{mixed_night['blue']['id']}/?color=true&image=true"):
+        for path in (
+            f"/{secret['id']}/?image=true",
+            f"/{secret['basename']}/",
+            "/latest/?site_id=lsc&image=true",
+            f"/{mixed_night['blue']['id']}/?color=true&image=true",
+        ):
             assert (await service.get(path, headers=alice)).status == 200
 
     for path in (f"/{secret['id']}/", f"/{secret['id']}/?image=true", f"/{secret['basename']}/?image=true"):
@@ -173,7 +190,10 @@ async def test_a_service_token_that_sees_everything_shows_anonymous_callers_only
 
 
 async def test_latest_for_anonymous_callers_looks_past_the_service_tokens_proprietary_frames(
-    start_service: ServiceFactory, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    start_service: ServiceFactory,
+    fake_archive: FakeArchive,
+    write_fits: Callable[..., Path],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(ocs, "NEWEST_PAGE_SIZE", 2)
@@ -181,15 +201,25 @@ async def test_latest_for_anonymous_callers_looks_past_the_service_tokens_propri
     service = await start_service(ARCHIVE_API_TOKEN=SERVICE_TOKEN)
     public = add_frames(fake_archive, write_fits, tmp_path, 1, observation_date="2026-11-20T00:00:00Z", **DOME)[0]
     for hour in range(1, 4):
-        fake_archive.add_frame(write_fits(tmp_path / f"p{hour}.fits.fz", compressed=True), proposal_id="SECRET-1",
-                               public_date=FUTURE_DATE, observation_date=f"2026-11-20T0{hour}:00:00Z", **DOME)
+        fake_archive.add_frame(
+            write_fits(tmp_path / f"p{hour}.fits.fz", compressed=True),
+            proposal_id="SECRET-1",
+            public_date=FUTURE_DATE,
+            observation_date=f"2026-11-20T0{hour}:00:00Z",
+            **DOME,
+        )
     body = await (await service.get("/latest/?site_id=lsc")).json()
     assert body["url"].split("/")[3] == str(public["id"])
 
     # Past NEWEST_PAGES pages of proprietary frames, the anonymous view (public frames only) is asked.
     for hour in range(4, 10):
-        fake_archive.add_frame(write_fits(tmp_path / f"p{hour}.fits.fz", compressed=True), proposal_id="SECRET-1",
-                               public_date=FUTURE_DATE, observation_date=f"2026-11-20T0{hour}:00:00Z", **DOME)
+        fake_archive.add_frame(
+            write_fits(tmp_path / f"p{hour}.fits.fz", compressed=True),
+            proposal_id="SECRET-1",
+            public_date=FUTURE_DATE,
+            observation_date=f"2026-11-20T0{hour}:00:00Z",
+            **DOME,
+        )
     body = await (await service.get("/latest/?site_id=lsc&telescope_id=1m0a")).json()
     assert body["url"].split("/")[3] == str(public["id"])
     assert fake_archive.quota_used(None) == 1

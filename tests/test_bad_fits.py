@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import Service, read_pixels, write_fits_file
 from fakearchive import FakeArchive
-from thumbproxy.demo import sampledata
 from thumbproxy.app import RENDER_POOL
+from thumbproxy.demo import sampledata
 from thumbproxy.render.errors import UnreadableFrame
 
 SHAPE = (48, 48)
@@ -28,7 +28,8 @@ def pixels(shape: tuple[int, ...] = SHAPE) -> np.ndarray:
 def write_compressed(path: Path, data: np.ndarray, checksum: bool = False) -> Path:
     """The layout fpack writes: an empty primary HDU, the image RICE-compressed in extension 1."""
     fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1")]).writeto(
-        path, checksum=checksum)
+        path, checksum=checksum
+    )
     return path
 
 
@@ -62,7 +63,7 @@ def truncated(path: Path) -> Path:
     fits.PrimaryHDU(pixels()).writeto(path)
     with fits.open(path) as hdul:
         data_start = hdul.fileinfo(0)["datLoc"]
-    path.write_bytes(path.read_bytes()[:data_start + pixels().nbytes // 2])
+    path.write_bytes(path.read_bytes()[: data_start + pixels().nbytes // 2])
     return path
 
 
@@ -88,7 +89,7 @@ def zeroed_tiles(path: Path) -> Path:
     raw = bytearray(path.read_bytes())
     tiles = heap(path)
     middle = tiles.start + len(tiles) // 4
-    raw[middle:middle + len(tiles) // 2] = bytes(len(tiles) // 2)
+    raw[middle : middle + len(tiles) // 2] = bytes(len(tiles) // 2)
     path.write_bytes(bytes(raw))
     return path
 
@@ -171,8 +172,9 @@ def assert_cannot_render(message: str, filename: str, reason: str, tmp_dir: Path
 async def test_unrenderable_frames_answer_422_and_leave_no_trace(
     service: Service, fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
-    good = fake_archive.add_frame(write_fits_file(tmp_path / "ogg0m404-kb82-20190321-0001-e91.fits.fz",
-                                                  shape=SHAPE, compressed=True))
+    good = fake_archive.add_frame(
+        write_fits_file(tmp_path / "ogg0m404-kb82-20190321-0001-e91.fits.fz", shape=SHAPE, compressed=True)
+    )
     workers = sorted(service.app[RENDER_POOL].worker_pids())
     for number, (kind, (make, reason)) in enumerate(BAD_FILES.items(), start=2):
         bad = fake_archive.add_frame(make(tmp_path / f"ogg0m404-kb82-20190321-{number:04d}-e91.fits.fz"))
@@ -196,19 +198,25 @@ async def test_a_bad_channel_of_a_colour_composite_is_422_and_every_download_rem
     service: Service, fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
     request = {"request_id": 1766530, "observation_date": "2019-03-21T08:00:00Z"}
-    red = fake_archive.add_frame(zeroed_tiles(tmp_path / "ogg0m404-kb82-20190321-0001-e91.fits.fz"),
-                                 primary_optical_element="rp", **request)
+    red = fake_archive.add_frame(
+        zeroed_tiles(tmp_path / "ogg0m404-kb82-20190321-0001-e91.fits.fz"), primary_optical_element="rp", **request
+    )
     visual, blue = (
-        fake_archive.add_frame(sampledata.star_field(tmp_path / f"ogg0m404-kb82-20190321-000{number}-e91.fits.fz",
-                                                     size=48, filter_name=name), primary_optical_element=name,
-                               **request)
+        fake_archive.add_frame(
+            sampledata.star_field(
+                tmp_path / f"ogg0m404-kb82-20190321-000{number}-e91.fits.fz", size=48, filter_name=name
+            ),
+            primary_optical_element=name,
+            **request,
+        )
         for number, name in ((2, "V"), (3, "B"))
     )
     workers = sorted(service.app[RENDER_POOL].worker_pids())
     response = await service.get(f"/{visual['id']}/?color=true&image=true")
     assert response.status == 422, await response.text()
-    assert_cannot_render((await response.json())["message"], red["filename"],
-                         "the compressed image data are corrupt", service.tmp_dir)
+    assert_cannot_render(
+        (await response.json())["message"], red["filename"], "the compressed image data are corrupt", service.tmp_dir
+    )
     assert [fake_archive.downloads[frame["id"]] for frame in (red, visual, blue)] == [1, 1, 1]
     assert service.temp_files() == []
     assert sorted(service.app[RENDER_POOL].worker_pids()) == workers
@@ -218,6 +226,7 @@ def write_primary(data: np.ndarray) -> Callable[[Path], Path]:
     def write(path: Path) -> Path:
         fits.PrimaryHDU(data).writeto(path)
         return path
+
     return write
 
 

@@ -12,14 +12,27 @@ from thumbproxy.render.options import RenderOptions
 
 
 def _thumbproxy(*arguments: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "thumbproxy", *arguments], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "thumbproxy", *arguments], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 def test_render_writes_the_same_jpeg_the_server_makes(tmp_path: Path) -> None:
     frame = sampledata.star_field(tmp_path / "field.fits.fz", size=512)
-    result = _thumbproxy("render", str(frame), "-o", "out.jpg", "--width", "300", "--height", "120",
-                         "--label", "M42", "--median", cwd=tmp_path)
+    result = _thumbproxy(
+        "render",
+        str(frame),
+        "-o",
+        "out.jpg",
+        "--width",
+        "300",
+        "--height",
+        "120",
+        "--label",
+        "M42",
+        "--median",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     written = (tmp_path / "out.jpg").read_bytes()
     options = RenderOptions(width=300, height=120, label="M42", median=True)

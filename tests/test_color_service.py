@@ -29,10 +29,21 @@ class Request:
         self.frames: dict[str, dict[str, Any]] = {}
 
     def add(self, name: str, filter_name: str, minutes: float, **overrides: Any) -> dict[str, Any]:
-        path = sampledata.star_field(self.directory / f"{name}.fits.fz", size=192, filter_name=filter_name,
-                                     request_id=REQUEST_ID, frame_number=len(self.frames) + 280)
-        fields = {"basename": name, "request_id": REQUEST_ID, "reduction_level": 91,
-                  "primary_optical_element": filter_name, "observation_date": _at(minutes), **overrides}
+        path = sampledata.star_field(
+            self.directory / f"{name}.fits.fz",
+            size=192,
+            filter_name=filter_name,
+            request_id=REQUEST_ID,
+            frame_number=len(self.frames) + 280,
+        )
+        fields = {
+            "basename": name,
+            "request_id": REQUEST_ID,
+            "reduction_level": 91,
+            "primary_optical_element": filter_name,
+            "observation_date": _at(minutes),
+            **overrides,
+        }
         record = self.archive.add_frame(path, **fields)
         self.frames[name] = record
         return record
@@ -72,7 +83,7 @@ async def test_composite_of_the_request_frames(service: Service, request_frames:
 
 async def test_channels_are_not_grey(service: Service, request_frames: Request) -> None:
     image = await _image(service, f"/{request_frames.frames['red']['id']}/?color=true&image=true&stretch=lupton")
-    red, green, blue = (channel for channel in image.split())
+    red, _, blue = image.split()
     assert red.tobytes() != blue.tobytes()
 
 

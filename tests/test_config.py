@@ -26,7 +26,7 @@ def test_defaults_match_the_existing_service() -> None:
 
 def test_cli_beats_environment_beats_file_beats_default(tmp_path: Path) -> None:
     config = tmp_path / "t.toml"
-    config.write_text('port = 7000\nmax_size = 900\ncache_size_mb = 5\n')
+    config.write_text("port = 7000\nmax_size = 900\ncache_size_mb = 5\n")
     env = {"THUMBPROXY_PORT": "7100", "THUMBPROXY_MAX_SIZE": "800"}
     settings = load_settings(cli={"port": "7200"}, env=env, config_file=config)
     assert settings.port == 7200
@@ -83,7 +83,9 @@ def test_unknown_or_missing_config_file_is_an_error(tmp_path: Path) -> None:
 def test_bad_setting_exits_non_zero_with_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "thumbproxy", "serve", "--port", "0x50"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
@@ -104,8 +106,9 @@ def test_a_rejected_signing_key_is_not_repeated() -> None:
     with pytest.raises(SettingsError) as error:
         load_settings(env={"THUMBPROXY_SIGNING_KEY": "good-key-of-enough-length,hunter2"}, config_file=os.devnull)
     assert "THUMBPROXY_SIGNING_KEY" in str(error.value) and "hunter2" not in str(error.value)
-    settings = load_settings(env={"THUMBPROXY_SIGNING_KEY": "k1-of-enough-length, k2-of-enough-length"},
-                             config_file=os.devnull)
+    settings = load_settings(
+        env={"THUMBPROXY_SIGNING_KEY": "k1-of-enough-length, k2-of-enough-length"}, config_file=os.devnull
+    )
     assert settings.signing_keys == ("k1-of-enough-length", "k2-of-enough-length")
 
 
@@ -116,9 +119,7 @@ def test_every_setting_is_a_settings_field() -> None:
 def test_config_file_documents_every_setting_with_its_default(tmp_path: Path) -> None:
     text = CONFIG_FILE.read_text()
     # Uncommenting the documented lines must give a valid file whose values are the real defaults.
-    uncommented = "\n".join(
-        line[2:] for line in text.splitlines() if re.match(r"# [a-z_]+ = ", line)
-    )
+    uncommented = "\n".join(line[2:] for line in text.splitlines() if re.match(r"# [a-z_]+ = ", line))
     documented = tmp_path / "documented.toml"
     documented.write_text(uncommented)
     from_file = load_settings(env={}, config_file=documented)

@@ -42,8 +42,10 @@ def load_yaml(path: Path) -> list[Any]:
 def promtool() -> str:
     path = shutil.which("promtool")
     if path is None:
-        pytest.fail("promtool is not installed (Debian/Ubuntu: apt-get install prometheus); "
-                    "CI installs it, and the alerting rules and Prometheus config are checked with it")
+        pytest.fail(
+            "promtool is not installed (Debian/Ubuntu: apt-get install prometheus); "
+            "CI installs it, and the alerting rules and Prometheus config are checked with it"
+        )
     return path
 
 
@@ -116,8 +118,18 @@ def test_kustomization_applies_every_manifest_in_the_directory() -> None:
     on_disk = sorted(path.name for path in KUBERNETES.glob("*.yaml") if path.name != "kustomization.yaml")
     assert sorted(listed) == on_disk
     kinds = sorted(doc["kind"] for doc in manifests())
-    assert kinds == sorted(["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-                            "Ingress", "ServiceMonitor", "PrometheusRule"])
+    assert kinds == sorted(
+        [
+            "ConfigMap",
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "PodDisruptionBudget",
+            "Ingress",
+            "ServiceMonitor",
+            "PrometheusRule",
+        ]
+    )
     # The image the Deployment names is the one kustomize rewrites to the registry's.
     assert container()["image"] in {image["name"] for image in kustomization()["images"]}
 
@@ -221,8 +233,11 @@ def test_service_autoscaler_disruption_budget_and_monitor_select_the_pods() -> N
 
     hpa = the("HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": the("Deployment")["metadata"]["name"]}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": the("Deployment")["metadata"]["name"],
+    }
     assert [m["resource"]["name"] for m in hpa["spec"]["metrics"]] == ["cpu"]
     assert 2 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     # The HPA owns the replica count; a count in the Deployment would reset it on every apply.
@@ -252,7 +267,8 @@ def test_prometheus_rule_holds_the_alerts_file() -> None:
     rule = the("PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"]["groups"] == load_yaml(ALERTS)[0]["groups"], (
-        "deploy/kubernetes/prometheusrule.yaml and deploy/prometheus/alerts.yml differ; copy the groups over")
+        "deploy/kubernetes/prometheusrule.yaml and deploy/prometheus/alerts.yml differ; copy the groups over"
+    )
 
 
 # Docker --------------------------------------------------------------------------------------
@@ -311,8 +327,9 @@ def test_compose_runs_thumbproxy_on_minio_with_prometheus_and_grafana() -> None:
     assert services[creator]["environment"]["BUCKET"] == env["AWS_BUCKET"]
     assert "$$BUCKET" in services[creator]["command"][0]
     # Longer than the service's own shutdown, which Docker's 10 s default is not.
-    assert int(thumbproxy["stop_grace_period"].rstrip("s")) > (float(setting_in_compose("THUMBPROXY_DRAIN_SECONDS"))
-                                                               + float(setting_in_compose("THUMBPROXY_SHUTDOWN_TIMEOUT")))
+    assert int(thumbproxy["stop_grace_period"].rstrip("s")) > (
+        float(setting_in_compose("THUMBPROXY_DRAIN_SECONDS")) + float(setting_in_compose("THUMBPROXY_SHUTDOWN_TIMEOUT"))
+    )
 
 
 def test_compose_mounts_files_that_exist_where_prometheus_and_grafana_read_them() -> None:
@@ -372,9 +389,14 @@ def scenario(series: dict[str, str], minutes: int, firing: dict[str, list[dict[s
     return {
         "interval": "1m",
         "input_series": [{"series": name, "values": values} for name, values in series.items()],
-        "alert_rule_test": [{"eval_time": f"{minutes}m", "alertname": name,
-                             "exp_alerts": [{"exp_labels": labels} for labels in firing.get(name, [])]}
-                            for name in alert_names()],
+        "alert_rule_test": [
+            {
+                "eval_time": f"{minutes}m",
+                "alertname": name,
+                "exp_alerts": [{"exp_labels": labels} for labels in firing.get(name, [])],
+            }
+            for name in alert_names()
+        ],
     }
 
 
@@ -386,59 +408,88 @@ def test_alerts_fire_on_trouble_and_stay_quiet_otherwise(tmp_path: Path) -> None
             rule.pop("annotations", None)
     (tmp_path / "alerts.yml").write_text(yaml.safe_dump(rules))
     job = 'job="thumbproxy", instance="a:8080"'
-    up = {f'up{{{job}}}': "1x40", 'up{job="thumbproxy", instance="b:8080"}': "1x40"}
+    up = {f"up{{{job}}}": "1x40", 'up{job="thumbproxy", instance="b:8080"}': "1x40"}
     requests = f'thumbproxy_requests_total{{{job}, route="/{{frame}}/"'
     archive = f'thumbproxy_archive_requests_total{{{job}, operation="frame"'
     s3 = f'thumbproxy_s3_requests_total{{{job}, operation="get"'
     render = f'thumbproxy_render_duration_seconds_bucket{{{job}, kind="mono"'
 
     def renders_within(bucket: str) -> dict[str, str]:
-        return {f'{render}, le="{le}"}}': "0+10x40" if float(le) >= float(bucket) else "0x40"
-                for le in ("0.25", "1", "2.5", "5", "+Inf")}
+        return {
+            f'{render}, le="{le}"}}': "0+10x40" if float(le) >= float(bucket) else "0x40"
+            for le in ("0.25", "1", "2.5", "5", "+Inf")
+        }
 
     healthy = {
         **up,
-        f'{requests}, status="200"}}': "0+600x40", f'{requests}, status="404"}}': "0+60x40",
+        f'{requests}, status="200"}}': "0+600x40",
+        f'{requests}, status="404"}}': "0+60x40",
         f'{requests}, status="502"}}': "0+3x40",  # 0.5%: below the 5% threshold
-        f'{archive}, status="200"}}': "0+300x40", f'{archive}, status="404"}}': "0+300x40",
-        f'{s3}, result="ok"}}': "0+300x40", f'{s3}, result="miss"}}': "0+300x40",
+        f'{archive}, status="200"}}': "0+300x40",
+        f'{archive}, status="404"}}': "0+300x40",
+        f'{s3}, result="ok"}}': "0+300x40",
+        f'{s3}, result="miss"}}': "0+300x40",
         **renders_within("1"),
     }
     severity = {"critical": {"severity": "critical"}, "warning": {"severity": "warning"}}
     tests = [
         scenario(healthy, 30, {}),
         # 9% of requests answer 502, at about 1 request a second.
-        scenario({f'{requests}, status="200"}}': "0+60x40", f'{requests}, status="502"}}': "0+6x40", **up}, 20,
-                 {"ThumbproxyHigh5xxRatio": [severity["critical"]]}),
+        scenario(
+            {f'{requests}, status="200"}}': "0+60x40", f'{requests}, status="502"}}': "0+6x40", **up},
+            20,
+            {"ThumbproxyHigh5xxRatio": [severity["critical"]]},
+        ),
         # The same ratio on a trickle of requests is not worth a page.
         scenario({f'{requests}, status="200"}}': "0+2x40", f'{requests}, status="502"}}': "0+2x40", **up}, 30, {}),
         # One replica stops answering scrapes; the other goes on.
-        scenario({f'up{{{job}}}': "1 1 1 0x30", 'up{job="thumbproxy", instance="b:8080"}': "1x33"}, 15,
-                 {"ThumbproxyReplicaDown": [{"severity": "warning", "job": "thumbproxy", "instance": "a:8080"}]}),
+        scenario(
+            {f"up{{{job}}}": "1 1 1 0x30", 'up{job="thumbproxy", instance="b:8080"}': "1x33"},
+            15,
+            {"ThumbproxyReplicaDown": [{"severity": "warning", "job": "thumbproxy", "instance": "a:8080"}]},
+        ),
         # No target answers at all.
-        scenario({f'up{{{job}}}': "0x30"}, 15, {
-            "ThumbproxyReplicaDown": [{"severity": "warning", "job": "thumbproxy", "instance": "a:8080"}],
-            "ThumbproxyDown": [severity["critical"]]}),
+        scenario(
+            {f"up{{{job}}}": "0x30"},
+            15,
+            {
+                "ThumbproxyReplicaDown": [{"severity": "warning", "job": "thumbproxy", "instance": "a:8080"}],
+                "ThumbproxyDown": [severity["critical"]],
+            },
+        ),
         # No target at all, e.g. scrape discovery lost the pods.
         scenario({'up{job="other"}': "1x30"}, 15, {"ThumbproxyDown": [severity["critical"]]}),
         # Renders take 2.5 s to 5 s: the pool is saturated.
         scenario({**renders_within("5"), **up}, 30, {"ThumbproxyRenderLatencyHigh": [severity["warning"]]}),
         # 1 archive call in 6 times out.
-        scenario({f'{archive}, status="200"}}': "0+60x40", f'{archive}, status="timeout"}}': "0+12x40", **up}, 20,
-                 {"ThumbproxyArchiveErrors": [severity["warning"]]}),
+        scenario(
+            {f'{archive}, status="200"}}': "0+60x40", f'{archive}, status="timeout"}}': "0+12x40", **up},
+            20,
+            {"ThumbproxyArchiveErrors": [severity["warning"]]},
+        ),
         # 404s are callers asking for frames that are not there (or not theirs): not an archive failure.
         scenario({f'{archive}, status="200"}}': "0+60x40", f'{archive}, status="404"}}': "0+60x40", **up}, 30, {}),
-        scenario({f'{s3}, result="ok"}}': "0+60x40", f'{s3}, result="error"}}': "0+6x40", **up}, 25,
-                 {"ThumbproxyS3Errors": [severity["warning"]]}),
+        scenario(
+            {f'{s3}, result="ok"}}': "0+60x40", f'{s3}, result="error"}}': "0+6x40", **up},
+            25,
+            {"ThumbproxyS3Errors": [severity["warning"]]},
+        ),
         # The archive throttles one replica's own calls for a day; the other's are taken.
-        scenario({f'thumbproxy_archive_throttled_seconds{{{job}}}': "86400-60x40",
-                  'thumbproxy_archive_throttled_seconds{job="thumbproxy", instance="b:8080"}': "0x40", **up}, 10,
-                 {"ThumbproxyArchiveThrottled": [severity["warning"]]}),
+        scenario(
+            {
+                f"thumbproxy_archive_throttled_seconds{{{job}}}": "86400-60x40",
+                'thumbproxy_archive_throttled_seconds{job="thumbproxy", instance="b:8080"}': "0x40",
+                **up,
+            },
+            10,
+            {"ThumbproxyArchiveThrottled": [severity["warning"]]},
+        ),
         # A 429 that passes within minutes is not worth a page.
-        scenario({f'thumbproxy_archive_throttled_seconds{{{job}}}': "120 60 0x38", **up}, 10, {}),
+        scenario({f"thumbproxy_archive_throttled_seconds{{{job}}}": "120 60 0x38", **up}, 10, {}),
     ]
-    (tmp_path / "alerts_test.yml").write_text(yaml.safe_dump(
-        {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests}))
+    (tmp_path / "alerts_test.yml").write_text(
+        yaml.safe_dump({"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": tests})
+    )
     run_promtool("test", "rules", "alerts_test.yml", cwd=tmp_path)
 
 
@@ -450,13 +501,17 @@ def dashboard_panels() -> Iterator[dict[str, Any]]:
         for panel in panels:
             yield panel
             yield from walk(panel.get("panels", []))
+
     yield from walk(json.loads(DASHBOARD.read_text())["panels"])
 
 
 def queries() -> list[tuple[str, str]]:
     """(where, PromQL) of every query in the dashboard and the alerts."""
-    found = [(f"panel {panel['title']!r}", target["expr"])
-             for panel in dashboard_panels() for target in panel.get("targets", [])]
+    found = [
+        (f"panel {panel['title']!r}", target["expr"])
+        for panel in dashboard_panels()
+        for target in panel.get("targets", [])
+    ]
     for variable in json.loads(DASHBOARD.read_text())["templating"]["list"]:
         if variable["type"] == "query":
             found.append((f"variable {variable['name']!r}", variable["definition"]))
@@ -477,11 +532,19 @@ def test_dashboard_panels_use_the_datasource_variable_and_cover_every_area() -> 
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
             assert METRIC_NAME.search(target["expr"]), f"{panel['title']}: no thumbproxy metric in {target['expr']}"
     exprs = " ".join(target["expr"] for panel in panels for target in panel["targets"])
-    for needed in ("histogram_quantile(0.5,", "histogram_quantile(0.95,", "histogram_quantile(0.99,",
-                   "thumbproxy_request_duration_seconds_bucket", "thumbproxy_render_duration_seconds_bucket",
-                   "thumbproxy_archive_request_duration_seconds_bucket", "thumbproxy_cache_requests_total",
-                   "thumbproxy_coalesced_requests_total", "thumbproxy_renders_in_progress",
-                   "thumbproxy_render_queue_depth", "thumbproxy_s3_requests_total"):
+    for needed in (
+        "histogram_quantile(0.5,",
+        "histogram_quantile(0.95,",
+        "histogram_quantile(0.99,",
+        "thumbproxy_request_duration_seconds_bucket",
+        "thumbproxy_render_duration_seconds_bucket",
+        "thumbproxy_archive_request_duration_seconds_bucket",
+        "thumbproxy_cache_requests_total",
+        "thumbproxy_coalesced_requests_total",
+        "thumbproxy_renders_in_progress",
+        "thumbproxy_render_queue_depth",
+        "thumbproxy_s3_requests_total",
+    ):
         assert needed in exprs, needed
     ids = [panel["id"] for panel in dashboard_panels()]
     assert len(ids) == len(set(ids))
@@ -506,25 +569,32 @@ def parse_exposition(text: str) -> tuple[dict[str, str], dict[str, list[dict[str
 def series_names(types: dict[str, str]) -> dict[str, str]:
     """Every series name a query may use, with the family it belongs to."""
     suffixes = {"histogram": ("_bucket", "_count", "_sum"), "summary": ("", "_count", "_sum")}
-    return {family + suffix: family
-            for family, kind in types.items() for suffix in suffixes.get(kind, ("",))}
+    return {family + suffix: family for family, kind in types.items() for suffix in suffixes.get(kind, ("",))}
 
 
 @pytest.fixture
-async def scraped(start_service: ServiceFactory, fake_archive: FakeArchive, write_fits: Any, s3_server: Any,
-                  tmp_path: Path) -> str:
+async def scraped(
+    start_service: ServiceFactory, fake_archive: FakeArchive, write_fits: Any, s3_server: Any, tmp_path: Path
+) -> str:
     """/metrics of the service after a miss, a hit, a frame not found, a bad parameter and a failing S3."""
     service = await start_service(
-        AWS_BUCKET=s3_server.bucket, STORAGE_URL=s3_server.endpoint_url, AWS_DEFAULT_REGION=s3_server.region,
-        AWS_ACCESS_KEY_ID=s3_server.access_key, AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
-        THUMBPROXY_S3_ADDRESSING_STYLE="path", THUMBPROXY_S3_TIMEOUT="2",
+        AWS_BUCKET=s3_server.bucket,
+        STORAGE_URL=s3_server.endpoint_url,
+        AWS_DEFAULT_REGION=s3_server.region,
+        AWS_ACCESS_KEY_ID=s3_server.access_key,
+        AWS_SECRET_ACCESS_KEY=s3_server.secret_key,
+        THUMBPROXY_S3_ADDRESSING_STYLE="path",
+        THUMBPROXY_S3_TIMEOUT="2",
     )
-    frame = fake_archive.add_frame(write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz",
-                                              shape=(64, 64), compressed=True))
-    for path, status in ((f"/{frame['id']}/?image=true", 200),  # miss: rendered
-                         (f"/{frame['id']}/?image=true", 200),  # hit
-                         ("/999999/", 404),
-                         (f"/{frame['id']}/?width=0", 400)):
+    frame = fake_archive.add_frame(
+        write_fits(tmp_path / "ogg0m404-kb82-20190321-0273-e91.fits.fz", shape=(64, 64), compressed=True)
+    )
+    for path, status in (
+        (f"/{frame['id']}/?image=true", 200),  # miss: rendered
+        (f"/{frame['id']}/?image=true", 200),  # hit
+        ("/999999/", 404),
+        (f"/{frame['id']}/?width=0", 400),
+    ):
         response = await service.get(path)
         assert response.status == status, (path, await response.text())
     s3_server.stop()
@@ -538,10 +608,13 @@ async def scraped(start_service: ServiceFactory, fake_archive: FakeArchive, writ
 async def test_every_metric_the_dashboard_and_alerts_name_is_exposed(scraped: str) -> None:
     types, _ = parse_exposition(scraped)
     exposed = series_names(types)
-    missing = [f"{where}: {name}" for where, expr in queries() for name in METRIC_NAME.findall(expr)
-               if name not in exposed]
-    assert not missing, ("metrics named in deploy/ that the service does not expose (misspelt, or a histogram "
-                         "used without _bucket/_count/_sum):\n  " + "\n  ".join(missing))
+    missing = [
+        f"{where}: {name}" for where, expr in queries() for name in METRIC_NAME.findall(expr) if name not in exposed
+    ]
+    assert not missing, (
+        "metrics named in deploy/ that the service does not expose (misspelt, or a histogram "
+        "used without _bucket/_count/_sum):\n  " + "\n  ".join(missing)
+    )
 
 
 async def test_labels_and_values_the_queries_select_on_are_exposed(scraped: str) -> None:

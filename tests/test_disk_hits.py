@@ -162,7 +162,10 @@ def no_nowait_directory() -> Iterator[Path]:
 
 
 async def test_a_cache_on_a_filesystem_without_nowait_reads_still_answers(
-    start_service: ServiceFactory, frame: dict, executor: CountingExecutor, no_nowait_directory: Path,
+    start_service: ServiceFactory,
+    frame: dict,
+    executor: CountingExecutor,
+    no_nowait_directory: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     service = await start_service(**DISK_ONLY, THUMBPROXY_CACHE_DIR=str(no_nowait_directory))
@@ -175,7 +178,8 @@ async def test_a_cache_on_a_filesystem_without_nowait_reads_still_answers(
     assert disk_hits(service) == 5 and executor.jobs >= 5
     assert [record.getMessage() for record in caplog.records if "RWF_NOWAIT" in record.getMessage()] == [
         f"the disk cache's filesystem at {no_nowait_directory / 'thumbnails'} cannot read without waiting "
-        "(RWF_NOWAIT): disk-level hits are read in a thread"]
+        "(RWF_NOWAIT): disk-level hits are read in a thread"
+    ]
     assert not [target for target in files_open_under(no_nowait_directory) if target.endswith(".val")]
 
 

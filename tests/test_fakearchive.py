@@ -9,9 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from fakearchive import FUTURE_DATE, PAST_DATE, QUOTA_SECONDS, FakeArchive
 from multidict import CIMultiDictProxy
 from yarl import URL
+
+from fakearchive import FUTURE_DATE, PAST_DATE, QUOTA_SECONDS, FakeArchive
 
 SECRET = "SECRET-1"
 # A footprint around RA 10, Dec 20, as GeoJSON writes the archive's areas.
@@ -51,8 +52,9 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 def get(session: aiohttp.ClientSession) -> Get:
     """``get(archive, path, auth=None, headers=None, **query)``: one request to a fake archive."""
 
-    async def fetch(archive: FakeArchive, path: str, auth: str | None = None,
-                    headers: dict[str, str] | None = None, **query: Any) -> Answer:
+    async def fetch(
+        archive: FakeArchive, path: str, auth: str | None = None, headers: dict[str, str] | None = None, **query: Any
+    ) -> Answer:
         sent = dict(headers or {})
         if auth is not None:
             sent["Authorization"] = auth
@@ -87,12 +89,15 @@ def ids(answer: Answer) -> list[int]:
 # Authentication ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("authorization", "detail"), [
-    ("Token nobody", "Invalid token."),
-    ("Token", "Invalid token header. No credentials provided."),
-    ("Token a b", "Invalid token header. Token string should not contain spaces."),
-    ("Bearer nobody", "No Such User"),
-])
+@pytest.mark.parametrize(
+    ("authorization", "detail"),
+    [
+        ("Token nobody", "Invalid token."),
+        ("Token", "Invalid token header. No credentials provided."),
+        ("Token a b", "Invalid token header. Token string should not contain spaces."),
+        ("Bearer nobody", "No Such User"),
+    ],
+)
 async def test_refused_credentials_are_401_with_drf_detail(
     fake_archive: FakeArchive, get: Get, authorization: str, detail: str
 ) -> None:
@@ -112,10 +117,12 @@ async def test_visibility_by_account(fake_archive: FakeArchive, get: Get, fits_p
     fake_archive.add_token("member", SECRET)
     fake_archive.add_token("root", superuser=True)
     public = fake_archive.add_frame(fits_path, observation_date="2019-01-02T00:00:00Z")["id"]
-    secret = fake_archive.add_frame(fits_path, proposal_id=SECRET, public_date=FUTURE_DATE,
-                                    observation_date="2019-01-03T00:00:00Z")["id"]
-    other = fake_archive.add_frame(fits_path, proposal_id="OTHER", public_date=None,
-                                   observation_date="2019-01-01T00:00:00Z")["id"]
+    secret = fake_archive.add_frame(
+        fits_path, proposal_id=SECRET, public_date=FUTURE_DATE, observation_date="2019-01-03T00:00:00Z"
+    )["id"]
+    other = fake_archive.add_frame(
+        fits_path, proposal_id="OTHER", public_date=None, observation_date="2019-01-01T00:00:00Z"
+    )["id"]
     assert ids(await get(fake_archive, "/frames/")) == [public]
     assert ids(await get(fake_archive, "/frames/", "Token member")) == [secret, public]
     assert ids(await get(fake_archive, "/frames/", "Bearer member")) == [secret, public]
@@ -231,9 +238,7 @@ async def test_buckets_are_per_address_and_per_token(
 # By id ----------------------------------------------------------------------------------------------
 
 
-async def test_frame_without_version_is_answered_by_id_but_never_listed(
-    fake_archive: FakeArchive, get: Get
-) -> None:
+async def test_frame_without_version_is_answered_by_id_but_never_listed(fake_archive: FakeArchive, get: Get) -> None:
     record = fake_archive.add_frame(None)
     answer = await get(fake_archive, f"/frames/{record['id']}/")
     assert answer.status == 200
@@ -241,10 +246,13 @@ async def test_frame_without_version_is_answered_by_id_but_never_listed(
     assert ids(await get(fake_archive, "/frames/")) == []
 
 
-@pytest.mark.parametrize(("path", "detail"), [
-    ("/frames/999/", "No Frame matches the given query."),
-    ("/frames/abc/", "Not found."),
-])
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [
+        ("/frames/999/", "No Frame matches the given query."),
+        ("/frames/abc/", "Not found."),
+    ],
+)
 async def test_missing_frame_messages(fake_archive: FakeArchive, get: Get, path: str, detail: str) -> None:
     answer = await get(fake_archive, path)
     assert (answer.status, answer.json()) == (404, {"detail": detail})
@@ -271,21 +279,45 @@ async def test_filters_apply_to_a_frame_by_id(fake_archive: FakeArchive, get: Ge
 
 
 async def test_exact_filters_and_their_legacy_names(fake_archive: FakeArchive, get: Get, fits_path: Path) -> None:
-    wanted = fake_archive.add_frame(fits_path, basename="lsc-1", site_id="lsc", instrument_id="fa15", request_id=7,
-                                    primary_optical_element="V", target_name="NGC 1")["id"]
-    fake_archive.add_frame(fits_path, basename="lsc-12", site_id="coj", instrument_id="fa16", request_id=8,
-                           primary_optical_element="rp", target_name="NGC 12")
-    for name, value in [("site_id", "lsc"), ("SITEID", "lsc"), ("instrument_id", "fa15"), ("INSTRUME", "fa15"),
-                        ("request_id", "7"), ("REQNUM", "7.0"), ("FILTER", "V"), ("target_name_exact", "NGC 1"),
-                        ("basename_exact", "lsc-1"), ("site_id", " lsc ")]:
+    wanted = fake_archive.add_frame(
+        fits_path,
+        basename="lsc-1",
+        site_id="lsc",
+        instrument_id="fa15",
+        request_id=7,
+        primary_optical_element="V",
+        target_name="NGC 1",
+    )["id"]
+    fake_archive.add_frame(
+        fits_path,
+        basename="lsc-12",
+        site_id="coj",
+        instrument_id="fa16",
+        request_id=8,
+        primary_optical_element="rp",
+        target_name="NGC 12",
+    )
+    for name, value in [
+        ("site_id", "lsc"),
+        ("SITEID", "lsc"),
+        ("instrument_id", "fa15"),
+        ("INSTRUME", "fa15"),
+        ("request_id", "7"),
+        ("REQNUM", "7.0"),
+        ("FILTER", "V"),
+        ("target_name_exact", "NGC 1"),
+        ("basename_exact", "lsc-1"),
+        ("site_id", " lsc "),
+    ]:
         assert ids(await get(fake_archive, "/frames/", **{name: value})) == [wanted], name
     # An empty value filters nothing.
     assert len(ids(await get(fake_archive, "/frames/", site_id=""))) == 2
 
 
 async def test_substring_at_least_and_unknown_parameters(fake_archive: FakeArchive, get: Get, fits_path: Path) -> None:
-    long = fake_archive.add_frame(fits_path, basename="ogg-e91-long", target_name="Messier 42",
-                                  exposure_time=120.0)["id"]
+    long = fake_archive.add_frame(fits_path, basename="ogg-e91-long", target_name="Messier 42", exposure_time=120.0)[
+        "id"
+    ]
     short = fake_archive.add_frame(fits_path, basename="coj-e91-short", target_name="M1", exposure_time=5.0)["id"]
     assert ids(await get(fake_archive, "/frames/", basename="E91-LO")) == [long]
     assert ids(await get(fake_archive, "/frames/", OBJECT="messier")) == [long]
@@ -316,7 +348,9 @@ async def test_configuration_type_choices(fake_archive: FakeArchive, get: Get, f
     assert ids(await get(fake_archive, "/frames/", exclude_calibrations="yes")) == [bias, expose]
     answer = await get(fake_archive, "/frames/", exclude_configuration_type="FLAT")
     assert (answer.status, answer.json()) == (
-        400, {"exclude_configuration_type": ["Select a valid choice. FLAT is not one of the available choices."]})
+        400,
+        {"exclude_configuration_type": ["Select a valid choice. FLAT is not one of the available choices."]},
+    )
 
 
 async def test_public_filter_as_the_archive_reads_it(fake_archive: FakeArchive, get: Get, fits_path: Path) -> None:
@@ -343,14 +377,24 @@ async def test_covers_and_intersects_a_point(fake_archive: FakeArchive, get: Get
     assert ids(await get(fake_archive, "/frames/", covers="POINT(12 20)")) == []
     answer = await get(fake_archive, "/frames/", intersects="POINT(10)")
     assert (answer.status, answer.json()) == (
-        400, ["Error with intersects query: Point must be specified with exact format 'POINT(RA DEC)'"])
+        400,
+        ["Error with intersects query: Point must be specified with exact format 'POINT(RA DEC)'"],
+    )
     # Not even WKT: GEOS raises an error the archive does not catch.
     assert (await get(fake_archive, "/frames/", covers="10 20")).status == 500
 
 
 async def test_every_bad_value_is_answered_at_once(fake_archive: FakeArchive, get: Get) -> None:
-    answer = await get(fake_archive, "/frames/", request_id="one", start="soon", DAY_OBS="2020-13-01",
-                       RLEVEL="nan", limit="x", offset="y")
+    answer = await get(
+        fake_archive,
+        "/frames/",
+        request_id="one",
+        start="soon",
+        DAY_OBS="2020-13-01",
+        RLEVEL="nan",
+        limit="x",
+        offset="y",
+    )
     assert answer.status == 400
     assert answer.json() == {
         "request_id": ["Enter a number."],
@@ -365,8 +409,9 @@ async def test_every_bad_value_is_answered_at_once(fake_archive: FakeArchive, ge
 
 async def test_ordering(fake_archive: FakeArchive, get: Get, fits_path: Path) -> None:
     def add(day: int, site: str, exposure: float) -> int:
-        return fake_archive.add_frame(fits_path, observation_date=f"2020-01-0{day}T00:00:00Z", site_id=site,
-                                      exposure_time=exposure)["id"]
+        return fake_archive.add_frame(
+            fits_path, observation_date=f"2020-01-0{day}T00:00:00Z", site_id=site, exposure_time=exposure
+        )["id"]
 
     first, second, third = add(1, "a", 1.0), add(3, "b", 2.0), add(2, "c", 1.0)
     assert ids(await get(fake_archive, "/frames/")) == [second, third, first]
@@ -379,8 +424,10 @@ async def test_ordering(fake_archive: FakeArchive, get: Get, fits_path: Path) ->
 
 async def test_limit_and_offset(make_archive: Callable[..., Awaitable[FakeArchive]], get: Get, fits_path: Path) -> None:
     archive = await make_archive(max_limit=2)
-    frames = [archive.add_frame(fits_path, request_id=5, observation_date=f"2020-01-0{day}T00:00:00Z")["id"]
-              for day in (3, 2, 1)]
+    frames = [
+        archive.add_frame(fits_path, request_id=5, observation_date=f"2020-01-0{day}T00:00:00Z")["id"]
+        for day in (3, 2, 1)
+    ]
     assert ids(await get(archive, "/frames/", request_id=5, limit=50)) == frames[:2]
     assert ids(await get(archive, "/frames/", request_id=5, limit=1, offset=2)) == frames[2:]
     assert ids(await get(archive, "/frames/", request_id=5, limit=0, offset=-1)) == frames
@@ -415,9 +462,14 @@ async def test_small_queries_are_counted_exactly(
         archive.add_frame(fits_path, request_id=5, observation_date="2020-01-05T00:00:00Z")
     week = {"start": "2020-01-01T00:00:00Z", "end": "2020-01-08T00:00:00Z"}
     nine_weeks = {"start": "2020-01-01T00:00:00Z", "end": "2020-03-04T00:00:00Z"}
-    exact = [({"request_id": 5}, None), ({"observation_id": 292809554}, None), (week, None),
-             ({"start": "2020-01-01", "end": "2020-01-07"}, None),
-             ({**nine_weeks, "proposal_id": "LCOEPO2018B-002"}, None), ({"force_count": 1}, "Token member")]
+    exact = [
+        ({"request_id": 5}, None),
+        ({"observation_id": 292809554}, None),
+        (week, None),
+        ({"start": "2020-01-01", "end": "2020-01-07"}, None),
+        ({**nine_weeks, "proposal_id": "LCOEPO2018B-002"}, None),
+        ({"force_count": 1}, "Token member"),
+    ]
     for query, auth in exact:
         answer = (await get(archive, "/frames/", auth, **query)).json()
         assert (answer["count"], answer["count_estimated"]) == (3, False), query
@@ -425,10 +477,13 @@ async def test_small_queries_are_counted_exactly(
         assert (await get(archive, "/frames/", auth, **query)).json()["count"] == 1000, query
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    ("2020-01-01", "2020-01-02T00:00:00Z"),  # a naive and an aware date-time cannot be subtracted
-    ("01/01/2020", "01/02/2020"),  # the form reads these, Django's parse_datetime does not
-])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("2020-01-01", "2020-01-02T00:00:00Z"),  # a naive and an aware date-time cannot be subtracted
+        ("01/01/2020", "01/02/2020"),  # the form reads these, Django's parse_datetime does not
+    ],
+)
 async def test_time_span_the_archive_cannot_compute_is_500(
     fake_archive: FakeArchive, get: Get, start: str, end: str
 ) -> None:
@@ -450,7 +505,9 @@ async def test_previous_link(make_archive: Callable[..., Awaitable[FakeArchive]]
     middle = (await get(archive, "/frames/", request_id=5, limit=2, offset=3)).json()
     assert URL(middle["previous"]).query == {"limit": "2", "offset": "1", "request_id": "5"}
     assert URL((await get(archive, "/frames/", request_id=5, limit=2, offset=1)).json()["previous"]).query == {
-        "limit": "2", "request_id": "5"}
+        "limit": "2",
+        "request_id": "5",
+    }
     assert (await get(archive, "/frames/", request_id=5, limit=2, offset=4)).json()["next"] is None
 
 
@@ -458,8 +515,13 @@ async def test_previous_link(make_archive: Callable[..., Awaitable[FakeArchive]]
 
 
 async def test_record_shape_and_dates(fake_archive: FakeArchive, get: Get, fits_path: Path) -> None:
-    record = fake_archive.add_frame(fits_path, configuration_type="BIAS", reduction_level=0,
-                                    observation_date="2026-03-01T03:12:45.123+00:00", public_date=PAST_DATE)
+    record = fake_archive.add_frame(
+        fits_path,
+        configuration_type="BIAS",
+        reduction_level=0,
+        observation_date="2026-03-01T03:12:45.123+00:00",
+        public_date=PAST_DATE,
+    )
     answer = (await get(fake_archive, f"/frames/{record['id']}/")).json()
     assert answer == record
     assert (answer["observation_date"], answer["observation_day"]) == ("2026-03-01T03:12:45.123000Z", "2026-03-01")
@@ -475,8 +537,9 @@ async def test_record_shape_and_dates(fake_archive: FakeArchive, get: Get, fits_
         fake_archive.add_frame(fits_path, OBSTYPE="BIAS")
 
 
-async def test_versions_newest_first_and_optional_parts(fake_archive: FakeArchive, get: Get, fits_path: Path,
-                                                         tmp_path: Path) -> None:
+async def test_versions_newest_first_and_optional_parts(
+    fake_archive: FakeArchive, get: Get, fits_path: Path, tmp_path: Path
+) -> None:
     record = fake_archive.add_frame(fits_path, area=AREA, related_frames=[7])
     newer = tmp_path / "newer.fits.fz"
     newer.write_bytes(b"other bytes")

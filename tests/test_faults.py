@@ -17,17 +17,18 @@ from typing import Any
 
 import aiohttp
 import pytest
+from PIL import Image
+
 from conftest import MotoS3, Service, ServiceFactory, serving
 from fakearchive import FakeArchive, Fault
-from PIL import Image
-from workerjobs import add, die
-
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.web.routes import THUMBNAILER
+from workerjobs import add, die
 
 # Retries of a failing archive call wait at most 0.1 s, then 0.2 s.
 QUICK_RETRIES = {"THUMBPROXY_ARCHIVE_RETRIES": "2"}
+
 
 def archive_calls(service: Service, operation: str, status: str) -> float:
     return service.metric("thumbproxy_archive_requests_total", operation=operation, status=status)
@@ -64,10 +65,13 @@ async def jpeg(response: aiohttp.ClientResponse) -> bytes:
 # The archive -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"THUMBPROXY_ARCHIVE_TIMEOUT": "0.5"}, "Timeout while accessing resource"),
-    ({"THUMBPROXY_ARCHIVE_TIMEOUT": "5", "THUMBPROXY_REQUEST_TIMEOUT": "0.5"}, "request timeout of 0.5 s"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"THUMBPROXY_ARCHIVE_TIMEOUT": "0.5"}, "Timeout while accessing resource"),
+        ({"THUMBPROXY_ARCHIVE_TIMEOUT": "5", "THUMBPROXY_REQUEST_TIMEOUT": "0.5"}, "request timeout of 0.5 s"),
+    ],
+)
 async def test_an_archive_slower_than_its_timeout_is_a_504_in_time(
     start_service: ServiceFactory, frame: dict, env: dict[str, str], message: str
 ) -> None:
@@ -86,7 +90,10 @@ async def test_an_archive_slower_than_its_timeout_is_a_504_in_time(
 
 
 async def test_an_archive_that_is_down_fails_new_frames_but_not_cached_public_ones(
-    start_service: ServiceFactory, frame: dict, fake_archive: FakeArchive, write_fits: Callable[..., Path],
+    start_service: ServiceFactory,
+    frame: dict,
+    fake_archive: FakeArchive,
+    write_fits: Callable[..., Path],
     tmp_path: Path,
 ) -> None:
     service = await start_service(**QUICK_RETRIES, THUMBPROXY_METADATA_TTL="0.2")
@@ -112,12 +119,15 @@ async def test_an_archive_that_is_down_fails_new_frames_but_not_cached_public_on
     await jpeg(await service.get(f"/{new['id']}/?image=true"))
 
 
-@pytest.mark.parametrize(("fault", "message", "retried"), [
-    (Fault(body=b"<html><body>Down for maintenance</body></html>"), "not JSON", 0),
-    (Fault(body=b'{"id": 11245132, "basename": "ogg0m4'), "not JSON", 0),
-    # Cut short on the wire: perhaps a dropped connection, so it is tried again.
-    (Fault(truncate=True), "cut short", 2),
-])
+@pytest.mark.parametrize(
+    ("fault", "message", "retried"),
+    [
+        (Fault(body=b"<html><body>Down for maintenance</body></html>"), "not JSON", 0),
+        (Fault(body=b'{"id": 11245132, "basename": "ogg0m4'), "not JSON", 0),
+        # Cut short on the wire: perhaps a dropped connection, so it is tried again.
+        (Fault(truncate=True), "cut short", 2),
+    ],
+)
 async def test_an_archive_answering_html_or_truncated_json_is_a_502_with_a_message(
     start_service: ServiceFactory, frame: dict, fault: Fault, message: str, retried: int
 ) -> None:
@@ -132,13 +142,16 @@ async def test_an_archive_answering_html_or_truncated_json_is_a_502_with_a_messa
     assert retries(service, "frame") == retried
 
 
-@pytest.mark.parametrize(("fault", "status"), [
-    (Fault(status=404), 404),
-    (Fault(status=401), 401),
-    (Fault(status=403), 403),
-    (Fault(status=500), 502),
-    (Fault(status=503), 502),
-])
+@pytest.mark.parametrize(
+    ("fault", "status"),
+    [
+        (Fault(status=404), 404),
+        (Fault(status=401), 401),
+        (Fault(status=403), 403),
+        (Fault(status=500), 502),
+        (Fault(status=503), 502),
+    ],
+)
 async def test_archive_failures_map_to_statuses_and_only_passing_ones_are_retried(
     start_service: ServiceFactory, frame: dict, fault: Fault, status: int
 ) -> None:
@@ -154,11 +167,14 @@ async def test_archive_failures_map_to_statuses_and_only_passing_ones_are_retrie
     assert retries(service, "frame") == expected_retries
 
 
-@pytest.mark.parametrize(("kind", "fault", "operation"), [
-    ("api", Fault(status=503, times=1), "frame"),
-    ("download", Fault(status=503, times=1), "download"),
-    ("download", Fault(truncate=True, times=1), "download"),
-])
+@pytest.mark.parametrize(
+    ("kind", "fault", "operation"),
+    [
+        ("api", Fault(status=503, times=1), "frame"),
+        ("download", Fault(status=503, times=1), "download"),
+        ("download", Fault(truncate=True, times=1), "download"),
+    ],
+)
 async def test_an_archive_failing_once_is_retried_and_the_answer_is_200(
     start_service: ServiceFactory, frame: dict, kind: str, fault: Fault, operation: str
 ) -> None:
@@ -234,8 +250,9 @@ async def test_a_disk_level_that_cannot_be_written_keeps_answers_coming(
 
     assert renders(service, "ok") == 2
     # The operator hears of it once, not once per request.
-    disk_warnings = [record for record in caplog.records
-                     if record.name == "thumbproxy.cache.disk" and record.levelname == "WARNING"]
+    disk_warnings = [
+        record for record in caplog.records if record.name == "thumbproxy.cache.disk" and record.levelname == "WARNING"
+    ]
     assert len(disk_warnings) == 1
     assert "serving without it" in disk_warnings[0].getMessage()
 
@@ -256,8 +273,9 @@ async def test_a_read_only_disk_level_at_start_still_answers(
     assert service.metric("thumbproxy_cache_requests_total", level="memory", result="hit") == 1
 
 
-def render_once_killed(started: str, render: Callable[[str, RenderOptions], tuple[bytes, Any]], path: str,
-                       options: RenderOptions) -> tuple[bytes, Any]:
+def render_once_killed(
+    started: str, render: Callable[[str, RenderOptions], tuple[bytes, Any]], path: str, options: RenderOptions
+) -> tuple[bytes, Any]:
     """The first call announces it has begun (by creating `started`) and outlasts any test; the next renders."""
     if Path(started).exists():
         return render(path, options)
@@ -300,8 +318,9 @@ async def test_a_frame_whose_render_kills_its_worker_twice_is_refused_and_rememb
     answers = [await service.get(f"/{frame['id']}/?image=true&width={width}") for width in (100, 120)]
 
     assert [answer.status for answer in answers] == [422, 422]
-    assert await error_message(answers[0]) == (f"cannot render {frame['filename']}: it kills the renderer "
-                                               "(its render worker died twice)")
+    assert await error_message(answers[0]) == (
+        f"cannot render {frame['filename']}: it kills the renderer (its render worker died twice)"
+    )
     # The second request neither downloaded the frame again nor handed it to a worker.
     assert service.archive.downloads[frame["id"]] == 1
     assert await service.app[RENDER_POOL].run(add, 1, 2) == 3
@@ -340,11 +359,17 @@ async def test_a_storm_of_one_unexpected_error_logs_one_traceback(
 async def test_a_disk_level_whose_index_is_made_immutable_turns_off_and_the_server_lives(
     fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path
 ) -> None:
-    frames = [fake_archive.add_frame(write_fits(tmp_path / f"frame{n}.fits.fz", shape=(60, 80), compressed=True))
-              for n in range(6)]
+    frames = [
+        fake_archive.add_frame(write_fits(tmp_path / f"frame{n}.fits.fz", shape=(60, 80), compressed=True))
+        for n in range(6)
+    ]
     index = tmp_path / "cache" / "thumbnails" / "cache.db-shm"
-    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="WARNING",
-                       THUMBPROXY_READY_REQUIRED="disk") as served, aiohttp.ClientSession() as session:
+    async with (
+        serving(
+            fake_archive.base_url, tmp_path, THUMBPROXY_LOG_LEVEL="WARNING", THUMBPROXY_READY_REQUIRED="disk"
+        ) as served,
+        aiohttp.ClientSession() as session,
+    ):
         for frame in frames[:3]:
             async with session.get(f"{served.base_url}/{frame['id']}/?image=true") as response:
                 assert response.status == 200

@@ -11,8 +11,8 @@ from conftest import Service, ServiceFactory
 from fakearchive import FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
-from thumbproxy.support.deadline import request_deadline
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.support.deadline import request_deadline
 
 
 async def refusal(awaitable: object) -> ThumbproxyError:
@@ -49,8 +49,12 @@ async def test_json_nested_past_the_decoders_depth_is_a_502(service: Service, fa
 async def test_a_list_that_never_ends_stops_at_the_request_deadline(
     make_archive: Callable[..., OcsArchive], fake_archive: FakeArchive, fits_path: Path
 ) -> None:
-    full_page = {"count": 10**9, "next": f"{fake_archive.base_url}frames/?limit=1000&offset=1000", "previous": None,
-                 "results": [fake_archive.add_frame(fits_path, id=1, request_id=5)] * 1000}
+    full_page = {
+        "count": 10**9,
+        "next": f"{fake_archive.base_url}frames/?limit=1000&offset=1000",
+        "previous": None,
+        "results": [fake_archive.add_frame(fits_path, id=1, request_id=5)] * 1000,
+    }
     fake_archive.api_fault = Fault(body=json.dumps(full_page).encode(), delay=0.2)
     archive = make_archive()
     listings: list[asyncio.Task[list[Frame]]] = []

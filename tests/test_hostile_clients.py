@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import serving
 from fakearchive import FakeArchive
 
@@ -25,8 +26,12 @@ async def test_an_authorization_header_aiohttp_cannot_parse_is_answered_in_json_
     fake_archive: FakeArchive, tmp_path: Path, log_format: str
 ) -> None:
     async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_LOG_FORMAT=log_format) as served:
-        answer = await send_raw(served.port, b"GET /1/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token " + SECRET.encode()
-                                + b"\x01abc\r\nConnection: close\r\n\r\n")
+        answer = await send_raw(
+            served.port,
+            b"GET /1/ HTTP/1.1\r\nHost: x\r\nAuthorization: Token "
+            + SECRET.encode()
+            + b"\x01abc\r\nConnection: close\r\n\r\n",
+        )
         head, body = answer.split(b"\r\n\r\n", 1)
         assert head.split(b" ")[1] == b"400"
         assert b"Content-Type: application/json" in head

@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from conftest import resident_mib, serving
 from fakearchive import FakeArchive, Fault
 
@@ -32,6 +33,7 @@ def enough_descriptors() -> None:
 
 async def open_unfinished(port: int, count: int) -> list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]:
     """`count` connections, each with a request head it never finishes."""
+
     async def one() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(UNFINISHED_HEAD)
@@ -43,9 +45,11 @@ async def open_unfinished(port: int, count: int) -> list[tuple[asyncio.StreamRea
     return connections
 
 
-async def what_each_got(connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
-                        within: float) -> list[bytes]:
+async def what_each_got(
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], within: float
+) -> list[bytes]:
     """What the server sent on each connection before closing it (b"": closed without a word)."""
+
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
         try:
             return await asyncio.wait_for(reader.read(), within)
@@ -64,8 +68,13 @@ def metric(text: str, name: str) -> float:
 async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_within_a_second(
     fake_archive: FakeArchive, frame: dict[str, Any], tmp_path: Path, http_session: aiohttp.ClientSession
 ) -> None:
-    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="300",
-                       THUMBPROXY_HEAD_TIMEOUT="3", THUMBPROXY_LOG_LEVEL="WARNING") as served:
+    async with serving(
+        fake_archive.base_url,
+        tmp_path,
+        THUMBPROXY_MAX_CONNECTIONS="300",
+        THUMBPROXY_HEAD_TIMEOUT="3",
+        THUMBPROXY_LOG_LEVEL="WARNING",
+    ) as served:
         base = served.base_url
         image = f"{base}/{frame['id']}/?image=true&width=200&height=200"
         async with http_session.get(image) as response:
@@ -87,8 +96,7 @@ async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_w
         answers = await what_each_got(attack, within=10.0)
         timed_out = [answer for answer in answers if answer]
         assert timed_out and all(answer.startswith(b"HTTP/1.1 408 ") for answer in timed_out)
-        assert json.loads(timed_out[0].split(b"\r\n\r\n", 1)[1]) == {
-            "message": "request head not complete within 3 s"}
+        assert json.loads(timed_out[0].split(b"\r\n\r\n", 1)[1]) == {"message": "request head not complete within 3 s"}
         async with http_session.get(f"{base}/metrics") as response:
             after = await response.text()
         assert metric(after, 'thumbproxy_connections_closed_total{reason="evicted"}') >= ATTACKERS - 300
@@ -98,12 +106,14 @@ async def test_thousands_of_unfinished_requests_leave_normal_requests_answered_w
 async def test_a_connection_past_the_limit_when_every_one_is_busy_is_refused_at_once(
     fake_archive: FakeArchive, frame: dict[str, Any], tmp_path: Path
 ) -> None:
-    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="2",
-                       THUMBPROXY_LOG_LEVEL="WARNING") as served:
+    async with serving(
+        fake_archive.base_url, tmp_path, THUMBPROXY_MAX_CONNECTIONS="2", THUMBPROXY_LOG_LEVEL="WARNING"
+    ) as served:
         fake_archive.api_fault = Fault(delay=3.0)
         async with aiohttp.ClientSession() as first, aiohttp.ClientSession() as second:
-            slow = [asyncio.create_task(session.get(f"{served.base_url}/{frame['id']}/"))
-                    for session in (first, second)]
+            slow = [
+                asyncio.create_task(session.get(f"{served.base_url}/{frame['id']}/")) for session in (first, second)
+            ]
             await asyncio.sleep(0.5)
             async with aiohttp.ClientSession() as third:
                 async with asyncio.timeout(1.0):
@@ -148,8 +158,9 @@ async def test_a_sigterm_under_load_answers_every_request_sent_on_an_open_connec
     answered_after_term: list[str] = []
     lost: list[str] = []
     terminated_at: list[float] = []
-    async with serving(fake_archive.base_url, tmp_path, THUMBPROXY_DRAIN_SECONDS="2",
-                       THUMBPROXY_LOG_LEVEL="WARNING") as served:
+    async with serving(
+        fake_archive.base_url, tmp_path, THUMBPROXY_DRAIN_SECONDS="2", THUMBPROXY_LOG_LEVEL="WARNING"
+    ) as served:
         image = f"{served.base_url}/{frame['id']}/?image=true&width=200&height=200"
 
         async def client() -> None:

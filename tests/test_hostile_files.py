@@ -9,15 +9,22 @@ from typing import Any
 import numpy as np
 import pytest
 from astropy.io import fits
+
 from conftest import WIDE, Service, ServiceFactory, resident_mib
 from fakearchive import FakeArchive
-from hostilefits import (gzip_bomb, misshapen_hcompress, one_tile_per_pixel, rice_setting, tile_outside_the_data,
-                         tile_table_of_other_tiles, with_card)
-
-from thumbproxy.ops import readiness
+from hostilefits import (
+    gzip_bomb,
+    misshapen_hcompress,
+    one_tile_per_pixel,
+    rice_setting,
+    tile_outside_the_data,
+    tile_table_of_other_tiles,
+    with_card,
+)
 from thumbproxy.app import RENDER_POOL
-from thumbproxy.render import fitsread
 from thumbproxy.demo.sampledata import star_field
+from thumbproxy.ops import readiness
+from thumbproxy.render import fitsread
 
 
 @pytest.fixture
@@ -29,14 +36,23 @@ async def answers_normally(service: Service, frame: dict[str, Any]) -> bool:
     return (await service.get(f"/{frame['id']}/?image=true")).status == 200
 
 
-@pytest.mark.parametrize(("keyword", "value", "reason"), [
-    ("ZNAXIS2", "-300", "the image has no pixels"),
-    ("ZNAXIS1", "-400", "the image has no pixels"),
-    ("ZTILE2", "0", "its compression tiles have no pixels"),
-])
+@pytest.mark.parametrize(
+    ("keyword", "value", "reason"),
+    [
+        ("ZNAXIS2", "-300", "the image has no pixels"),
+        ("ZNAXIS1", "-400", "the image has no pixels"),
+        ("ZTILE2", "0", "its compression tiles have no pixels"),
+    ],
+)
 async def test_a_compressed_image_declared_without_pixels_is_a_422(
-    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
-    normal_frame: dict[str, Any], keyword: str, value: str, reason: str,
+    service: Service,
+    fake_archive: FakeArchive,
+    write_fits: Callable[..., Path],
+    tmp_path: Path,
+    normal_frame: dict[str, Any],
+    keyword: str,
+    value: str,
+    reason: str,
 ) -> None:
     path = with_card(write_fits(tmp_path / "hostile.fits.fz", shape=WIDE, compressed=True), keyword, value)
     hostile = fake_archive.add_frame(path)
@@ -62,13 +78,22 @@ async def test_an_unparsable_wcs_card_renders_without_the_wcs(
 
 
 async def test_a_colour_composite_of_frames_too_small_to_overlap_is_a_422(
-    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    service: Service,
+    fake_archive: FakeArchive,
+    write_fits: Callable[..., Path],
+    tmp_path: Path,
     normal_frame: dict[str, Any],
 ) -> None:
-    frames = [fake_archive.add_frame(write_fits(tmp_path / f"{name}.fits.fz", shape=shape, compressed=True, seed=seed),
-                                     primary_optical_element=filter_name, request_id=1766530)
-              for seed, (name, filter_name, shape) in enumerate((("red", "rp", (1, 1)), ("visual", "V", (1, 2)),
-                                                                 ("blue", "B", (2, 1))))]
+    frames = [
+        fake_archive.add_frame(
+            write_fits(tmp_path / f"{name}.fits.fz", shape=shape, compressed=True, seed=seed),
+            primary_optical_element=filter_name,
+            request_id=1766530,
+        )
+        for seed, (name, filter_name, shape) in enumerate(
+            (("red", "rp", (1, 1)), ("visual", "V", (1, 2)), ("blue", "B", (2, 1)))
+        )
+    ]
 
     response = await service.get(f"/{frames[0]['id']}/?color=true&image=true")
 
@@ -97,7 +122,9 @@ async def test_a_refused_frame_version_is_refused_again_without_another_download
 
 
 async def test_a_tmp_dir_that_takes_no_file_is_a_503_naming_it_and_shows_in_readiness(
-    start_service: ServiceFactory, normal_frame: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    start_service: ServiceFactory,
+    normal_frame: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setattr(readiness, "CACHE_SECONDS", 0.0)
@@ -122,15 +149,19 @@ async def test_a_frame_of_one_pixel_tiles_is_stopped_at_its_cpu_time_and_the_poo
     service = await start_service(THUMBPROXY_RENDER_CPU_SECONDS="0.1")
     data = np.random.default_rng(1).normal(100.0, 10.0, (120, 120)).astype(np.float32)
     path = tmp_path / "one-pixel-tiles.fits.fz"
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", tile_shape=(1, 1))]).writeto(path)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", tile_shape=(1, 1))]).writeto(
+        path
+    )
     bomb = fake_archive.add_frame(path)
     workers = sorted(service.app[RENDER_POOL].worker_pids())
 
     response = await service.get(f"/{bomb['id']}/?image=true")
 
     assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {bomb['filename']}: too slow to render: more than "
-                                                  "0.1 s of CPU time (THUMBPROXY_RENDER_CPU_SECONDS)")
+    assert (await response.json())["message"] == (
+        f"cannot render {bomb['filename']}: too slow to render: more than "
+        "0.1 s of CPU time (THUMBPROXY_RENDER_CPU_SECONDS)"
+    )
     assert sorted(service.app[RENDER_POOL].worker_pids()) == workers
     assert await answers_normally(service, normal_frame)
 
@@ -147,8 +178,9 @@ async def test_an_image_behind_too_many_hdus_is_not_looked_for(
     response = await service.get(f"/{hostile['id']}/?image=true")
 
     assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: no HDU holds a 2-D image "
-                                                  f"among its first {fitsread.MAX_HDUS}")
+    assert (await response.json())["message"] == (
+        f"cannot render {hostile['filename']}: no HDU holds a 2-D image among its first {fitsread.MAX_HDUS}"
+    )
     assert await answers_normally(service, normal_frame)
 
 
@@ -157,36 +189,62 @@ async def test_a_cube_whose_one_tile_spans_its_planes_is_refused_before_decompre
 ) -> None:
     path = tmp_path / "cube.fits.fz"
     cube = np.zeros((4, 16, 16), np.float32)
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1", tile_shape=(4, 16, 16))]
-                 ).writeto(path)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.CompImageHDU(cube, compression_type="GZIP_1", tile_shape=(4, 16, 16))]
+    ).writeto(path)
     # As declared, one tile of 2048 planes of 1024 x 1024: 8 GiB to inflate.
-    for keyword, value in (("ZNAXIS1", "1024"), ("ZNAXIS2", "1024"), ("ZNAXIS3", "2048"), ("ZTILE1", "1024"),
-                           ("ZTILE2", "1024"), ("ZTILE3", "2048")):
+    for keyword, value in (
+        ("ZNAXIS1", "1024"),
+        ("ZNAXIS2", "1024"),
+        ("ZNAXIS3", "2048"),
+        ("ZTILE1", "1024"),
+        ("ZTILE2", "1024"),
+        ("ZTILE3", "2048"),
+    ):
         with_card(path, keyword, value)
     hostile = fake_archive.add_frame(path)
 
     response = await service.get(f"/{hostile['id']}/?image=true")
 
     assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: its compression tiles are "
-                                                  "too large to decompress (ZTILEn: [1024, 1024, 2048])")
+    assert (await response.json())["message"] == (
+        f"cannot render {hostile['filename']}: its compression tiles are "
+        "too large to decompress (ZTILEn: [1024, 1024, 2048])"
+    )
     assert await answers_normally(service, normal_frame)
 
 
-@pytest.mark.parametrize(("craft", "reason"), [
-    (lambda path: rice_setting(path, "ZVAL2", "-1"), "its RICE_1 BYTEPIX is -1, not one of 1, 2, 4, 8"),
-    (lambda path: rice_setting(path, "ZVAL1", "7"), "its RICE_1 BLOCKSIZE is 7, not one of 16, 32"),
-    (lambda path: one_tile_per_pixel(path, WIDE),
-     f"it has too many compression tiles to decompress ({WIDE[0] * WIDE[1]}; ZTILEn: [1, 1])"),
-    (gzip_bomb, "a GZIP tile inflates past the 512 bytes its 64 x 1 pixels can hold"),
-    (misshapen_hcompress, "an HCOMPRESS tile is not of its declared shape (64 x 13 pixels; ZTILEn)"),
-    (tile_table_of_other_tiles, "its tile table has 4 rows for 2 tiles"),
-    (tile_outside_the_data, "its compressed tiles point outside its data"),
-], ids=["rice-bytepix", "rice-blocksize", "too-many-tiles", "gzip-bomb", "misshapen-hcompress", "tile-table",
-        "tile-outside"])
+@pytest.mark.parametrize(
+    ("craft", "reason"),
+    [
+        (lambda path: rice_setting(path, "ZVAL2", "-1"), "its RICE_1 BYTEPIX is -1, not one of 1, 2, 4, 8"),
+        (lambda path: rice_setting(path, "ZVAL1", "7"), "its RICE_1 BLOCKSIZE is 7, not one of 16, 32"),
+        (
+            lambda path: one_tile_per_pixel(path, WIDE),
+            f"it has too many compression tiles to decompress ({WIDE[0] * WIDE[1]}; ZTILEn: [1, 1])",
+        ),
+        (gzip_bomb, "a GZIP tile inflates past the 512 bytes its 64 x 1 pixels can hold"),
+        (misshapen_hcompress, "an HCOMPRESS tile is not of its declared shape (64 x 13 pixels; ZTILEn)"),
+        (tile_table_of_other_tiles, "its tile table has 4 rows for 2 tiles"),
+        (tile_outside_the_data, "its compressed tiles point outside its data"),
+    ],
+    ids=[
+        "rice-bytepix",
+        "rice-blocksize",
+        "too-many-tiles",
+        "gzip-bomb",
+        "misshapen-hcompress",
+        "tile-table",
+        "tile-outside",
+    ],
+)
 async def test_a_file_whose_tiles_would_crash_or_flood_the_decoder_is_refused_before_decoding(
-    service: Service, fake_archive: FakeArchive, tmp_path: Path, normal_frame: dict[str, Any],
-    craft: Callable[[Path], Path], reason: str,
+    service: Service,
+    fake_archive: FakeArchive,
+    tmp_path: Path,
+    normal_frame: dict[str, Any],
+    craft: Callable[[Path], Path],
+    reason: str,
 ) -> None:
     hostile = fake_archive.add_frame(craft(tmp_path / "hostile.fits.fz"))
 
@@ -209,8 +267,10 @@ async def test_a_render_past_the_memory_ceiling_is_a_422_and_its_worker_gives_th
     response = await service.get(f"/{large['id']}/?image=true&width=2000&height=2000")
 
     assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {large['filename']}: too large to render: it needs "
-                                                  "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)")
+    assert (await response.json())["message"] == (
+        f"cannot render {large['filename']}: too large to render: it needs "
+        "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)"
+    )
     assert service.app[RENDER_POOL].worker_pids() == [worker]
     assert resident_mib(worker) < idle + 32
     assert await answers_normally(service, normal_frame)
@@ -222,13 +282,19 @@ async def test_a_frame_of_two_rows_of_67_million_pixels_is_a_422(
     service = await start_service(THUMBPROXY_RENDER_MEMORY_MB="512")
     path = tmp_path / "two-rows.fits.fz"
     # Within every bound of the header checks: 2**27 pixels, tiles of 2**23.
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(np.zeros((2, 2**26), np.int16), compression_type="RICE_1",
-                                                       tile_shape=(1, 2**23))]).writeto(path)
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.CompImageHDU(np.zeros((2, 2**26), np.int16), compression_type="RICE_1", tile_shape=(1, 2**23)),
+        ]
+    ).writeto(path)
     hostile = fake_archive.add_frame(path)
 
     response = await service.get(f"/{hostile['id']}/?image=true")
 
     assert response.status == 422
-    assert (await response.json())["message"] == (f"cannot render {hostile['filename']}: too large to render: it needs "
-                                                  "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)")
+    assert (await response.json())["message"] == (
+        f"cannot render {hostile['filename']}: too large to render: it needs "
+        "more memory than a render may take (THUMBPROXY_RENDER_MEMORY_MB)"
+    )
     assert await answers_normally(service, normal_frame)

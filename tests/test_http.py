@@ -23,7 +23,6 @@ def renders(service: Service) -> float:
     return sum(service.metric("thumbproxy_renders_total", kind="mono", result=result) for result in ("ok", "error"))
 
 
-
 # Validators and caching headers ------------------------------------------------------------
 
 
@@ -88,17 +87,23 @@ async def test_error_answers_are_kept_only_briefly(start_service: ServiceFactory
         assert response.headers["Cache-Control"] == "max-age=3"
 
 
-@pytest.mark.parametrize("settings", [{"THUMBPROXY_PUBLIC_URL": "https://thumbs.example.org"},
-                                      {"THUMBPROXY_ALLOWED_HOSTS": "thumbs.example.org,Other.Example:8443"}],
-                         ids=["public-url", "allowed-host"])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"THUMBPROXY_PUBLIC_URL": "https://thumbs.example.org"},
+        {"THUMBPROXY_ALLOWED_HOSTS": "thumbs.example.org,Other.Example:8443"},
+    ],
+    ids=["public-url", "allowed-host"],
+)
 async def test_a_public_json_answer_naming_this_service_is_cacheable(
     start_service: ServiceFactory, frame: dict, settings: dict[str, str]
 ) -> None:
     service = await start_service(**settings)
     response = await service.get(f"/{frame['id']}/", headers={"Host": "thumbs.example.org"})
     assert response.headers["Cache-Control"] == WEEK
-    assert (await response.json())["url"].startswith("https://thumbs.example.org/" if settings.get(
-        "THUMBPROXY_PUBLIC_URL") else "http://thumbs.example.org/")
+    assert (await response.json())["url"].startswith(
+        "https://thumbs.example.org/" if settings.get("THUMBPROXY_PUBLIC_URL") else "http://thumbs.example.org/"
+    )
 
 
 async def send_raw(service: Service, request_head: bytes) -> tuple[bytes, bytes]:
@@ -113,10 +118,14 @@ async def send_raw(service: Service, request_head: bytes) -> tuple[bytes, bytes]
     return head, body
 
 
-@pytest.mark.parametrize("request_head", [
-    b"GET /{id}/ HTTP/1.1\r\nHost: evil.example\r\n",
-    b"GET http://evil.example/{id}/ HTTP/1.1\r\nHost: thumbs.example.org\r\n",
-], ids=["host-header", "absolute-form"])
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /{id}/ HTTP/1.1\r\nHost: evil.example\r\n",
+        b"GET http://evil.example/{id}/ HTTP/1.1\r\nHost: thumbs.example.org\r\n",
+    ],
+    ids=["host-header", "absolute-form"],
+)
 async def test_a_json_url_built_from_a_host_nobody_allowed_is_never_shared(
     start_service: ServiceFactory, frame: dict, request_head: bytes
 ) -> None:
@@ -134,9 +143,14 @@ async def test_images_and_errors_may_be_used_by_pages_of_any_origin(service: Ser
     for path in (f"/{frame['id']}/?image=true", "/999999/", "/healthz"):
         response = await service.get(path, headers={"Origin": "https://grafana.example.org"})
         assert response.headers["Access-Control-Allow-Origin"] == "*"
-    preflight = await service.client.options(f"/{frame['id']}/", headers={
-        "Origin": "https://grafana.example.org", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization"})
+    preflight = await service.client.options(
+        f"/{frame['id']}/",
+        headers={
+            "Origin": "https://grafana.example.org",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
     assert preflight.status == 204
     assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
     assert "GET" in preflight.headers["Access-Control-Allow-Methods"]
@@ -156,9 +170,14 @@ async def test_the_allowed_origin_is_a_setting(
 # Formats -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("query", "media_type", "decoded"), [
-    ("format=png", "image/png", "PNG"), ("format=webp", "image/webp", "WEBP"), ("format=jpg", "image/jpeg", "JPEG"),
-])
+@pytest.mark.parametrize(
+    ("query", "media_type", "decoded"),
+    [
+        ("format=png", "image/png", "PNG"),
+        ("format=webp", "image/webp", "WEBP"),
+        ("format=jpg", "image/jpeg", "JPEG"),
+    ],
+)
 async def test_format_sets_the_encoding_and_content_type(
     service: Service, frame: dict, query: str, media_type: str, decoded: str
 ) -> None:
@@ -230,8 +249,15 @@ def night(fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: 
     frames = []
     for hour, seed in ((1, 1), (3, 2), (2, 3)):
         path = write_fits(tmp_path / f"lsc-{hour}.fits.fz", shape=WIDE, compressed=True, seed=seed)
-        frames.append(fake_archive.add_frame(path, site_id="lsc", telescope_id="1m0a", instrument_id="fa15",
-                                             observation_date=f"2026-11-20T0{hour}:00:00.000Z"))
+        frames.append(
+            fake_archive.add_frame(
+                path,
+                site_id="lsc",
+                telescope_id="1m0a",
+                instrument_id="fa15",
+                observation_date=f"2026-11-20T0{hour}:00:00.000Z",
+            )
+        )
     other = write_fits(tmp_path / "other.fits.fz", shape=WIDE, compressed=True, seed=4)
     fake_archive.add_frame(other, site_id="coj", observation_date="2026-11-20T05:00:00.000Z")
     return frames
@@ -256,8 +282,9 @@ async def test_latest_asks_the_archive_at_most_once_per_interval(
     first = await (await service.get(f"/latest/?{DOME}&image=true")).read()
     listings = len(service.archive.received("list"))
     path = write_fits(tmp_path / "lsc-4.fits.fz", shape=WIDE, compressed=True, seed=9)
-    service.archive.add_frame(path, site_id="lsc", telescope_id="1m0a", instrument_id="fa15",
-                              observation_date="2026-11-20T04:00:00.000Z")
+    service.archive.add_frame(
+        path, site_id="lsc", telescope_id="1m0a", instrument_id="fa15", observation_date="2026-11-20T04:00:00.000Z"
+    )
     for _ in range(5):
         assert await (await service.get(f"/latest/?{DOME}&image=true&_={_}")).read() == first
     assert len(service.archive.received("list")) == listings
@@ -269,9 +296,15 @@ async def test_latest_shows_each_caller_only_what_it_may_see(
     service: Service, night: list[dict], write_fits: Callable[..., Path], tmp_path: Path
 ) -> None:
     path = write_fits(tmp_path / "lsc-secret.fits.fz", shape=WIDE, compressed=True, seed=5)
-    secret = service.archive.add_frame(path, site_id="lsc", telescope_id="1m0a", instrument_id="fa15",
-                                       observation_date="2026-11-20T06:00:00.000Z", proposal_id="SECRET-1",
-                                       public_date=FUTURE_DATE)
+    secret = service.archive.add_frame(
+        path,
+        site_id="lsc",
+        telescope_id="1m0a",
+        instrument_id="fa15",
+        observation_date="2026-11-20T06:00:00.000Z",
+        proposal_id="SECRET-1",
+        public_date=FUTURE_DATE,
+    )
     service.archive.add_token("alice", "SECRET-1")
     alice = await service.get(f"/latest/?{DOME}", headers={"Authorization": "Token alice"})
     anonymous = await service.get(f"/latest/?{DOME}")

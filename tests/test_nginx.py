@@ -19,8 +19,9 @@ from conftest import Service, ServiceFactory
 from nginx import CACHE_STATUS_HEADER, CachingProxy, nginx_executable
 from thumbproxy.web.operations import METRICS
 
-pytestmark = pytest.mark.skipif(nginx_executable() is None,
-                                reason="nginx is not installed (apt-get install nginx, or set NGINX)")
+pytestmark = pytest.mark.skipif(
+    nginx_executable() is None, reason="nginx is not installed (apt-get install nginx, or set NGINX)"
+)
 
 ALICE = {"Authorization": "Token alice"}
 BOB = {"Authorization": "Token bob"}
@@ -57,12 +58,15 @@ class Proxied:
 
     def answered(self, status: int | None = None) -> int:
         """How many requests the service answered (with this status), by its thumbproxy_requests_total."""
-        return int(sum(
-            sample.value
-            for family in self.service.app[METRICS].registry.collect()
-            for sample in family.samples
-            if sample.name == "thumbproxy_requests_total" and (status is None or sample.labels["status"] == str(status))
-        ))
+        return int(
+            sum(
+                sample.value
+                for family in self.service.app[METRICS].registry.collect()
+                for sample in family.samples
+                if sample.name == "thumbproxy_requests_total"
+                and (status is None or sample.labels["status"] == str(status))
+            )
+        )
 
 
 ProxiedFactory = Callable[..., Awaitable[Proxied]]

@@ -13,10 +13,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import WIDE, MotoS3, Service, ServiceFactory, serving
-from fakearchive import FakeArchive, Fault
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import WIDE, MotoS3, Service, ServiceFactory, serving
+from fakearchive import FakeArchive, Fault
 from thumbproxy.ops import readiness
 
 SECRET_TOKEN = "s3cr3t-t0ken-value"
@@ -66,8 +66,11 @@ async def test_metrics_after_real_traffic(service: Service, frame: dict, tmp_pat
     assert value(found, "thumbproxy_request_duration_seconds_count", route=route) == 13
     assert value(found, "thumbproxy_renders_total", kind="mono", result="ok") == 1
     assert value(found, "thumbproxy_render_duration_seconds_count", kind="mono") == 1
-    assert value(found, "thumbproxy_coalesced_requests_total") + value(
-        found, "thumbproxy_cache_requests_total", level="memory", result="hit") == 10
+    assert (
+        value(found, "thumbproxy_coalesced_requests_total")
+        + value(found, "thumbproxy_cache_requests_total", level="memory", result="hit")
+        == 10
+    )
     assert value(found, "thumbproxy_cache_requests_total", level="disk", result="miss") >= 1
     assert value(found, "thumbproxy_archive_requests_total", operation="frame", status="200") >= 1
     assert value(found, "thumbproxy_archive_requests_total", operation="list", status="200") == 1
@@ -75,10 +78,15 @@ async def test_metrics_after_real_traffic(service: Service, frame: dict, tmp_pat
     assert value(found, "thumbproxy_download_bytes_total") == (tmp_path / FITS_NAME).stat().st_size
     assert value(found, "thumbproxy_renders_in_progress") == 0 and value(found, "thumbproxy_render_queue_depth") == 0
     assert any(name == "thumbproxy_build_info" for name, _ in found)
-    assert any(name.startswith("process_") for name, _ in found) and any(name.startswith("python_") for name, _ in found)
+    assert any(name.startswith("process_") for name, _ in found) and any(
+        name.startswith("python_") for name, _ in found
+    )
     # No label value is a frame id, basename or path.
-    assert all(str(frame["id"]) not in label_value and frame["basename"] not in label_value
-               for _, labels in found for _, label_value in labels)
+    assert all(
+        str(frame["id"]) not in label_value and frame["basename"] not in label_value
+        for _, labels in found
+        for _, label_value in labels
+    )
     metrics_file = tmp_path / "metrics.prom"
     metrics_file.write_text(exposition)
     promtool = shutil.which("promtool")
@@ -113,9 +121,14 @@ async def test_readyz_follows_s3_and_the_archive(
     start_service: ServiceFactory, s3_server: MotoS3, fake_archive: FakeArchive, fresh_readiness: None
 ) -> None:
     service = await start_service(
-        AWS_BUCKET=s3_server.bucket, STORAGE_URL=s3_server.endpoint_url, AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=s3_server.region, THUMBPROXY_S3_ADDRESSING_STYLE="path",
-        THUMBPROXY_S3_TIMEOUT="1", THUMBPROXY_READY_REQUIRED="pool,s3,archive",
+        AWS_BUCKET=s3_server.bucket,
+        STORAGE_URL=s3_server.endpoint_url,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=s3_server.region,
+        THUMBPROXY_S3_ADDRESSING_STYLE="path",
+        THUMBPROXY_S3_TIMEOUT="1",
+        THUMBPROXY_READY_REQUIRED="pool,s3,archive",
     )
     assert (await service.get("/readyz")).status == 200
     s3_server.stop()
@@ -144,13 +157,19 @@ async def test_readiness_checks_are_cached(service: Service, fake_archive: FakeA
 
 
 async def test_request_ids_are_taken_or_made_and_logged(
-    start_service: ServiceFactory, frame: dict, fake_archive: FakeArchive, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    start_service: ServiceFactory,
+    frame: dict,
+    fake_archive: FakeArchive,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     caplog.set_level(logging.INFO, logger="thumbproxy.access")
     fake_archive.add_token(SECRET_TOKEN, "LCOEPO2018B-002")
     service = await start_service()
-    given = await service.get(f"/{frame['id']}/?image=true&label=x", headers={
-        "X-Request-ID": "edge-4711", "Authorization": f"Token {SECRET_TOKEN}"})
+    given = await service.get(
+        f"/{frame['id']}/?image=true&label=x",
+        headers={"X-Request-ID": "edge-4711", "Authorization": f"Token {SECRET_TOKEN}"},
+    )
     made = await service.get(f"/{frame['id']}/?image=true&label=x", headers={"X-Request-ID": "bad id\twith spaces"})
     assert given.headers["X-Request-ID"] == "edge-4711"
     assert len(made.headers["X-Request-ID"]) == 32 and made.headers["X-Request-ID"] != "bad id\twith spaces"
@@ -183,8 +202,11 @@ async def test_sigterm_lets_work_under_way_finish_then_exits_0(
             fake_archive.add_token(SECRET_TOKEN, "LCOEPO2018B-002")
             # The download stalls, so the request is still under way when SIGTERM comes.
             fake_archive.download_fault = Fault(stall_after_bytes=2880, delay=1.5, times=1)
-            slow = asyncio.ensure_future(session.get(f"{served.base_url}/{frame['id']}/?image=true",
-                                                     headers={"Authorization": f"Token {SECRET_TOKEN}"}))
+            slow = asyncio.ensure_future(
+                session.get(
+                    f"{served.base_url}/{frame['id']}/?image=true", headers={"Authorization": f"Token {SECRET_TOKEN}"}
+                )
+            )
             await asyncio.sleep(0.5)
             served.process.send_signal(signal.SIGTERM)
             started = time.monotonic()

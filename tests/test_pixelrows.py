@@ -16,17 +16,23 @@ from thumbproxy.render.samples import band_samples
 
 def integer_frame(path: Path) -> Path:
     """Signed 32-bit integers scaled by BSCALE and BZERO, row-tiled."""
-    hdu = fits.CompImageHDU(np.random.default_rng(4).integers(-50_000, 50_000, (ROWS, COLUMNS)) * 0.5 + 100.0,
-                            name="SCI", compression_type="RICE_1")
+    hdu = fits.CompImageHDU(
+        np.random.default_rng(4).integers(-50_000, 50_000, (ROWS, COLUMNS)) * 0.5 + 100.0,
+        name="SCI",
+        compression_type="RICE_1",
+    )
     hdu.scale("int32", bscale=0.5, bzero=100.0)
     fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
     return path
 
 
 FRAMES = {
-    "quantized with NaN, one row per tile": lambda path: write(path, sky(), quantize_method=-1, tile_shape=(1, COLUMNS)),
-    "quantized with NaN, 16 rows per tile": lambda path: write(path, sky(), quantize_method=-1,
-                                                               tile_shape=(16, COLUMNS)),
+    "quantized with NaN, one row per tile": lambda path: write(
+        path, sky(), quantize_method=-1, tile_shape=(1, COLUMNS)
+    ),
+    "quantized with NaN, 16 rows per tile": lambda path: write(
+        path, sky(), quantize_method=-1, tile_shape=(16, COLUMNS)
+    ),
     "scaled integers": integer_frame,
 }
 
@@ -47,8 +53,10 @@ def test_scaled_pixels_are_the_float_pixels_read(frame: Path) -> None:
         scaled, floats = image.read_rows(rows), image.read(rows)
         assert np.array_equal(scaled.take(np.arange(floats.size)), floats.reshape(-1), equal_nan=True)
         # So are the samples a frame's tone is measured from.
-        ours, theirs = band_samples(scaled, 16 * COLUMNS, ROWS * COLUMNS), band_samples(floats, 16 * COLUMNS,
-                                                                                        ROWS * COLUMNS)
+        ours, theirs = (
+            band_samples(scaled, 16 * COLUMNS, ROWS * COLUMNS),
+            band_samples(floats, 16 * COLUMNS, ROWS * COLUMNS),
+        )
         for field in ("limit_samples", "median_samples", "differences"):
             assert np.array_equal(getattr(ours, field), getattr(theirs, field)), field
 
@@ -84,5 +92,4 @@ def test_scaled_pixels_too_large_for_float32_are_left_out_of_their_block() -> No
     rows = ScaledRows(quantized, np.full((4, 1), np.float32(1e30)), np.zeros((4, 1), np.float32), blank=None)
     # Every pixel overflows float32 to inf: no finite pixel is left to average.
     assert np.isnan(rows.block_mean(2)).all() and np.isnan(rows.block_mean(1)).all()
-    assert np.array_equal(np.isnan(block_mean(rows.take(np.arange(16)).reshape(4, 4), 2)),
-                          np.isnan(rows.block_mean(2)))
+    assert np.array_equal(np.isnan(block_mean(rows.take(np.arange(16)).reshape(4, 4), 2)), np.isnan(rows.block_mean(2)))

@@ -21,14 +21,14 @@ from test_render import structural_similarity
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.config import SettingsError, load_settings
+from thumbproxy.demo.sampledata import raw_frame, star_field
+from thumbproxy.pipeline.thumbkey import preview_key
 from thumbproxy.render import RenderOptions, render_thumbnail
 from thumbproxy.render.fitsread import open_image
 from thumbproxy.render.pixelrows import ScaledRows
 from thumbproxy.render.preview import Preview, join_bands, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
 from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
-from thumbproxy.demo.sampledata import raw_frame, star_field
-from thumbproxy.pipeline.thumbkey import preview_key
 from thumbproxy.web.routes import THUMBNAILER
 
 # The later thumbnails a user asks for: another size, a label, another stretch, another format.
@@ -58,8 +58,11 @@ def count(counter: Path) -> int:
 
 def assert_same_preview(banded: Preview, whole: Preview) -> None:
     assert (banded.shape, banded.factor, dict(banded.cards)) == (whole.shape, whole.factor, dict(whole.cards))
-    for ours, theirs in ((banded.image, whole.image), (banded.samples.limit_samples, whole.samples.limit_samples),
-                         (banded.samples.median_samples, whole.samples.median_samples)):
+    for ours, theirs in (
+        (banded.image, whole.image),
+        (banded.samples.limit_samples, whole.samples.limit_samples),
+        (banded.samples.median_samples, whole.samples.median_samples),
+    ):
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs, equal_nan=True)
     assert banded.samples.noise == whole.samples.noise
 
@@ -94,8 +97,14 @@ def test_bands_of_a_scaled_int16_frame_join_into_its_whole_preview(tmp_path: Pat
 
 
 # Tiles narrower than a row (read by astropy), and whole rows undithered (read as scaled integers).
-@pytest.mark.parametrize("tiles", [{"tile_shape": (16, 45)}, {"tile_shape": (16, 90), "quantize_method": -1},
-                                   {"tile_shape": (1, 90), "quantize_method": -1}])
+@pytest.mark.parametrize(
+    "tiles",
+    [
+        {"tile_shape": (16, 45)},
+        {"tile_shape": (16, 90), "quantize_method": -1},
+        {"tile_shape": (1, 90), "quantize_method": -1},
+    ],
+)
 def test_bands_keep_to_tiles_of_several_rows_and_tolerate_more_bands_than_rows(tmp_path: Path, tiles: dict) -> None:
     data = np.random.default_rng(2).normal(100.0, 10.0, (70, 90)).astype(np.float32)
     # Blank blocks, and blocks with a blank pixel; no row all blank, which would store its tile losslessly.
@@ -129,22 +138,26 @@ def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: 
     for options in (RenderOptions(width=500, height=500), RenderOptions(label="M42", median=True, format="png")):
         assert render_preview(stored, options) == render_preview(built, options)
     assert render_preview(built, RenderOptions(width=500, height=500)) == render_thumbnail(
-        big_field, RenderOptions(width=500, height=500))
+        big_field, RenderOptions(width=500, height=500)
+    )
 
 
 def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Path) -> None:
     preview = whole_preview(big_field, 1024)
     shared = resample_preview(preview, RenderOptions(width=300, height=300))
     untouched = shared.pixels.copy()
-    for options in (RenderOptions(width=300, height=300), RenderOptions(width=300, height=300, label="M42"),
-                    RenderOptions(width=300, height=300, median=True, percentile=90, format="png")):
+    for options in (
+        RenderOptions(width=300, height=300),
+        RenderOptions(width=300, height=300, label="M42"),
+        RenderOptions(width=300, height=300, median=True, percentile=90, format="png"),
+    ):
         assert render_resampled(preview, shared, options) == render_preview(preview, options)
     assert np.array_equal(shared.pixels, untouched)
 
 
 def test_a_damaged_stored_preview_is_refused(big_field: Path) -> None:
     stored = whole_preview(big_field, 1024).to_bytes()
-    for damaged in (b"", b"not a preview", stored[:200], stored[:len(stored) // 2]):
+    for damaged in (b"", b"not a preview", stored[:200], stored[: len(stored) // 2]):
         with pytest.raises(ValueError):
             Preview.from_bytes(damaged)
 
@@ -164,8 +177,9 @@ def test_a_thumbnail_from_the_preview_looks_like_one_from_the_whole_frame(big_fi
     # Smaller ones are averaged over fewer pixels before Lanczos: star cores differ, the picture does not.
     for width in (120, 200, 300):
         box = RenderOptions(width=width, height=width, quality=95)
-        ours, whole = (np.asarray(Image.open(io.BytesIO(render_thumbnail(big_field, box, size)))).astype(int)
-                       for size in (1024, 0))
+        ours, whole = (
+            np.asarray(Image.open(io.BytesIO(render_thumbnail(big_field, box, size)))).astype(int) for size in (1024, 0)
+        )
         assert structural_similarity(ours, whole) > 0.9 and np.abs(ours - whole).mean() < 3, width
 
 
@@ -230,8 +244,9 @@ async def test_concurrent_sizes_of_a_cold_frame_share_one_download_and_one_previ
     thumbnailer.render = partial(counted, str(renders), thumbnailer.render)
     monkeypatch.setattr(thumbnails_module, "read_band", partial(counted, str(bands), read_band))
     sizes = [60, 90, 120, 150, 180]
-    answers = await asyncio.gather(*(image_bytes(service, f"/{frame['id']}/?image=true&width={size}")
-                                     for size in sizes))
+    answers = await asyncio.gather(
+        *(image_bytes(service, f"/{frame['id']}/?image=true&width={size}") for size in sizes)
+    )
     assert [Image.open(io.BytesIO(answer)).width for answer in answers] == sizes
     assert service.archive.downloads[frame["id"]] == 1
     # One worker: one job renders the first thumbnail and makes the preview. Two idle workers: each reads a band.
@@ -247,8 +262,11 @@ async def test_banded_and_single_job_renders_give_the_same_bytes(
     query = f"/{frame['id']}/?image=true&width=30&height=30"
     answers = []
     for workers in ("2", "1"):
-        service = await start_service(THUMBPROXY_WORKERS=workers, THUMBPROXY_PREVIEW_SIZE="64",
-                                      THUMBPROXY_CACHE_DIR=str(tmp_path / f"cache-{workers}"))
+        service = await start_service(
+            THUMBPROXY_WORKERS=workers,
+            THUMBPROXY_PREVIEW_SIZE="64",
+            THUMBPROXY_CACHE_DIR=str(tmp_path / f"cache-{workers}"),
+        )
         answers.append(await image_bytes(service, query))
     assert answers[0] == answers[1] == render_thumbnail(path, RenderOptions(width=30, height=30), preview_size=64)
 

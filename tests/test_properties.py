@@ -28,8 +28,19 @@ from yarl import URL
 from conftest import WIDE, Service
 
 # The service's parameters, written out here rather than imported, so the tests hold it to them.
-KNOWN_PARAMETERS = ("image", "color", "width", "height", "label", "median", "percentile", "quality",
-                    "progressive", "stretch", "format")
+KNOWN_PARAMETERS = (
+    "image",
+    "color",
+    "width",
+    "height",
+    "label",
+    "median",
+    "percentile",
+    "quality",
+    "progressive",
+    "stretch",
+    "format",
+)
 NUMBER_PARAMETERS = ("width", "height", "percentile", "quality")
 FLAG_PARAMETERS = ("image", "color", "median", "progressive")
 WORD_PARAMETERS = ("format", "stretch")
@@ -221,14 +232,43 @@ def with_frame(target: bytes, frame: dict[str, Any]) -> bytes:
 
 # Numbers that are not plain whole numbers in range, one of each way to be wrong.
 ODD_NUMBERS = (
-    "", "0", "-0", "00", "-1", "+5", " 5", "5 ", "1.5", "5.0", "1e2", "1e309", "-1e309", "1e-400", "nan", "NaN",
-    "-nan", "inf", "-inf", "Infinity", "infinity", "0x10", "1_0", "\u0665", "\uff11", "\u00b2", "5\x00", "9" * 40,
-    "100.0000000000000001", "99.5", "100", "95",
+    "",
+    "0",
+    "-0",
+    "00",
+    "-1",
+    "+5",
+    " 5",
+    "5 ",
+    "1.5",
+    "5.0",
+    "1e2",
+    "1e309",
+    "-1e309",
+    "1e-400",
+    "nan",
+    "NaN",
+    "-nan",
+    "inf",
+    "-inf",
+    "Infinity",
+    "infinity",
+    "0x10",
+    "1_0",
+    "\u0665",
+    "\uff11",
+    "\u00b2",
+    "5\x00",
+    "9" * 40,
+    "100.0000000000000001",
+    "99.5",
+    "100",
+    "95",
 )
 FLAG_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off", "TRUE", " On ", "", "maybe", "2", "truee", "\x00")
 WORDS = ("jpeg", "jpg", "JPG", "png", "webp", "auto", "gif", "tiff", " png ", "zscale", "lupton", "sqrt", "", "\x00")
 # Characters a label must survive: line breaks, NUL, escapes, bidi overrides, BOM, combining marks, emoji.
-LABEL_CHARACTERS = "ab \r\n\t\x00\x0b\x1b\x7f\x85\u2028\u202e\ufeff\u0301\U0001F600"
+LABEL_CHARACTERS = "ab \r\n\t\x00\x0b\x1b\x7f\x85\u2028\u202e\ufeff\u0301\U0001f600"
 # Bytes that are not UTF-8, or not allowed in a query, already percent-encoded as a client might.
 RAW_JUNK = ("", "=", "&", "%", "%z", "%zz", "%ff%fe", "%ff%fe=%c0%af", "=x", "%00", "+", "%2B", ";", "?", "%26")
 
@@ -242,7 +282,7 @@ labels = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.sampled_from(LABEL_CHARACTERS), max_size=40),
     # Around the 200-character limit, and past the 8190-byte request line (10k characters).
-    st.builds(operator.mul, st.sampled_from(["x", "W", "\r\n", "\x00", "\U0001F600"]), st.integers(190, 10_000)),
+    st.builds(operator.mul, st.sampled_from(["x", "W", "\r\n", "\x00", "\U0001f600"]), st.integers(190, 10_000)),
 )
 VALUES_BY_PARAMETER = {
     **{name: numbers for name in NUMBER_PARAMETERS},
@@ -267,11 +307,15 @@ def percent_encoded(text: str, how: str) -> str:
 @st.composite
 def parameters(draw: st.DrawFn) -> str:
     """One `name=value` (or bare `name`) of a query string, percent-encoded one of several ways."""
-    name = draw(st.one_of(st.sampled_from(KNOWN_PARAMETERS), st.sampled_from(["_", "WIDTH", "width[]", "x"]),
-                          st.text(max_size=8)))
+    name = draw(
+        st.one_of(
+            st.sampled_from(KNOWN_PARAMETERS), st.sampled_from(["_", "WIDTH", "width[]", "x"]), st.text(max_size=8)
+        )
+    )
     # Mostly a value of the parameter's own kind, so that many queries are valid and render.
-    value = draw(st.one_of(VALUES_BY_PARAMETER.get(name, any_value), any_value) if name in KNOWN_PARAMETERS
-                 else any_value)
+    value = draw(
+        st.one_of(VALUES_BY_PARAMETER.get(name, any_value), any_value) if name in KNOWN_PARAMETERS else any_value
+    )
     how = draw(st.sampled_from(["utf-8", "utf-8", "latin-1", "form", "every-byte"]))
     written_name = percent_encoded(name, how)
     if draw(st.integers(0, 9)) == 0:
@@ -317,8 +361,9 @@ async def test_any_query_is_answered_without_a_server_error(
     repeated = [name for name, count in Counter(names).items() if count > 1 and name in KNOWN_PARAMETERS]
     if repeated:
         assert answer.status == 400, context
-        assert re.fullmatch(rf"Invalid parameter ({'|'.join(repeated)}): given more than once",
-                            answer.json()["message"]), context
+        assert re.fullmatch(
+            rf"Invalid parameter ({'|'.join(repeated)}): given more than once", answer.json()["message"]
+        ), context
     elif answer.status == 400:
         named = re.match(r"Invalid parameter (\w+): ", answer.json()["message"])
         assert named and named[1] in names, context
@@ -337,8 +382,32 @@ async def test_any_query_is_answered_without_a_server_error(
 # Paths -----------------------------------------------------------------------------------------
 
 TRAVERSAL = (
-    "..", ".", "%2e%2e", "%2E%2E", "%2e", ".%2e", "..%2f", "%2f", "%2F", "%5c", "..%5c", "%00", "%ff%fe", "%c0%ae%c0%ae",
-    "%252e%252e", "etc", "passwd", "..;", "~root", "%", "%zz", "%20", "+", "frames", "download", "healthz",
+    "..",
+    ".",
+    "%2e%2e",
+    "%2E%2E",
+    "%2e",
+    ".%2e",
+    "..%2f",
+    "%2f",
+    "%2F",
+    "%5c",
+    "..%5c",
+    "%00",
+    "%ff%fe",
+    "%c0%ae%c0%ae",
+    "%252e%252e",
+    "etc",
+    "passwd",
+    "..;",
+    "~root",
+    "%",
+    "%zz",
+    "%20",
+    "+",
+    "frames",
+    "download",
+    "healthz",
 )
 # Bytes HTTP does not allow in a request target, sent raw.
 RAW_BYTES = (b"\xff", b"\xfe", b"\x00", b"\x7f", b"\x1b", b" ", b"\t", b"\xc3\xa9", b"#", b"\\")
@@ -439,12 +508,29 @@ async def test_a_frame_id_in_other_digits_names_no_frame(probe: Probe, frame: di
 
 # Host values a client (or an attacker) can send: empty, bad ports, userinfo, not UTF-8, bracket
 # trouble, and characters that would move the path or query of a URL built from them.
-ODD_HOSTS = (b"", b":", b"@", b"a:99999", b"a:b:c", b"a:", b"\xff", b"xn--", b"a b", b"[::1", b"[::1]:0", b"%ff",
-             b"a/b", b"a?b", b"a#b", b"A" * 300)
+ODD_HOSTS = (
+    b"",
+    b":",
+    b"@",
+    b"a:99999",
+    b"a:b:c",
+    b"a:",
+    b"\xff",
+    b"xn--",
+    b"a b",
+    b"[::1",
+    b"[::1]:0",
+    b"%ff",
+    b"a/b",
+    b"a?b",
+    b"a#b",
+    b"A" * 300,
+)
 host_headers = st.one_of(
     st.sampled_from(ODD_HOSTS),
-    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=20)
-    .map(lambda text: text.encode("latin-1")),
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"), max_size=20).map(
+        lambda text: text.encode("latin-1")
+    ),
 )
 
 

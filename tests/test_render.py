@@ -13,12 +13,12 @@ from astropy.wcs import WCS
 from PIL import Image
 
 import thumbproxy.render.thumbnail as thumbnail_module
+from thumbproxy.demo.sampledata import raw_frame, spectrum, star_field
 from thumbproxy.render import RenderError, RenderOptions, render_thumbnail
 from thumbproxy.render.label import add_label
 from thumbproxy.render.orient import cd_matrix, north_up_east_left
 from thumbproxy.render.reduce import block_mean, thumbnail_size
 from thumbproxy.render.stretch import pixel_stretch
-from thumbproxy.demo.sampledata import raw_frame, spectrum, star_field
 
 # A standard WCS scale, 0.5 arcsec per pixel, and a frame that fits a 200 px box unscaled.
 SCALE = 0.5 / 3600.0
@@ -36,8 +36,13 @@ def render(path: Path, **options) -> np.ndarray:
     return decode(render_thumbnail(path, RenderOptions(**options)))
 
 
-def write_image(path: Path, data: np.ndarray | None, header: dict | None = None,
-                compression: str | None = None, extname: str | None = None) -> Path:
+def write_image(
+    path: Path,
+    data: np.ndarray | None,
+    header: dict | None = None,
+    compression: str | None = None,
+    extname: str | None = None,
+) -> Path:
     """One image, in the primary HDU or (compressed, or named) in an extension behind an empty one."""
     cards = fits.Header(header or {})
     if compression is None and extname is None:
@@ -45,8 +50,7 @@ def write_image(path: Path, data: np.ndarray | None, header: dict | None = None,
     elif compression is None:
         hdus = [fits.PrimaryHDU(), fits.ImageHDU(data, cards, name=extname)]
     else:
-        hdus = [fits.PrimaryHDU(),
-                fits.CompImageHDU(data, cards, name=extname, compression_type=compression)]
+        hdus = [fits.PrimaryHDU(), fits.CompImageHDU(data, cards, name=extname, compression_type=compression)]
     fits.HDUList(hdus).writeto(path)
     return path
 
@@ -75,13 +79,25 @@ def rotated_cd(degrees: float, mirrored: bool = False) -> dict[str, float]:
     """CD cards with north rotated by degrees from +y, east left of north unless mirrored."""
     theta = np.radians(degrees)
     parity = 1.0 if mirrored else -1.0
-    return {"CD1_1": parity * SCALE * np.cos(theta), "CD1_2": SCALE * np.sin(theta),
-            "CD2_1": -parity * SCALE * np.sin(theta), "CD2_2": SCALE * np.cos(theta)}
+    return {
+        "CD1_1": parity * SCALE * np.cos(theta),
+        "CD1_2": SCALE * np.sin(theta),
+        "CD2_1": -parity * SCALE * np.sin(theta),
+        "CD2_2": SCALE * np.cos(theta),
+    }
 
 
 def tan_header(shape: tuple[int, int], cd: dict[str, float], **cards) -> dict:
-    return {"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRVAL1": 150.0, "CRVAL2": 2.0,
-            "CRPIX1": (shape[1] + 1) / 2.0, "CRPIX2": (shape[0] + 1) / 2.0, **cd, **cards}
+    return {
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRVAL1": 150.0,
+        "CRVAL2": 2.0,
+        "CRPIX1": (shape[1] + 1) / 2.0,
+        "CRPIX2": (shape[0] + 1) / 2.0,
+        **cd,
+        **cards,
+    }
 
 
 # --- which image, and what size ------------------------------------------------------------
@@ -89,8 +105,7 @@ def tan_header(shape: tuple[int, int], cd: dict[str, float], **cards) -> dict:
 
 @pytest.mark.parametrize("compression", ["RICE_1", "GZIP_1", "HCOMPRESS_1"])
 def test_compressed_float_sci_extension_fits_the_box(tmp_path, compression):
-    path = star_field(tmp_path / "f.fits.fz", 400, height=200, north_angle=0.0,
-                      compression=compression)
+    path = star_field(tmp_path / "f.fits.fz", 400, height=200, north_angle=0.0, compression=compression)
     with fits.open(path, disable_image_compression=True) as hdul:
         assert hdul["SCI"].header["ZCMPTYPE"] == compression
     thumbnail = render(path, width=200, height=200)
@@ -132,21 +147,22 @@ def test_cube_renders_its_first_plane(tmp_path):
 
 def test_empty_primary_then_first_two_dimensional_extension(tmp_path):
     path = tmp_path / "multi.fits"
-    fits.HDUList([
-        fits.PrimaryHDU(),
-        fits.BinTableHDU(Table({"x": [1, 2, 3]})),
-        fits.ImageHDU(name="EMPTY"),
-        fits.ImageHDU(np.ones(50, np.float32), name="SPECTRUM1D"),
-        fits.ImageHDU(noisy((40, 60)), name="FIRST"),
-        fits.ImageHDU(noisy((30, 90)), name="SECOND"),
-    ]).writeto(path)
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.BinTableHDU(Table({"x": [1, 2, 3]})),
+            fits.ImageHDU(name="EMPTY"),
+            fits.ImageHDU(np.ones(50, np.float32), name="SPECTRUM1D"),
+            fits.ImageHDU(noisy((40, 60)), name="FIRST"),
+            fits.ImageHDU(noisy((30, 90)), name="SECOND"),
+        ]
+    ).writeto(path)
     assert render(path).shape == (40, 60)
 
 
 def test_sci_extension_is_preferred_to_an_earlier_image(tmp_path):
     path = tmp_path / "sci.fits"
-    fits.HDUList([fits.PrimaryHDU(noisy((40, 60))),
-                  fits.ImageHDU(noisy((30, 90)), name="SCI")]).writeto(path)
+    fits.HDUList([fits.PrimaryHDU(noisy((40, 60))), fits.ImageHDU(noisy((30, 90)), name="SCI")]).writeto(path)
     assert render(path).shape == (30, 90)
 
 
@@ -156,8 +172,9 @@ def test_quarter_turn_swaps_width_and_height(tmp_path):
     assert render(path, width=200, height=200).shape == (200, 67)
 
 
-@pytest.mark.parametrize("size", [(4096, 2048), (2048, 4096), (100, 80), (333, 777), (500, 1),
-                                  (1, 500), (640, 480), (201, 200), (199, 1001)])
+@pytest.mark.parametrize(
+    "size", [(4096, 2048), (2048, 4096), (100, 80), (333, 777), (500, 1), (1, 500), (640, 480), (201, 200), (199, 1001)]
+)
 @pytest.mark.parametrize("box", [(200, 200), (500, 300), (64, 640), (1, 1)])
 def test_output_size_is_what_pillow_thumbnail_gives(size, box):
     image = Image.new("1", size)
@@ -229,7 +246,7 @@ def test_median_mode_stretches_the_percentile_to_white(tmp_path):
     # Three stars on sampled columns (every 80th pixel of 400 px rows), so the zscale
     # limit, not the brightest noise sample, sets white.
     for row, column in ((100, 80), (200, 160), (300, 240)):
-        data[row - 4:row + 5, column - 4:column + 5] = 5000.0
+        data[row - 4 : row + 5, column - 4 : column + 5] = 5000.0
     path = write_image(tmp_path / "stars.fits", data)
     plain = render(path)
     median = render(path, median=True)
@@ -256,10 +273,13 @@ def marker_offset(tmp_path: Path, cd: dict[str, float], toward: str, **cards) ->
     wcs = WCS(fits.Header(header))
     centre = wcs.pixel_to_world_values((WIDE[0] - 1) / 2.0, (WIDE[1] - 1) / 2.0)
     step = 25 * SCALE
-    target = (centre[0] + step / np.cos(np.radians(centre[1])), centre[1]) if toward == "east" \
+    target = (
+        (centre[0] + step / np.cos(np.radians(centre[1])), centre[1])
+        if toward == "east"
         else (centre[0], centre[1] + step)
+    )
     column, row = np.rint(wcs.world_to_pixel_values(*target)).astype(int)
-    data[row - 2:row + 3, column - 2:column + 3] = 50000.0
+    data[row - 2 : row + 3, column - 2 : column + 3] = 50000.0
     thumbnail = render(write_image(tmp_path / f"{toward}.fits", data, header))
     drawn_row, drawn_column = brightest_spot(thumbnail)
     height, width = thumbnail.shape
@@ -276,10 +296,19 @@ def test_north_is_drawn_up_and_east_left(tmp_path, degrees, mirrored):
     assert right < -15 and abs(up) < -right
 
 
-@pytest.mark.parametrize("cd", [
-    (1.0, 0.0, 0.0, 1.0), (-1.0, 0.0, 0.0, 1.0), (0.0, 1.0, 1.0, 0.0), (0.0, -1.0, 1.0, 0.0),
-    (0.7, 0.7, -0.7, 0.7), (-0.2, 0.98, 0.98, 0.2), (1.0, 0.0, 0.0, -1.0), (-0.9, -0.4, -0.4, 0.9),
-])
+@pytest.mark.parametrize(
+    "cd",
+    [
+        (1.0, 0.0, 0.0, 1.0),
+        (-1.0, 0.0, 0.0, 1.0),
+        (0.0, 1.0, 1.0, 0.0),
+        (0.0, -1.0, 1.0, 0.0),
+        (0.7, 0.7, -0.7, 0.7),
+        (-0.2, 0.98, 0.98, 0.2),
+        (1.0, 0.0, 0.0, -1.0),
+        (-0.9, -0.4, -0.4, 0.9),
+    ],
+)
 def test_orientation_is_fits2image_orientation(cd):
     from fits2image.orientation import orientation_transform
 
@@ -317,8 +346,7 @@ def test_spectrum_is_flipped_like_a_frame_without_wcs(tmp_path):
 
 
 def test_wcs_on_the_primary_of_a_multi_extension_raw_file(tmp_path):
-    path = raw_frame(tmp_path / "raw.fits", 300, height=100, header_on_primary=True,
-                     compression=None)
+    path = raw_frame(tmp_path / "raw.fits", 300, height=100, header_on_primary=True, compression=None)
     assert "CD1_1" not in fits.getheader(path, 1)
     assert render(path, width=200, height=200).shape == (67, 200)
     # The primary's WCS, rotated a quarter turn, turns the frame on its side.
@@ -338,13 +366,16 @@ def test_label_is_written_in_the_lower_left_corner_only(tmp_path):
     assert np.abs(labelled[:100] - plain[:100]).max() <= 1
 
 
-@pytest.mark.parametrize("text", [
-    "x" * 200,
-    "Ωμέγα ✓ 星雲 🌌 مرحبا é\u0301",
-    "two\nlines\r\nand\rreturns\tand\x00nul",
-    "\n\r\t",
-    "W" * 40,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x" * 200,
+        "Ωμέγα ✓ 星雲 🌌 مرحبا é\u0301",
+        "two\nlines\r\nand\rreturns\tand\x00nul",
+        "\n\r\t",
+        "W" * 40,
+    ],
+)
 def test_any_label_renders(tmp_path, text):
     path = star_field(tmp_path / "f.fits.fz", 128)
     assert render(path, label=text).shape == (128, 128)
@@ -375,7 +406,7 @@ def corrupt_tiles(path: Path) -> Path:
     star_field(path, 256)
     raw = bytearray(path.read_bytes())
     middle = len(raw) // 2
-    raw[middle:middle + 20000] = bytes((7 * i + 13) % 256 for i in range(20000))
+    raw[middle : middle + 20000] = bytes((7 * i + 13) % 256 for i in range(20000))
     path.write_bytes(bytes(raw))
     return path
 
@@ -400,8 +431,7 @@ def html(path: Path) -> Path:
 
 
 @pytest.mark.filterwarnings("ignore:File may have been truncated")
-@pytest.mark.parametrize("make", [zero_bytes, truncated, html, table_only, one_dimensional,
-                                  corrupt_tiles])
+@pytest.mark.parametrize("make", [zero_bytes, truncated, html, table_only, one_dimensional, corrupt_tiles])
 def test_unrenderable_files_raise_render_error(tmp_path, make: Callable[[Path], Path]):
     path = make(tmp_path / "bad.fits.fz")
     with pytest.raises(RenderError, match=r"^cannot render bad\.fits\.fz: "):
@@ -424,8 +454,11 @@ def structural_similarity(a: np.ndarray, b: np.ndarray, radius: int = 3) -> floa
     var_a = _box_mean(a * a, radius) - mean_a**2
     var_b = _box_mean(b * b, radius) - mean_b**2
     covariance = _box_mean(a * b, radius) - mean_a * mean_b
-    return float(np.mean((2 * mean_a * mean_b + c1) * (2 * covariance + c2)
-                         / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))))
+    return float(
+        np.mean(
+            (2 * mean_a * mean_b + c1) * (2 * covariance + c2) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
+        )
+    )
 
 
 # Measured on five 300-600 px star fields into 200 px. Against fits2image ours scores
@@ -462,8 +495,7 @@ def test_looks_like_fits2image(field_and_fits2image, median):
 @pytest.mark.parametrize("median", [False, True])
 def test_similarity_threshold_rejects_a_wrong_stretch(field_and_fits2image, monkeypatch, median):
     path, reference = field_and_fits2image(median)
-    monkeypatch.setattr(thumbnail_module, "pixel_stretch",
-                        lambda limits: pixel_stretch(limits, gamma=1.0))
+    monkeypatch.setattr(thumbnail_module, "pixel_stretch", lambda limits: pixel_stretch(limits, gamma=1.0))
     linear = render(path, width=200, height=200, quality=95, median=median)
     assert structural_similarity(linear, reference) < SIMILAR
 
@@ -476,6 +508,7 @@ def test_pixels_near_the_float32_limit_render_even_when_warnings_are_errors(tmp_
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for size in (32, 200):
-            thumbnail = Image.open(io.BytesIO(render_thumbnail(tmp_path / "huge.fits",
-                                                                RenderOptions(width=size, height=size))))
+            thumbnail = Image.open(
+                io.BytesIO(render_thumbnail(tmp_path / "huge.fits", RenderOptions(width=size, height=size)))
+            )
             assert thumbnail.size == (size, size)

@@ -11,10 +11,9 @@ from astropy.wcs import WCS
 from PIL import Image
 
 import thumbproxy.render.align as align_module
-from thumbproxy.render import (ColorThumbnail, RenderError, RenderOptions, render_color_thumbnail,
-                               render_thumbnail)
-from thumbproxy.render.reduce import thumbnail_size
 from thumbproxy.demo.sampledata import star_field
+from thumbproxy.render import ColorThumbnail, RenderError, RenderOptions, render_color_thumbnail, render_thumbnail
+from thumbproxy.render.reduce import thumbnail_size
 
 SIZE = 512
 BOX = 256
@@ -23,18 +22,37 @@ OFFSETS = {"rp": (0.0, 0.0), "V": (5.0, -3.0), "B": (-9.0, 4.0)}
 # A field whose two saturated stars lie well inside a 512 px frame, so registration has
 # them (and the fainter ones) to work with.
 SEED = 2
-WCS_KEYWORDS = ("CTYPE1", "CTYPE2", "CRPIX1", "CRPIX2", "CRVAL1", "CRVAL2", "CUNIT1", "CUNIT2",
-                "CD1_1", "CD1_2", "CD2_1", "CD2_2")
+WCS_KEYWORDS = (
+    "CTYPE1",
+    "CTYPE2",
+    "CRPIX1",
+    "CRPIX2",
+    "CRVAL1",
+    "CRVAL2",
+    "CUNIT1",
+    "CUNIT2",
+    "CD1_1",
+    "CD1_2",
+    "CD2_1",
+    "CD2_2",
+)
 
 
-def rvb_frames(directory: Path, wcs: bool = True,
-               crops: dict[str, tuple[slice, slice]] | None = None) -> list[Path]:
+def rvb_frames(directory: Path, wcs: bool = True, crops: dict[str, tuple[slice, slice]] | None = None) -> list[Path]:
     """Red, visual and blue 512 px frames of one field, the stars moved by OFFSETS, with a WCS
     that says so (or none), each optionally cut to (rows, columns)."""
     paths = []
     for name, (dx, dy) in OFFSETS.items():
-        path = star_field(directory / f"{name}.fits", SIZE, seed=SEED, north_angle=0.0,
-                          filter_name=name, dx=dx, dy=dy, compression=None)
+        path = star_field(
+            directory / f"{name}.fits",
+            SIZE,
+            seed=SEED,
+            north_angle=0.0,
+            filter_name=name,
+            dx=dx,
+            dy=dy,
+            compression=None,
+        )
         with fits.open(path, mode="update") as hdul:
             hdu = hdul["SCI"]
             rows, columns = (crops or {}).get(name, (slice(None), slice(None)))
@@ -77,14 +95,16 @@ def output_position(x: float, y: float, scale: float = BOX / SIZE) -> tuple[floa
     return (SIZE - 1 - y + 0.5) * scale - 0.5, (x + 0.5) * scale - 0.5
 
 
-def centroid(channel: np.ndarray, row: float, column: float, search: int = 8,
-             radius: int = 3) -> np.ndarray:
+def centroid(channel: np.ndarray, row: float, column: float, search: int = 8, radius: int = 3) -> np.ndarray:
     """(row, column) of the light-weighted centre of the brightest spot within search pixels
     of (row, column), over the pixels within radius of that centre."""
+
     def window(centre: np.ndarray, half: int) -> tuple[slice, slice]:
         centre_row, centre_column = np.rint(centre).astype(int)
-        return (slice(max(centre_row - half, 0), centre_row + half + 1),
-                slice(max(centre_column - half, 0), centre_column + half + 1))
+        return (
+            slice(max(centre_row - half, 0), centre_row + half + 1),
+            slice(max(centre_column - half, 0), centre_column + half + 1),
+        )
 
     background = np.median(channel)
     region = window(np.array([row, column]), search)
@@ -128,11 +148,14 @@ def test_frames_without_a_wcs_are_aligned_by_registration(tmp_path):
     assert misalignment(rgb) < 1.0
 
 
-@pytest.mark.parametrize("cards", [
-    {"CD1_1": 0.0, "CD1_2": 0.0},  # singular: astropy repairs it into nonsense
-    {"CRVAL1": 10.0},  # another part of the sky: no overlap
-    {"WCSERR": 4},  # the pipeline's astrometry failed
-])
+@pytest.mark.parametrize(
+    "cards",
+    [
+        {"CD1_1": 0.0, "CD1_2": 0.0},  # singular: astropy repairs it into nonsense
+        {"CRVAL1": 10.0},  # another part of the sky: no overlap
+        {"WCSERR": 4},  # the pipeline's astrometry failed
+    ],
+)
 def test_frames_whose_wcs_cannot_be_trusted_are_aligned_by_registration(tmp_path, cards):
     paths = rvb_frames(tmp_path)
     with fits.open(paths[1], mode="update") as hdul:
@@ -146,8 +169,7 @@ def test_frames_that_cannot_be_aligned_show_their_offsets(tmp_path, monkeypatch,
     # The same frames as above with registration failing: what alignment has to undo.
     monkeypatch.setattr(align_module, "phase_correlation", lambda reference, image: None)
     with caplog.at_level(logging.WARNING):
-        rgb, alignment = render(rvb_frames(tmp_path, wcs=False), width=BOX, height=BOX,
-                                quality=95)
+        rgb, alignment = render(rvb_frames(tmp_path, wcs=False), width=BOX, height=BOX, quality=95)
     assert alignment == "none"
     assert "could not be aligned" in caplog.text
     centres = star_centroids(rgb)
@@ -171,7 +193,7 @@ def test_featureless_frames_without_a_wcs_still_render(tmp_path):
 
 def add_star(data: np.ndarray, x: float, y: float, flux: float, sigma: float = 1.5) -> None:
     """Add a Gaussian star of this total flux centred on data pixel (x, y), in place."""
-    rows, columns = np.mgrid[:data.shape[0], :data.shape[1]]
+    rows, columns = np.mgrid[: data.shape[0], : data.shape[1]]
     profile = np.exp(-((columns - x) ** 2 + (rows - y) ** 2) / (2.0 * sigma**2))
     data += (flux / (2.0 * np.pi * sigma**2) * profile).astype(data.dtype)
 
@@ -182,17 +204,14 @@ def test_frames_turned_a_little_are_aligned_by_their_wcs(tmp_path):
     stars = [(60.0, 450.0, 4e5), (400.0, 120.0, 1e5), (256.0, 256.0, 1e5), (430.0, 400.0, 1e5)]
     paths, red_wcs = [], None
     for index, (name, angle) in enumerate([("rp", 30.0), ("V", 32.0), ("B", 28.0)]):
-        path = star_field(tmp_path / f"{name}.fits", SIZE, north_angle=angle, filter_name=name,
-                          compression=None)
+        path = star_field(tmp_path / f"{name}.fits", SIZE, north_angle=angle, filter_name=name, compression=None)
         with fits.open(path, mode="update") as hdul:
             hdu = hdul["SCI"]
             wcs = WCS(hdu.header)
             red_wcs = red_wcs or wcs
-            hdu.data = np.random.default_rng(index).normal(1000.0, 30.0, (SIZE, SIZE)).astype(
-                np.float32)
+            hdu.data = np.random.default_rng(index).normal(1000.0, 30.0, (SIZE, SIZE)).astype(np.float32)
             for x, y, flux in stars:
-                add_star(hdu.data, *wcs.world_to_pixel_values(*red_wcs.pixel_to_world_values(x, y)),
-                         flux)
+                add_star(hdu.data, *wcs.world_to_pixel_values(*red_wcs.pixel_to_world_values(x, y)), flux)
         paths.append(path)
     rgb, alignment = render(paths, width=BOX, height=BOX, quality=95)
     assert alignment == "wcs"
@@ -218,8 +237,9 @@ def test_frames_of_different_sizes_are_cropped_to_their_overlap(tmp_path):
 # --- what the thumbnail looks like -----------------------------------------------------------
 
 
-@pytest.mark.parametrize(("box", "expected"), [((BOX, BOX), (252, 256)), ((300, 120), (118, 120)),
-                                               ((1000, 1000), (498, 505))])
+@pytest.mark.parametrize(
+    ("box", "expected"), [((BOX, BOX), (252, 256)), ((300, 120), (118, 120)), ((1000, 1000), (498, 505))]
+)
 def test_output_is_rgb_and_fits_the_box_as_the_overlap_would(tmp_path, box, expected):
     rgb, _ = render(rvb_frames(tmp_path), width=box[0], height=box[1])
     # The offsets cut 14 columns and 7 rows from what all three frames show; never enlarged.
@@ -242,8 +262,9 @@ def test_label_is_drawn_in_the_lower_left_corner(tmp_path):
 def test_zscale_channels_are_scaled_like_single_frames(tmp_path, median):
     path = rvb_frames(tmp_path)[0]
     rgb, _ = render([path, path, path], width=BOX, height=BOX, quality=95, median=median)
-    grey = np.asarray(Image.open(io.BytesIO(render_thumbnail(
-        path, RenderOptions(width=BOX, height=BOX, quality=95, median=median))))).astype(float)
+    grey = np.asarray(
+        Image.open(io.BytesIO(render_thumbnail(path, RenderOptions(width=BOX, height=BOX, quality=95, median=median))))
+    ).astype(float)
     for channel in range(3):
         assert np.abs(rgb[..., channel] - grey).mean() < 1.5
 
@@ -251,7 +272,7 @@ def test_zscale_channels_are_scaled_like_single_frames(tmp_path, median):
 def blueness(rgb: np.ndarray, x: float, y: float) -> float:
     """Blue minus red around the star drawn for data pixel (x, y) of the red frame."""
     row, column = np.rint(centroid(rgb.sum(axis=2), *output_position(x, y))).astype(int)
-    patch = rgb[row - 1:row + 2, column - 1:column + 2]
+    patch = rgb[row - 1 : row + 2, column - 1 : column + 2]
     return float(patch[..., 2].mean() - patch[..., 0].mean())
 
 
@@ -259,8 +280,7 @@ def test_lupton_keeps_star_colours(tmp_path):
     paths = rvb_frames(tmp_path)
     # Two stars well above the zscale white point, one brightest in blue, one in red.
     blue_star, red_star = (150.0, 400.0), (400.0, 150.0)
-    for path, (dx, dy), (blue_flux, red_flux) in zip(paths, OFFSETS.values(),
-                                                     [(1.0, 4.0), (2.0, 2.0), (4.0, 1.0)]):
+    for path, (dx, dy), (blue_flux, red_flux) in zip(paths, OFFSETS.values(), [(1.0, 4.0), (2.0, 2.0), (4.0, 1.0)]):
         with fits.open(path, mode="update") as hdul:
             add_star(hdul["SCI"].data, blue_star[0] + dx, blue_star[1] + dy, 20000.0 * blue_flux)
             add_star(hdul["SCI"].data, red_star[0] + dx, red_star[1] + dy, 20000.0 * red_flux)

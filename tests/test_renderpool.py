@@ -36,8 +36,9 @@ async def test_a_job_that_kills_its_worker_is_refused_after_running_alone_and_th
 
 
 async def test_jobs_that_shared_a_dying_worker_pool_get_their_results(pool: RenderPool) -> None:
-    results = await asyncio.gather(pool.run(sleep_then_pid, 0.5), pool.run(die), pool.run(add, 2, 2),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        pool.run(sleep_then_pid, 0.5), pool.run(die), pool.run(add, 2, 2), return_exceptions=True
+    )
     assert isinstance(results[0], int) and isinstance(results[1], RenderError) and results[2] == 4
     assert await pool.run(add, 20, 22) == 42
 

@@ -26,8 +26,9 @@ def sky(seed: int = 7) -> np.ndarray:
 
 
 def write(path: Path, data: np.ndarray, **compression: object) -> Path:
-    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, name="SCI", compression_type="RICE_1", **compression)]
-                 ).writeto(path)
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.CompImageHDU(data, name="SCI", compression_type="RICE_1", **compression)]
+    ).writeto(path)
     return path
 
 
@@ -55,8 +56,9 @@ def test_dithered_frames_read_exactly_as_astropy_reads_them(tmp_path: Path, meth
     data = sky()
     # Exact zeros are what SUBTRACTIVE_DITHER_2 keeps exact (a whole row of them would be stored losslessly).
     data[100:104, 10:40] = 0.0
-    path = write(tmp_path / "dithered.fits.fz", data, quantize_method=method, dither_seed=1234,
-                 tile_shape=(tile_rows, COLUMNS))
+    path = write(
+        tmp_path / "dithered.fits.fz", data, quantize_method=method, dither_seed=1234, tile_shape=(tile_rows, COLUMNS)
+    )
     for rows in ROW_SLICES:
         assert np.array_equal(fast_pixels(path, rows), astropy_pixels(path, rows), equal_nan=True), rows
 
@@ -83,8 +85,9 @@ def test_integer_frames_read_as_astropy_scales_them(tmp_path: Path) -> None:
     # A raw frame: unsigned 16-bit counts, stored as int16 with BZERO = 32768.
     unsigned = rng.integers(0, 65536, (ROWS, COLUMNS)).astype(np.uint16)
     # And signed 32-bit integers scaled by BSCALE and BZERO.
-    scaled = fits.CompImageHDU(rng.integers(-50_000, 50_000, (ROWS, COLUMNS)) * 0.5 + 100.0, name="SCI",
-                               compression_type="RICE_1")
+    scaled = fits.CompImageHDU(
+        rng.integers(-50_000, 50_000, (ROWS, COLUMNS)) * 0.5 + 100.0, name="SCI", compression_type="RICE_1"
+    )
     scaled.scale("int32", bscale=0.5, bzero=100.0)
     frames = {"unsigned": fits.CompImageHDU(unsigned, name="SCI", compression_type="RICE_1"), "scaled": scaled}
     for name, hdu in frames.items():
@@ -92,19 +95,23 @@ def test_integer_frames_read_as_astropy_scales_them(tmp_path: Path) -> None:
         fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
         with fits.open(path, disable_image_compression=True) as tables:
             assert (tables["SCI"].header["ZBITPIX"], tables["SCI"].header.get("BZERO")) == (
-                {"unsigned": (16, 32768), "scaled": (32, 100.0)}[name])
+                {"unsigned": (16, 32768), "scaled": (32, 100.0)}[name]
+            )
         for rows in ROW_SLICES:
             fast, theirs = fast_pixels(path, rows), astropy_pixels(path, rows)
             assert fast.dtype == np.float32 and np.array_equal(fast, theirs.astype(np.float32)), (name, rows)
 
 
-@pytest.mark.parametrize("layout", [
-    {"data": np.arange(ROWS * COLUMNS, dtype=np.uint8).reshape(ROWS, COLUMNS)},
-    {"data": sky(), "tile_shape": (16, 50)},
-    {"data": sky(), "compression_type": "GZIP_1"},
-    # A constant row does not quantize: its tile is stored losslessly, in another column.
-    {"data": np.where(np.arange(ROWS)[:, None] == 9, np.float32(0.0), sky())},
-])
+@pytest.mark.parametrize(
+    "layout",
+    [
+        {"data": np.arange(ROWS * COLUMNS, dtype=np.uint8).reshape(ROWS, COLUMNS)},
+        {"data": sky(), "tile_shape": (16, 50)},
+        {"data": sky(), "compression_type": "GZIP_1"},
+        # A constant row does not quantize: its tile is stored losslessly, in another column.
+        {"data": np.where(np.arange(ROWS)[:, None] == 9, np.float32(0.0), sky())},
+    ],
+)
 def test_other_layouts_are_left_to_astropy(tmp_path: Path, layout: dict) -> None:
     data = layout.pop("data")
     compression = {"compression_type": "RICE_1", **layout}

@@ -16,9 +16,9 @@ from conftest import MotoS3
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
-from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.ops.metrics import Metrics
+from thumbproxy.ops.throttledlog import ThrottledWarning
 
 KEY = "42/" + "ab" * 32 + ".jpg"
 OBJECT_KEY = f"thumbs/{KEY}"
@@ -226,9 +226,7 @@ async def test_ensure_in_s3_uploads_a_disk_only_thumbnail(
         assert await response.read() == JPEG
 
 
-async def test_tiered_serves_from_disk_while_s3_is_down(
-    tiered: TieredCache, s3_down: MotoS3, metrics: Metrics
-) -> None:
+async def test_tiered_serves_from_disk_while_s3_is_down(tiered: TieredCache, s3_down: MotoS3, metrics: Metrics) -> None:
     assert await tiered.get(KEY) is None
     assert cache_count(metrics, "s3", "error") == 1
     assert await tiered.put(KEY, JPEG, wait_for_s3=True) is False
@@ -258,14 +256,17 @@ async def test_hung_s3_times_out_without_raising(metrics: Metrics, s3_server: Mo
     server = await asyncio.start_server(hang, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     config = AioConfig(connect_timeout=1, read_timeout=0.5, retries={"total_max_attempts": 1})
-    async with server, get_session().create_client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{port}",
-        region_name=s3_server.region,
-        aws_access_key_id=s3_server.access_key,
-        aws_secret_access_key=s3_server.secret_key,
-        config=config,
-    ) as client:
+    async with (
+        server,
+        get_session().create_client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name=s3_server.region,
+            aws_access_key_id=s3_server.access_key,
+            aws_secret_access_key=s3_server.secret_key,
+            config=config,
+        ) as client,
+    ):
         s3_cache = S3Cache(client, s3_server.bucket, "thumbs", URL_EXPIRY, metrics.s3_requests)
         assert await s3_cache.get(KEY) is None
         assert s3_count(metrics, "get", "error") == 1

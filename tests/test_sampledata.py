@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from thumbproxy.demo.sampledata import (SATURATE, demo_archive, raw_frame, rvb_set, spectrum,
-                                   star_field)
+from thumbproxy.demo.sampledata import SATURATE, demo_archive, raw_frame, rvb_set, spectrum, star_field
 
 
 def test_star_field_layout_and_keywords(tmp_path):
@@ -16,8 +15,7 @@ def test_star_field_layout_and_keywords(tmp_path):
     with fits.open(path) as hdul:
         header, data = hdul["SCI"].header, hdul["SCI"].data
         assert data.dtype == np.float32 and data.shape == (256, 256)
-        assert (header["OBSTYPE"], header["FILTER"], header["REQNUM"], header["RLEVEL"]) == \
-            ("EXPOSE", "V", 42, 91)
+        assert (header["OBSTYPE"], header["FILTER"], header["REQNUM"], header["RLEVEL"]) == ("EXPOSE", "V", 42, 91)
         assert header["CTYPE1"] == "RA---TAN" and header["CTYPE2"] == "DEC--TAN"
         assert "DATE-OBS" in header
         # Rotated: north is not along +y.
@@ -44,9 +42,11 @@ def test_star_field_is_deterministic(tmp_path):
 
 def _star_offset(reference: np.ndarray, moved: np.ndarray) -> tuple[int, int]:
     """(dy, dx) that best lines moved up with reference, from their bright pixels."""
+
     def stars(data):
         excess = data - np.median(data)
         return np.where(excess > 500.0, excess, 0.0)
+
     correlation = np.fft.ifft2(np.fft.fft2(stars(moved)) * np.conj(np.fft.fft2(stars(reference)))).real
     dy, dx = np.unravel_index(np.argmax(correlation), correlation.shape)
     size = correlation.shape[0]
@@ -56,7 +56,8 @@ def _star_offset(reference: np.ndarray, moved: np.ndarray) -> tuple[int, int]:
 def test_rvb_set_is_one_field_in_three_filters_offset_by_a_few_pixels(tmp_path):
     paths = rvb_set(tmp_path, 256)
     assert [path.name for path in paths] == [
-        f"ogg0m404-kb82-20190321-{number:04d}-e91.fits.fz" for number in (280, 281, 282)]
+        f"ogg0m404-kb82-20190321-{number:04d}-e91.fits.fz" for number in (280, 281, 282)
+    ]
     headers = [fits.getheader(path, "SCI") for path in paths]
     assert [header["FILTER"] for header in headers] == ["rp", "V", "B"]
     assert len({header["REQNUM"] for header in headers}) == 1
@@ -90,8 +91,11 @@ def test_spectrum_is_a_wide_spectrum_frame(tmp_path):
 
 def test_demo_archive_writes_only_what_is_missing(tmp_path):
     spectrum_name = "ogg2m001-en06-20190321-0012-e00.fits.fz"
-    others = ["ogg0m404-kb82-20190321-0273-e91.fits.fz", "ogg0m404-kb82-20190321-0273-e00.fits.fz",
-              *(f"ogg0m404-kb82-20190321-{n:04d}-e91.fits.fz" for n in (280, 281, 282))]
+    others = [
+        "ogg0m404-kb82-20190321-0273-e91.fits.fz",
+        "ogg0m404-kb82-20190321-0273-e00.fits.fz",
+        *(f"ogg0m404-kb82-20190321-{n:04d}-e91.fits.fz" for n in (280, 281, 282)),
+    ]
     for name in others:
         (tmp_path / name).write_bytes(b"already here")
     paths = demo_archive(tmp_path)

@@ -16,6 +16,7 @@ from conftest import WIDE, Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive, Fault
 from thumbproxy.archive.tempfiles import temp_path
 
+
 def assert_json_error(body: dict[str, Any], *words: str) -> None:
     assert set(body) == {"message"}
     assert "Traceback" not in body["message"]
@@ -62,9 +63,7 @@ async def test_public_url_setting_is_the_base_of_the_json_url(start_service: Ser
 
 
 @pytest.mark.parametrize("suffix", ["/", ""])
-async def test_basename_and_id_routes_answer_with_or_without_slash(
-    service: Service, frame: dict, suffix: str
-) -> None:
+async def test_basename_and_id_routes_answer_with_or_without_slash(service: Service, frame: dict, suffix: str) -> None:
     by_id = await (await service.get(f"/{frame['id']}{suffix}?image=true")).read()
     by_name = await (await service.get(f"/{frame['basename']}{suffix}?image=true")).read()
     assert by_id == by_name and by_id[:2] == b"\xff\xd8"
@@ -104,7 +103,7 @@ async def test_label_is_drawn_in_the_lower_left(service: Service, frame: dict) -
     )
     difference = np.abs(plain - labelled)
     height, width = difference.shape
-    assert difference[height - 30:, : width // 2].max() > 100
+    assert difference[height - 30 :, : width // 2].max() > 100
     assert difference[: height // 2].max() < 40
 
 
@@ -206,9 +205,7 @@ async def test_color_preconditions_are_checked_first(
         ({"filename": "ogg-e91-cat.txt"}, "Cannot generate thumbnail for non FITS-type frame"),
     ],
 )
-async def test_frames_that_get_no_thumbnail(
-    service: Service, frame: dict, overrides: dict, message: str
-) -> None:
+async def test_frames_that_get_no_thumbnail(service: Service, frame: dict, overrides: dict, message: str) -> None:
     service.archive.record(frame["id"]).update(overrides)
     response = await service.get(f"/{frame['id']}/?image=true")
     assert response.status == 400
@@ -241,10 +238,14 @@ async def test_basename_matching_none_or_several_is_404(
     assert_json_error(await response.json(), "Not found")
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}), ("DELETE", "/11245132/", {"GET", "HEAD", "OPTIONS"}),
-    ("PUT", "/latest/", {"GET", "HEAD", "OPTIONS"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("POST", "/healthz", {"GET", "HEAD", "OPTIONS"}),
+        ("DELETE", "/11245132/", {"GET", "HEAD", "OPTIONS"}),
+        ("PUT", "/latest/", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
 async def test_a_method_a_route_does_not_take_is_a_json_405_naming_those_it_does(
     service: Service, method: str, path: str, allowed: set[str]
 ) -> None:
@@ -338,9 +339,7 @@ async def test_temp_file_removed_when_the_client_disconnects(service: Service, f
     assert service.temp_files() == []
 
 
-async def test_stale_temp_files_are_swept_at_start(
-    start_service: ServiceFactory, tmp_path: Path
-) -> None:
+async def test_stale_temp_files_are_swept_at_start(start_service: ServiceFactory, tmp_path: Path) -> None:
     tmp_dir = tmp_path / "tmp"
     tmp_dir.mkdir()
     leftover = temp_path(tmp_dir, "frame.fits.fz")

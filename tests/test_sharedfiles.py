@@ -6,12 +6,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakearchive import FakeArchive, Fault
 
+from fakearchive import FakeArchive, Fault
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.ocs import OcsArchive
-from thumbproxy.errors import ThumbproxyError
 from thumbproxy.archive.sharedfiles import SharedFitsFiles
+from thumbproxy.errors import ThumbproxyError
 
 USERS = 5
 
@@ -24,8 +24,15 @@ def tmp_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def archive(fake_archive: FakeArchive, tmp_dir: Path) -> AsyncIterator[OcsArchive]:
     async with aiohttp.ClientSession() as session:
-        yield OcsArchive(session, fake_archive.base_url, connect_timeout=2.0, timeout=5.0,
-                         download_timeout=10.0, tmp_dir=tmp_dir, max_fits_bytes=8 * 2**20)
+        yield OcsArchive(
+            session,
+            fake_archive.base_url,
+            connect_timeout=2.0,
+            timeout=5.0,
+            download_timeout=10.0,
+            tmp_dir=tmp_dir,
+            max_fits_bytes=8 * 2**20,
+        )
 
 
 @pytest.fixture
@@ -123,7 +130,11 @@ async def test_a_user_arriving_as_the_last_one_leaves_gets_a_fresh_download(
 
 
 async def test_a_new_version_is_a_new_download(
-    shared: SharedFitsFiles, archive: OcsArchive, fake_archive: FakeArchive, fits_path: Path, big_fits: Path,
+    shared: SharedFitsFiles,
+    archive: OcsArchive,
+    fake_archive: FakeArchive,
+    fits_path: Path,
+    big_fits: Path,
     tmp_dir: Path,
 ) -> None:
     frame_id = fake_archive.add_frame(fits_path)["id"]

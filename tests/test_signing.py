@@ -44,32 +44,57 @@ def test_the_signature_is_the_documented_hmac() -> None:
     assert len(expected) == 43
 
 
-@pytest.mark.parametrize("tampered", [
-    lambda url: url.replace("width=300", "width=301"),
-    lambda url: url.replace("label=M%2042", "label=M%2043"),
-    lambda url: url + "&median=true",
-    lambda url: url.replace("image=true&", "image=true&width=300&"),
-    lambda url: url.replace("width=300&", ""),
-    lambda url: url.replace("label=M%2042&", "label=&"),
-    lambda url: url.replace("label=M%2042&", "label&"),
-    lambda url: url.replace("/123/", "/124/"),
-    lambda url: url.replace("/123/", "/123"),
-    lambda url: url.replace("/123/", "/ogg-123/"),
-    lambda url: url.replace("label=M%2042", "label=M/42"),
-    lambda url: url[:-1],
-    lambda url: url[:-10],
-    lambda url: url + "A",
-    lambda url: url + "&sig=" + _sig(url),
-    lambda url: url.replace("&sig=", "&sig=" + _sig(url) + "&sig="),
-    lambda url: url.replace("sig=", "other="),
-    lambda url: url.rpartition("&sig=")[0],
-    lambda url: url.rpartition("&sig=")[0] + "&sig=",
-    lambda url: url.rpartition("&sig=")[0] + "&sig=!!!not-base64!!!",
-    lambda url: url.rpartition("&sig=")[0] + "&sig=" + _sig(url).upper(),
-    lambda url: url.rpartition("&sig=")[0] + "&sig=" + _sig(signed_url(URL, OLD_KEY)),
-], ids=["value", "encoded value", "added", "repeated", "removed", "blanked", "bare", "path", "slash", "basename",
-        "decoded slash", "truncated sig", "short sig", "longer sig", "sig twice", "two sigs", "no sig name",
-        "no sig", "empty sig", "not base64", "case", "other key"])
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        lambda url: url.replace("width=300", "width=301"),
+        lambda url: url.replace("label=M%2042", "label=M%2043"),
+        lambda url: url + "&median=true",
+        lambda url: url.replace("image=true&", "image=true&width=300&"),
+        lambda url: url.replace("width=300&", ""),
+        lambda url: url.replace("label=M%2042&", "label=&"),
+        lambda url: url.replace("label=M%2042&", "label&"),
+        lambda url: url.replace("/123/", "/124/"),
+        lambda url: url.replace("/123/", "/123"),
+        lambda url: url.replace("/123/", "/ogg-123/"),
+        lambda url: url.replace("label=M%2042", "label=M/42"),
+        lambda url: url[:-1],
+        lambda url: url[:-10],
+        lambda url: url + "A",
+        lambda url: url + "&sig=" + _sig(url),
+        lambda url: url.replace("&sig=", "&sig=" + _sig(url) + "&sig="),
+        lambda url: url.replace("sig=", "other="),
+        lambda url: url.rpartition("&sig=")[0],
+        lambda url: url.rpartition("&sig=")[0] + "&sig=",
+        lambda url: url.rpartition("&sig=")[0] + "&sig=!!!not-base64!!!",
+        lambda url: url.rpartition("&sig=")[0] + "&sig=" + _sig(url).upper(),
+        lambda url: url.rpartition("&sig=")[0] + "&sig=" + _sig(signed_url(URL, OLD_KEY)),
+    ],
+    ids=[
+        "value",
+        "encoded value",
+        "added",
+        "repeated",
+        "removed",
+        "blanked",
+        "bare",
+        "path",
+        "slash",
+        "basename",
+        "decoded slash",
+        "truncated sig",
+        "short sig",
+        "longer sig",
+        "sig twice",
+        "two sigs",
+        "no sig name",
+        "no sig",
+        "empty sig",
+        "not base64",
+        "case",
+        "other key",
+    ],
+)
 def test_every_tampering_is_refused(tampered: Callable[[str], str]) -> None:
     signed = signed_url(URL, NEW_KEY)
     assert _verifies(signed, NEW_KEY)
@@ -82,14 +107,17 @@ def test_slashes_and_encoded_slashes_are_told_apart() -> None:
     assert not _verifies(signed_url("/x/?label=a%2Bb", NEW_KEY).replace("a%2Bb", "a+b"), NEW_KEY)
 
 
-@pytest.mark.parametrize("variant", [
-    "/123/?label=M%2042&width=300&image=true",
-    "/123/?width=300&image=true&label=M+42",
-    "/123/?image=true&width=300&label=M 42",
-    "/123/?%69mage=true&width=%33%30%30&label=M%2042",
-    "/123/?image=true&&width=300&label=M%2042&",
-    "/%31%323/?image=true&width=300&label=M%2042",
-])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "/123/?label=M%2042&width=300&image=true",
+        "/123/?width=300&image=true&label=M+42",
+        "/123/?image=true&width=300&label=M 42",
+        "/123/?%69mage=true&width=%33%30%30&label=M%2042",
+        "/123/?image=true&&width=300&label=M%2042&",
+        "/%31%323/?image=true&width=300&label=M%2042",
+    ],
+)
 def test_order_and_percent_encoding_variants_verify(variant: str) -> None:
     sig = _sig(signed_url(URL, NEW_KEY))
     assert _verifies(f"{variant}&sig={sig}", NEW_KEY)
@@ -136,8 +164,14 @@ def test_absolute_urls_sign_their_path_and_keep_host_and_fragment() -> None:
 def _thumbproxy_sign(*arguments: str, key_env: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {name: value for name, value in os.environ.items() if not name.startswith("THUMBPROXY_")}
     env["THUMBPROXY_SIGNING_KEY"] = key_env
-    return subprocess.run([sys.executable, "-m", "thumbproxy", "sign", *arguments], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "thumbproxy", "sign", *arguments],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
 
 
 def test_cli_signs_with_the_first_configured_key(tmp_path: Path) -> None:
@@ -155,14 +189,18 @@ def test_cli_key_option_wins_over_the_setting(tmp_path: Path) -> None:
     assert _verifies(printed, OLD_KEY) and not _verifies(printed, NEW_KEY)
 
 
-@pytest.mark.parametrize("arguments, key_env, complaint", [
-    ((URL,), "", "no signing key"),
-    (("--key", "short", URL), "", "at least 16"),
-    ((URL,), "short", "THUMBPROXY_SIGNING_KEY"),
-    (("--key", NEW_KEY, "123/?image=true"), "", "path starting with /"),
-])
-def test_cli_refuses_without_a_usable_key_or_url(tmp_path: Path, arguments: tuple[str, ...], key_env: str,
-                                                  complaint: str) -> None:
+@pytest.mark.parametrize(
+    "arguments, key_env, complaint",
+    [
+        ((URL,), "", "no signing key"),
+        (("--key", "short", URL), "", "at least 16"),
+        ((URL,), "short", "THUMBPROXY_SIGNING_KEY"),
+        (("--key", NEW_KEY, "123/?image=true"), "", "path starting with /"),
+    ],
+)
+def test_cli_refuses_without_a_usable_key_or_url(
+    tmp_path: Path, arguments: tuple[str, ...], key_env: str, complaint: str
+) -> None:
     result = _thumbproxy_sign(*arguments, key_env=key_env, cwd=tmp_path)
     assert result.returncode == 2 and result.stdout == ""
     assert complaint in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -36,9 +36,7 @@ async def fetch(url: str) -> tuple[int, bytes]:
         return response.status, await response.read()
 
 
-async def test_json_url_is_a_presigned_s3_url_that_works(
-    service: Service, frame: dict, s3_server: MotoS3
-) -> None:
+async def test_json_url_is_a_presigned_s3_url_that_works(service: Service, frame: dict, s3_server: MotoS3) -> None:
     body = await (await service.get(f"/{frame['id']}/?width=150")).json()
     url = body["url"]
     assert url.startswith(s3_server.endpoint_url) and "X-Amz-Signature=" in url
@@ -77,7 +75,9 @@ async def test_each_format_is_its_own_object_with_its_media_type(
     for image_format, extension, media_type in (("png", "png", "image/png"), ("webp", "webp", "image/webp")):
         url = (await (await service.get(f"/{frame['id']}/?format={image_format}")).json())["url"]
         status, body = await fetch(url)
-        assert status == 200 and body == await (await service.get(f"/{frame['id']}/?image=1&format={image_format}")).read()
+        assert (
+            status == 200 and body == await (await service.get(f"/{frame['id']}/?image=1&format={image_format}")).read()
+        )
         key = next(key for key in s3_server.list_keys() if key.endswith(f".{extension}"))
         assert s3_server.get_object(key)[1]["content-type"] == media_type
 
@@ -129,7 +129,9 @@ async def test_hit_path_of_a_public_frame_makes_no_archive_call(service: Service
     calls = service.archive.api_calls
     for _ in range(5):
         assert (await service.get(f"/{frame['id']}/?image=true")).status == 200
-        assert (await service.get(f"/{frame['basename']}/?image=true", headers={"Authorization": "Token x"})).status == 200
+        assert (
+            await service.get(f"/{frame['basename']}/?image=true", headers={"Authorization": "Token x"})
+        ).status == 200
     assert service.archive.api_calls == calls
 
 
@@ -140,7 +142,8 @@ async def test_repeated_hits_are_the_same_answer_and_counted(service: Service, f
         again = await service.get(f"/{frame['basename']}/?image=true&width=90")
         assert await again.read() == body
         assert {k: v for k, v in again.headers.items() if k not in ("Date", "X-Request-ID")} == {
-            k: v for k, v in first.headers.items() if k not in ("Date", "X-Request-ID")}
+            k: v for k, v in first.headers.items() if k not in ("Date", "X-Request-ID")
+        }
     assert service.metric("thumbproxy_cache_requests_total", level="memory", result="hit") == 3
     other = await service.get(f"/{frame['basename']}/?image=true&width=60")
     assert await other.read() != body
@@ -163,7 +166,10 @@ async def test_repeated_hits_stop_once_the_frame_is_no_longer_public(
 
 
 async def test_proprietary_thumbnail_never_reaches_another_caller(
-    service: Service, fake_archive: FakeArchive, write_fits: Callable[..., Path], tmp_path: Path,
+    service: Service,
+    fake_archive: FakeArchive,
+    write_fits: Callable[..., Path],
+    tmp_path: Path,
     s3_server: MotoS3,
 ) -> None:
     path = write_fits(tmp_path / "secret.fits.fz", shape=WIDE, compressed=True)
@@ -184,8 +190,12 @@ async def test_proprietary_thumbnail_never_reaches_another_caller(
 
 
 async def test_new_version_gets_a_new_object(
-    start_service: ServiceFactory, s3_settings: dict[str, str], frame: dict,
-    write_fits: Callable[..., Path], tmp_path: Path, s3_server: MotoS3,
+    start_service: ServiceFactory,
+    s3_settings: dict[str, str],
+    frame: dict,
+    write_fits: Callable[..., Path],
+    tmp_path: Path,
+    s3_server: MotoS3,
 ) -> None:
     service = await start_service(**s3_settings, THUMBPROXY_METADATA_TTL="0.3")
     old = await (await service.get(f"/{frame['id']}/?image=true")).read()

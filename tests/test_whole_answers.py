@@ -106,10 +106,18 @@ async def test_pipelined_hits_are_answered_in_order_and_close_when_asked(hot: tu
     service, path, first = hot
     connection = await connect(service)
     etag = first.headers["etag"]
-    await connection.send(request(path), request(path, "GET", "1.1", f"If-None-Match: {etag}"),
-                          request(path, "HEAD"), request(path, "GET", "1.1", "Connection: close"))
-    answers = [await connection.answer(), await connection.answer(has_body=False),
-               await connection.answer(has_body=False), await connection.answer()]
+    await connection.send(
+        request(path),
+        request(path, "GET", "1.1", f"If-None-Match: {etag}"),
+        request(path, "HEAD"),
+        request(path, "GET", "1.1", "Connection: close"),
+    )
+    answers = [
+        await connection.answer(),
+        await connection.answer(has_body=False),
+        await connection.answer(has_body=False),
+        await connection.answer(),
+    ]
     assert [answer.status for answer in answers] == [200, 304, 200, 200]
     assert answers[0].body == answers[3].body == first.body
     assert "connection" not in answers[0].headers and answers[3].headers["connection"] == "close"

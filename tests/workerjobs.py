@@ -35,8 +35,8 @@ def faults_of_a_repeat_render(directory: str) -> int:
     import resource
     from pathlib import Path
 
-    from thumbproxy.render import RenderOptions, render_thumbnail
     from thumbproxy.demo.sampledata import star_field
+    from thumbproxy.render import RenderOptions, render_thumbnail
 
     path = star_field(Path(directory) / "repeat.fits.fz", 1024)
     options = RenderOptions(width=200, height=200)

@@ -1,8 +1,8 @@
 """The application factory: settings in, a wired web.Application out."""
 
 import asyncio
-import math
 import logging
+import math
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -16,26 +16,24 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from aiohttp import web
 
+from thumbproxy.archive import tempfiles
 from thumbproxy.archive.base import Archive
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.archive.health import ArchiveHealth
 from thumbproxy.archive.local import LocalArchive
 from thumbproxy.archive.ocs import OcsArchive
 from thumbproxy.archive.retry import RetryPolicy
+from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.cache.disk import DiskCache, open_elsewhere
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.config import Settings
+from thumbproxy.ops.metrics import Metrics
+from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.pipeline.framechecks import FramePolicy
 from thumbproxy.pipeline.latest import LatestFrames
-from thumbproxy.ops.metrics import Metrics
-from thumbproxy.workers.renderpool import RenderPool
-from thumbproxy.archive.sharedfiles import SharedFitsFiles
-from thumbproxy.web.signing import UrlSigner
-from thumbproxy.archive import tempfiles
 from thumbproxy.pipeline.thumbnails import Thumbnailer
-from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
 from thumbproxy.web.connections import CONNECTIONS, Connections
@@ -43,8 +41,22 @@ from thumbproxy.web.hotanswers import HOT_ANSWERS, HotAnswers
 from thumbproxy.web.observe import Observation
 from thumbproxy.web.operations import METRICS, READINESS
 from thumbproxy.web.pages import GALLERY, Gallery
-from thumbproxy.web.routes import (ALLOWED_HOSTS, ARCHIVE, COLOR_FILTERS, FRAME_POLICY, LATEST, MAX_SIZE, PUBLIC_URL,
-                                   REQUEST_TIMEOUT, SIGNATURE_FAILURES, SIGNER, THUMBNAILER, add_routes)
+from thumbproxy.web.routes import (
+    ALLOWED_HOSTS,
+    ARCHIVE,
+    COLOR_FILTERS,
+    FRAME_POLICY,
+    LATEST,
+    MAX_SIZE,
+    PUBLIC_URL,
+    REQUEST_TIMEOUT,
+    SIGNATURE_FAILURES,
+    SIGNER,
+    THUMBNAILER,
+    add_routes,
+)
+from thumbproxy.web.signing import UrlSigner
+from thumbproxy.workers.renderpool import RenderPool
 
 SETTINGS = web.AppKey("settings", Settings)
 RENDER_POOL = web.AppKey("render_pool", RenderPool)
@@ -59,8 +71,9 @@ async def _temp_dir(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-def _raw_archive(settings: Settings, session: aiohttp.ClientSession, metrics: Metrics,
-                 health: ArchiveHealth) -> Archive:
+def _raw_archive(
+    settings: Settings, session: aiohttp.ClientSession, metrics: Metrics, health: ArchiveHealth
+) -> Archive:
     url = urlsplit(settings.archive_api_url)
     if url.scheme == "file":
         return LocalArchive(Path(unquote(url.path)))
@@ -94,12 +107,19 @@ async def _s3_level(settings: Settings, metrics: Metrics, stack: AsyncExitStack)
     )
     credentials: dict[str, Any] = {}
     if settings.aws_access_key_id:
-        credentials = {"aws_access_key_id": settings.aws_access_key_id,
-                       "aws_secret_access_key": settings.aws_secret_access_key}
-    client = await stack.enter_async_context(get_session().create_client(
-        "s3", region_name=settings.aws_default_region, endpoint_url=settings.storage_url or None,
-        config=config, **credentials,
-    ))
+        credentials = {
+            "aws_access_key_id": settings.aws_access_key_id,
+            "aws_secret_access_key": settings.aws_secret_access_key,
+        }
+    client = await stack.enter_async_context(
+        get_session().create_client(
+            "s3",
+            region_name=settings.aws_default_region,
+            endpoint_url=settings.storage_url or None,
+            config=config,
+            **credentials,
+        )
+    )
     return S3Cache(client, settings.aws_bucket, settings.s3_prefix, settings.url_expiry, metrics.s3_requests)
 
 
@@ -114,16 +134,21 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         # No cookie jar: a cookie the archive sets for one caller must never ride along for another.
         session = await stack.enter_async_context(aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()))
         s3 = await _s3_level(settings, metrics, stack)
-        disk = await asyncio.to_thread(DiskCache, Path(settings.cache_dir) / "thumbnails", settings.cache_size_mb * MIB,
-                                       settings.open_files)
+        disk = await asyncio.to_thread(
+            DiskCache, Path(settings.cache_dir) / "thumbnails", settings.cache_size_mb * MIB, settings.open_files
+        )
         stack.push_async_callback(asyncio.to_thread, disk.close)
         cache = TieredCache(MemoryCache(settings.memory_cache_mb * MIB), disk, s3, metrics.cache_requests)
         cache.start()
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
         # Workers open the disk level at start: they read frame previews from it themselves.
-        pool = RenderPool(settings.workers, partial(open_elsewhere, disk.directory), settings.render_cpu_seconds,
-                          settings.render_memory_mb * MIB or None)
+        pool = RenderPool(
+            settings.workers,
+            partial(open_elsewhere, disk.directory),
+            settings.render_cpu_seconds,
+            settings.render_memory_mb * MIB or None,
+        )
         stack.push_async_callback(pool.close)
         await pool.start()
         health = ArchiveHealth()
@@ -132,15 +157,22 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         if isinstance(raw_archive, LocalArchive):
             app[GALLERY] = Gallery(raw_archive, app[FRAME_POLICY], settings.color_filters)
             metrics.local_archive_unreadable_files.set_function(raw_archive.unreadable_files)
-        archive = CachedArchive(raw_archive, public_ttl=settings.metadata_ttl,
-                                private_ttl=settings.private_metadata_ttl,
-                                stale_ttl=settings.metadata_stale_ttl, metrics=metrics)
+        archive = CachedArchive(
+            raw_archive,
+            public_ttl=settings.metadata_ttl,
+            private_ttl=settings.private_metadata_ttl,
+            stale_ttl=settings.metadata_stale_ttl,
+            metrics=metrics,
+        )
         stack.push_async_callback(archive.close)
-        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending,
-                                  settings.preview_size)
+        thumbnailer = Thumbnailer(
+            cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending, settings.preview_size
+        )
         stack.push_async_callback(thumbnailer.close)
-        readiness = Readiness(_readiness_checks(cache, pool, partial(health.check, archive.probe),
-                                                Path(settings.tmp_dir)), settings.ready_required)
+        readiness = Readiness(
+            _readiness_checks(cache, pool, partial(health.check, archive.probe), Path(settings.tmp_dir)),
+            settings.ready_required,
+        )
         stack.push_async_callback(readiness.close)
         metrics.renders_in_progress.set_function(lambda: min(pool.pending, pool.workers))
         metrics.render_queue_depth.set_function(lambda: max(0, pool.pending - pool.workers))
@@ -155,10 +187,13 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check,
-                      tmp_dir: Path) -> dict[str, Check]:
-    checks: dict[str, Check] = {"disk": cache.disk.writable, "pool": pool.responsive, "archive": archive_health,
-                                "tmp": partial(asyncio.to_thread, tempfiles.writable, tmp_dir)}
+def _readiness_checks(cache: TieredCache, pool: RenderPool, archive_health: Check, tmp_dir: Path) -> dict[str, Check]:
+    checks: dict[str, Check] = {
+        "disk": cache.disk.writable,
+        "pool": pool.responsive,
+        "archive": archive_health,
+        "tmp": partial(asyncio.to_thread, tempfiles.writable, tmp_dir),
+    }
     if cache.s3 is not None:
         checks["s3"] = cache.s3.reachable
     return checks
@@ -176,8 +211,9 @@ def create_app(settings: Settings) -> web.Application:
     # One access-log line per request at INFO and below, as for any other log record.
     logs_access = logging.getLogger("thumbproxy.access").isEnabledFor(logging.INFO)
     access_log = AccessLogWriter(sys.stderr, settings.log_format) if logs_access else None
-    cache_policy = CachePolicy(settings.max_age, settings.error_max_age, settings.url_expiry,
-                               math.ceil(settings.latest_ttl))
+    cache_policy = CachePolicy(
+        settings.max_age, settings.error_max_age, settings.url_expiry, math.ceil(settings.latest_ttl)
+    )
     app = web.Application()
     app[SETTINGS] = settings
     app[METRICS] = metrics

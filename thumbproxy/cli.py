@@ -56,8 +56,17 @@ def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
 
     app = create_app(settings)
     app.on_startup.append(_freeze_started)
-    asyncio.run(serve(app, app[CONNECTIONS], settings.host, settings.port, settings.drain_seconds,
-                      settings.shutdown_timeout, announce))
+    asyncio.run(
+        serve(
+            app,
+            app[CONNECTIONS],
+            settings.host,
+            settings.port,
+            settings.drain_seconds,
+            settings.shutdown_timeout,
+            announce,
+        )
+    )
 
 
 async def _freeze_started(app: web.Application) -> None:
@@ -78,13 +87,15 @@ def _demo(settings: Settings) -> None:
     def announce(message: str) -> None:
         lines = [f"thumbproxy demo is serving {archive_dir} on {base}/ - try:"]
         lines += [f"  {base}/{name}/?image=true&width=500&height=500" for name in basenames]
-        lines += [f"  {base}/{basenames[0]}/?image=true&label=Demo&median=true",
-                  # The red frame of the R, V, B triple: a colour composite of its request.
-                  f"  {base}/{basenames[3]}/?image=true&color=true&width=500&height=500",
-                  f"  {base}/{basenames[3]}/?image=true&color=true&stretch=lupton&width=500&height=500",
-                  # What a dashboard panel shows: the site's newest frame.
-                  f"  {base}/latest/?site_id=ogg&image=true&width=500&height=500",
-                  "(Ctrl-C to stop)"]
+        lines += [
+            f"  {base}/{basenames[0]}/?image=true&label=Demo&median=true",
+            # The red frame of the R, V, B triple: a colour composite of its request.
+            f"  {base}/{basenames[3]}/?image=true&color=true&width=500&height=500",
+            f"  {base}/{basenames[3]}/?image=true&color=true&stretch=lupton&width=500&height=500",
+            # What a dashboard panel shows: the site's newest frame.
+            f"  {base}/latest/?site_id=ogg&image=true&width=500&height=500",
+            "(Ctrl-C to stop)",
+        ]
         print("\n".join(lines), flush=True)
 
     _serve(settings, announce)
@@ -94,8 +105,10 @@ def _render(arguments: argparse.Namespace, settings: Settings) -> None:
     from thumbproxy.render import RenderError, render_thumbnail
     from thumbproxy.web.query import parse_query
 
-    given = {name: getattr(arguments, name) for name in
-             ("width", "height", "label", "percentile", "quality", "median", "progressive")}
+    given = {
+        name: getattr(arguments, name)
+        for name in ("width", "height", "label", "percentile", "quality", "median", "progressive")
+    }
     query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
     output = arguments.output or Path(arguments.file.name.split(".")[0] + ".jpg")
     try:

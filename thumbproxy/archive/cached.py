@@ -29,9 +29,9 @@ from thumbproxy.archive.base import Archive, Frame, TokenCallFailed, caller_scop
 from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
+from thumbproxy.ops.throttledlog import ThrottledWarning
 from thumbproxy.support.recent import Recent
 from thumbproxy.support.singleflight import SingleFlight
-from thumbproxy.ops.throttledlog import ThrottledWarning
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -190,8 +190,9 @@ class CachedArchive:
         if scope is not None:
             self._verdicts.put(scope, (self._clock() + self._public_ttl, refusal))
 
-    async def _instead_of(self, error: ThumbproxyError, field: str, value: int | str,
-                          authorization: str | None) -> Frame:
+    async def _instead_of(
+        self, error: ThumbproxyError, field: str, value: int | str, authorization: str | None
+    ) -> Frame:
         """The public record answered instead of an archive failure, else `error` raised.
 
         A token the archive failed twice with a 500 is answered the public record, as anyone would be; any
@@ -218,8 +219,9 @@ class CachedArchive:
         if error.status < 500 and not shared_quota_spent:
             raise error
         self._stale_records.inc()
-        self._stale_warning.warn("archive failing (%d: %s): answering frame records past their time to live",
-                                 error.status, error.message)
+        self._stale_warning.warn(
+            "archive failing (%d: %s): answering frame records past their time to live", error.status, error.message
+        )
         return stale
 
     def _remember(self, frame: Frame, scope: str | None, field: str, value: int | str) -> None:

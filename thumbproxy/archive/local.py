@@ -11,7 +11,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,15 +234,14 @@ def _read_header_values(path: Path) -> dict[str, Any]:
     """
     with fits.open(path, lazy_load_hdus=True) as hdus:
         headers = [hdus[0].header]
-        try:
+        with suppress(IndexError):
             headers.append(hdus[1].header)
-        except IndexError:
-            pass
     values: dict[str, Any] = {}
     for keyword in HEADER_FIELDS.values():
         # Keywords without a value (astropy's Undefined) and blank strings count as absent.
         found = [
-            header[keyword] for header in headers
+            header[keyword]
+            for header in headers
             if isinstance(header.get(keyword), str | int | float) and str(header[keyword]).strip()
         ]
         if found:

@@ -17,10 +17,10 @@ from thumbproxy.archive.base import NOT_FOUND_MESSAGE, Frame, TokenCallFailed, o
 from thumbproxy.archive.health import ArchiveHealth, Outcome, retry_after_seconds
 from thumbproxy.archive.records import frame_from_record
 from thumbproxy.archive.retry import NO_RETRIES, RetryPolicy, TransientArchiveError
-from thumbproxy.support.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.ops.throttledlog import ThrottledWarning
+from thumbproxy.support.deadline import seconds_left
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -142,9 +142,14 @@ class OcsArchive:
         """One list call of one frame, with the service's credentials: how the archive answers now. Not retried."""
         call = _Call()
         try:
-            async with self._observed("probe", call), self._session.get(
-                self._frames_url.with_query(limit="1"), headers=self._view_of(None).headers, timeout=self._api_timeout
-            ) as response:
+            async with (
+                self._observed("probe", call),
+                self._session.get(
+                    self._frames_url.with_query(limit="1"),
+                    headers=self._view_of(None).headers,
+                    timeout=self._api_timeout,
+                ) as response,
+            ):
                 call.answered(response)
         except (TimeoutError, aiohttp.ClientError):
             pass
@@ -244,9 +249,10 @@ class OcsArchive:
         """The body of one successful API GET; archive failures become ThumbproxyError."""
         call = _Call()
         try:
-            async with self._observed(operation, call, view), self._session.get(
-                url, headers=view.headers, timeout=self._api_timeout
-            ) as response:
+            async with (
+                self._observed(operation, call, view),
+                self._session.get(url, headers=view.headers, timeout=self._api_timeout) as response,
+            ):
                 call.answered(response)
                 if response.status != 200:
                     await _raise_for_api_status(response, view, callers_query)
@@ -256,8 +262,11 @@ class OcsArchive:
 
     async def _read_answer(self, response: aiohttp.ClientResponse) -> bytes:
         """The body of an API answer; 502 past `max_answer_bytes`, read no further."""
-        too_large = ThumbproxyError(502, f"The archive answered with more than "
-                                         f"{self._max_answer_bytes / 2**20:.4g} MB (THUMBPROXY_ARCHIVE_MAX_ANSWER_MB)")
+        too_large = ThumbproxyError(
+            502,
+            f"The archive answered with more than "
+            f"{self._max_answer_bytes / 2**20:.4g} MB (THUMBPROXY_ARCHIVE_MAX_ANSWER_MB)",
+        )
         if response.content_length is not None and response.content_length > self._max_answer_bytes:
             raise too_large
         body = bytearray()
@@ -287,9 +296,10 @@ class OcsArchive:
         try:
             # No Authorization: the URL carries its own, and the caller's token must not leave the API.
             call = _Call()
-            async with self._observed("download", call), self._session.get(
-                signed_url, timeout=self._download_timeout
-            ) as response:
+            async with (
+                self._observed("download", call),
+                self._session.get(signed_url, timeout=self._download_timeout) as response,
+            ):
                 call.answered(response)
                 if response.status != 200:
                     logger.warning("FITS download from %s failed with HTTP %d", signed_url.host, response.status)
@@ -327,9 +337,12 @@ class OcsArchive:
             return await asyncio.to_thread(operation, *args)
         except OSError as error:
             self._unwritable_warning.warn("cannot write downloaded frames to TMP_DIR %s: %s", self._tmp_dir, error)
-            raise ThumbproxyError(503, f"The service cannot write downloaded frames to its TMP_DIR "
-                                       f"({error.strerror or type(error).__name__}); please retry later",
-                                  {"Retry-After": str(UNWRITABLE_RETRY_AFTER_SECONDS)}) from None
+            raise ThumbproxyError(
+                503,
+                f"The service cannot write downloaded frames to its TMP_DIR "
+                f"({error.strerror or type(error).__name__}); please retry later",
+                {"Retry-After": str(UNWRITABLE_RETRY_AFTER_SECONDS)},
+            ) from None
 
     def _too_large(self) -> ThumbproxyError:
         return ThumbproxyError(413, f"FITS file larger than {self._max_fits_bytes / 2**20:.4g} MB")
@@ -393,8 +406,12 @@ def _page_contents(page: Any, asked: int) -> tuple[list[Any], bool]:
     if not isinstance(page, Mapping) or not isinstance(page.get("results"), list):
         raise ThumbproxyError(502, "The archive answered with a malformed list of frames")
     results = page["results"]
-    served = [int(limit) for link in (page.get("next"), page.get("previous")) if isinstance(link, str)
-              if (limit := URL(link).query.get("limit", "")).isdigit() and int(limit) > 0]
+    served = [
+        int(limit)
+        for link in (page.get("next"), page.get("previous"))
+        if isinstance(link, str)
+        if (limit := URL(link).query.get("limit", "")).isdigit() and int(limit) > 0
+    ]
     if served:
         return results, len(results) < min(served)
     exact = page.get("count_estimated") is False
@@ -409,8 +426,11 @@ async def _raise_for_api_status(response: aiohttp.ClientResponse, view: _View, c
     if status == 400 and callers_query:
         errors = _field_messages(await _short_json(response))
         listed = "; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items())
-        raise ThumbproxyError(400, f"The archive refused these filters: {listed}" if listed
-                              else "The archive refused these filters", errors=errors)
+        raise ThumbproxyError(
+            400,
+            f"The archive refused these filters: {listed}" if listed else "The archive refused these filters",
+            errors=errors,
+        )
     if status in (401, 403):
         detail = _detail(await _short_json(response))
         message = "Got error response from the archive"

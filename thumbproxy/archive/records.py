@@ -56,10 +56,13 @@ def _version(version_set: Any) -> str:
     versions = [entry for entry in version_set if isinstance(entry, Mapping)]
     if not versions:
         return ""
-    newest = max(versions, key=lambda entry: (
-        parse_datetime(entry.get("created")) or _UNDATED,
-        entry.get("id") if _is_int(entry.get("id")) else -1,
-    ))
+    newest = max(
+        versions,
+        key=lambda entry: (
+            parse_datetime(entry.get("created")) or _UNDATED,
+            entry.get("id") if _is_int(entry.get("id")) else -1,
+        ),
+    )
     return _text(newest.get("md5")) or _text(newest.get("key")) or ""
 
 

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from thumbproxy.support.deadline import seconds_left
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.support.deadline import seconds_left
 
 T = TypeVar("T")
 

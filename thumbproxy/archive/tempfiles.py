@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,11 +61,9 @@ def writable(tmp_dir: Path) -> bool:
 
 def remove(path: Path) -> None:
     """Delete `path` if it exists. Blocking."""
-    try:
+    # Its directory is gone and a file stands in its place: nothing of ours is there.
+    with suppress(NotADirectoryError):
         path.unlink(missing_ok=True)
-    except NotADirectoryError:
-        # Its directory is gone and a file stands in its place: nothing of ours is there.
-        pass
 
 
 def sweep_stale(tmp_dir: Path) -> int:

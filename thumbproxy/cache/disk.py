@@ -5,7 +5,8 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from contextlib import suppress
+from functools import cache
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -55,7 +56,9 @@ class DiskCache:
         self._cache: diskcache.Cache | None = None
         try:
             self._cache = diskcache.Cache(
-                str(directory), size_limit=size_limit_bytes, eviction_policy="least-recently-used",
+                str(directory),
+                size_limit=size_limit_bytes,
+                eviction_policy="least-recently-used",
                 disk_min_file_size=MIN_FILE_SIZE,
             )
         except Exception as error:
@@ -152,7 +155,7 @@ def _read_open(cache: diskcache.Cache, key: str) -> tuple[bytes, BinaryIO | None
         raise
 
 
-@lru_cache(maxsize=None)
+@cache
 def _opened_elsewhere(directory: str) -> diskcache.Cache:
     # Once per process: opening costs milliseconds. diskcache is safe to share between processes.
     return diskcache.Cache(directory)
@@ -160,11 +163,9 @@ def _opened_elsewhere(directory: str) -> diskcache.Cache:
 
 def open_elsewhere(directory: str) -> None:
     """Open the disk cache at directory in this process (a pool worker) before its first read_elsewhere."""
-    try:
+    # On failure read_elsewhere tries again and reads as a miss.
+    with suppress(OSError, sqlite3.Error):
         _opened_elsewhere(directory)
-    except (OSError, sqlite3.Error):
-        # read_elsewhere tries again and reads as a miss.
-        pass
 
 
 def read_elsewhere(directory: str, key: str) -> bytes | None:

@@ -101,7 +101,10 @@ class HeldFiles:
 
     def _refused(self) -> None:
         # The filesystem cannot read without waiting (tmpfs, for one): hold nothing from now on.
-        log.info("the disk cache's filesystem at %s cannot read without waiting (RWF_NOWAIT): "
-                 "disk-level hits are read in a thread", self._directory)
+        log.info(
+            "the disk cache's filesystem at %s cannot read without waiting (RWF_NOWAIT): "
+            "disk-level hits are read in a thread",
+            self._directory,
+        )
         self._max_files = 0
         self.close()

@@ -7,8 +7,8 @@ from typing import Any, Literal, NamedTuple, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 from prometheus_client import Counter
 
-from thumbproxy.render.formats import media_type
 from thumbproxy.ops.throttledlog import ThrottledWarning
+from thumbproxy.render.formats import media_type
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +120,7 @@ class S3Cache:
         result, _ = await self._request("head_bucket", "", head_bucket)
         return result == "ok"
 
-    async def _request(
-        self, operation: str, key: str, call: Callable[[], Awaitable[T]]
-    ) -> tuple[Result, T | None]:
+    async def _request(self, operation: str, key: str, call: Callable[[], Awaitable[T]]) -> tuple[Result, T | None]:
         """Run one S3 call, count it by operation and result, and turn every failure into a result."""
         try:
             value = await call()
@@ -145,5 +143,8 @@ class S3Cache:
         self._counted(operation, "error")
         self._failure_warning.warn(
             "S3 %s of %s failed, serving without S3: %s: %s",
-            operation, self.object_key(key), type(error).__name__, error,
+            operation,
+            self.object_key(key),
+            type(error).__name__,
+            error,
         )

@@ -5,7 +5,6 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache

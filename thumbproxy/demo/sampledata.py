@@ -57,8 +57,9 @@ def _field_stars(shape: tuple[int, int], seed: int) -> _Stars:
     )
 
 
-def _add_stars(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray,
-               sigma: float = 1.5, radius: int = 8) -> None:
+def _add_stars(
+    image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, sigma: float = 1.5, radius: int = 8
+) -> None:
     """Add Gaussian stars in place, each as a small stamp rather than a full-frame profile."""
     offsets = np.arange(-radius, radius + 1)
     column0 = np.rint(x).astype(np.intp)
@@ -66,8 +67,7 @@ def _add_stars(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray
     columns = column0[:, None, None] + offsets[None, None, :]
     rows = row0[:, None, None] + offsets[None, :, None]
     peak = (flux / (2.0 * math.pi * sigma**2))[:, None, None]
-    stamps = peak * np.exp(-((columns - x[:, None, None]) ** 2 + (rows - y[:, None, None]) ** 2)
-                           / (2.0 * sigma**2))
+    stamps = peak * np.exp(-((columns - x[:, None, None]) ** 2 + (rows - y[:, None, None]) ** 2) / (2.0 * sigma**2))
     columns, rows = np.broadcast_arrays(columns, rows)
     inside = (rows >= 0) & (rows < image.shape[0]) & (columns >= 0) & (columns < image.shape[1])
     # add.at because stamps of neighbouring stars overlap.
@@ -94,55 +94,82 @@ def _sky(shape: tuple[int, int], rng: np.random.Generator, level: float) -> np.n
     return sky
 
 
-def _celestial_wcs(shape: tuple[int, int], ra: float, dec: float, north_angle: float,
-                   mirrored: bool, scale: float = PIXEL_SCALE_DEG) -> dict[str, float | str]:
+def _celestial_wcs(
+    shape: tuple[int, int], ra: float, dec: float, north_angle: float, mirrored: bool, scale: float = PIXEL_SCALE_DEG
+) -> dict[str, float | str]:
     """TAN WCS cards with north rotated north_angle degrees from +y, east left unless mirrored."""
     theta = math.radians(north_angle)
     parity = 1.0 if mirrored else -1.0
     cos, sin = math.cos(theta), math.sin(theta)
     return {
-        "CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN",
-        "CRPIX1": (shape[1] + 1) / 2.0, "CRPIX2": (shape[0] + 1) / 2.0,
-        "CRVAL1": ra, "CRVAL2": dec,
-        "CUNIT1": "deg", "CUNIT2": "deg",
-        "CD1_1": parity * scale * cos, "CD1_2": scale * sin,
-        "CD2_1": -parity * scale * sin, "CD2_2": scale * cos,
+        "CTYPE1": "RA---TAN",
+        "CTYPE2": "DEC--TAN",
+        "CRPIX1": (shape[1] + 1) / 2.0,
+        "CRPIX2": (shape[0] + 1) / 2.0,
+        "CRVAL1": ra,
+        "CRVAL2": dec,
+        "CUNIT1": "deg",
+        "CUNIT2": "deg",
+        "CD1_1": parity * scale * cos,
+        "CD1_2": scale * sin,
+        "CD2_1": -parity * scale * sin,
+        "CD2_2": scale * cos,
     }
 
 
-def _observation_cards(obstype: str, filter_name: str, request_id: int, rlevel: int,
-                       frame_number: int, instrument: str = "kb82") -> dict[str, float | int | str]:
+def _observation_cards(
+    obstype: str, filter_name: str, request_id: int, rlevel: int, frame_number: int, instrument: str = "kb82"
+) -> dict[str, float | int | str]:
     """The descriptive keywords every archive frame carries."""
     return {
-        "OBSTYPE": obstype, "FILTER": filter_name, "REQNUM": request_id, "RLEVEL": rlevel,
-        "SITEID": "ogg", "TELID": "0m4b", "INSTRUME": instrument, "OBJECT": "synthetic field",
-        "DATE-OBS": f"2019-03-21T08:{frame_number % 60:02d}:00.000", "DAY-OBS": DEMO_DAY,
-        "EXPTIME": 60.0, "FRAMENUM": frame_number,
+        "OBSTYPE": obstype,
+        "FILTER": filter_name,
+        "REQNUM": request_id,
+        "RLEVEL": rlevel,
+        "SITEID": "ogg",
+        "TELID": "0m4b",
+        "INSTRUME": instrument,
+        "OBJECT": "synthetic field",
+        "DATE-OBS": f"2019-03-21T08:{frame_number % 60:02d}:00.000",
+        "DAY-OBS": DEMO_DAY,
+        "EXPTIME": 60.0,
+        "FRAMENUM": frame_number,
     }
 
 
-def _image_hdu(data: np.ndarray, header: fits.Header, compression: str | None,
-               name: str | None) -> fits.ImageHDU | fits.CompImageHDU:
+def _image_hdu(
+    data: np.ndarray, header: fits.Header, compression: str | None, name: str | None
+) -> fits.ImageHDU | fits.CompImageHDU:
     """An image extension, tile-compressed when a compression type is given."""
     if compression is None:
         return fits.ImageHDU(data, header, name=name)
     # A fixed dither seed keeps quantised float files byte-for-byte reproducible.
-    return fits.CompImageHDU(data, header, name=name, compression_type=compression,
-                             dither_seed=1)
+    return fits.CompImageHDU(data, header, name=name, compression_type=compression, dither_seed=1)
 
 
-def _write(path: PathLike, primary: fits.PrimaryHDU,
-           *extensions: fits.ImageHDU | fits.CompImageHDU) -> Path:
+def _write(path: PathLike, primary: fits.PrimaryHDU, *extensions: fits.ImageHDU | fits.CompImageHDU) -> Path:
     """Write the HDUs to path, replacing any file already there."""
     fits.HDUList([primary, *extensions]).writeto(path, overwrite=True)
     return Path(path)
 
 
-def star_field(path: PathLike, size: int = 4096, seed: int = 404, north_angle: float = 30.0,
-               filter_name: str = "rp", request_id: int = 1766512, *, height: int | None = None,
-               dx: float = 0.0, dy: float = 0.0, mirrored: bool = False,
-               ra: float = 150.0, dec: float = 2.2, compression: str | None = "RICE_1",
-               frame_number: int = 273) -> Path:
+def star_field(
+    path: PathLike,
+    size: int = 4096,
+    seed: int = 404,
+    north_angle: float = 30.0,
+    filter_name: str = "rp",
+    request_id: int = 1766512,
+    *,
+    height: int | None = None,
+    dx: float = 0.0,
+    dy: float = 0.0,
+    mirrored: bool = False,
+    ra: float = 150.0,
+    dec: float = 2.2,
+    compression: str | None = "RICE_1",
+    frame_number: int = 273,
+) -> Path:
     """Write a reduced (RLEVEL 91) float32 star field into extension SCI behind an empty primary.
 
     The field is size x height pixels (square by default): sky gradient, Gaussian noise,
@@ -172,9 +199,17 @@ def star_field(path: PathLike, size: int = 4096, seed: int = 404, north_angle: f
     return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
 
 
-def raw_frame(path: PathLike, size: int = 2048, seed: int = 82, *, height: int | None = None,
-              rough_wcs: bool = True, header_on_primary: bool = False,
-              compression: str | None = "RICE_1", frame_number: int = 273) -> Path:
+def raw_frame(
+    path: PathLike,
+    size: int = 2048,
+    seed: int = 82,
+    *,
+    height: int | None = None,
+    rough_wcs: bool = True,
+    header_on_primary: bool = False,
+    compression: str | None = "RICE_1",
+    frame_number: int = 273,
+) -> Path:
     """Write a raw (RLEVEL 0) frame: 16-bit unsigned counts stored as int16 with BZERO 32768.
 
     A bias level, sky and stars, with a north-up pointing WCS when rough_wcs is set.
@@ -196,17 +231,23 @@ def raw_frame(path: PathLike, size: int = 2048, seed: int = 82, *, height: int |
         header.update(_celestial_wcs(shape, 150.0, 2.2, north_angle=0.0, mirrored=False))
     header["SATURATE"] = RAW_SATURATE
     if header_on_primary:
-        return _write(path, fits.PrimaryHDU(header=header),
-                      _image_hdu(counts, fits.Header(), compression, None))
+        return _write(path, fits.PrimaryHDU(header=header), _image_hdu(counts, fits.Header(), compression, None))
     if compression is None:
         # uint16 pixels are written as int16 with BZERO 32768, the FITS convention.
         return _write(path, fits.PrimaryHDU(counts, header))
     return _write(path, fits.PrimaryHDU(), _image_hdu(counts, header, compression, None))
 
 
-def spectrum(path: PathLike, width: int = 512, height: int = 128, seed: int = 6, *,
-             obstype: str = "SPECTRUM", compression: str | None = "RICE_1",
-             frame_number: int = 12) -> Path:
+def spectrum(
+    path: PathLike,
+    width: int = 512,
+    height: int = 128,
+    seed: int = 6,
+    *,
+    obstype: str = "SPECTRUM",
+    compression: str | None = "RICE_1",
+    frame_number: int = 12,
+) -> Path:
     """Write a 2-D long-slit spectrum: a curved trace along x crossed by sky emission lines.
 
     Its WCS is a prototype whose CD matrix, taken at face value, would turn the frame on
@@ -228,8 +269,14 @@ def spectrum(path: PathLike, width: int = 512, height: int = 128, seed: int = 6,
     return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
 
 
-def lco_basename(frame_number: int, rlevel: int, site: str = "ogg", telescope: str = "0m404",
-                 instrument: str = "kb82", day: str = DEMO_DAY) -> str:
+def lco_basename(
+    frame_number: int,
+    rlevel: int,
+    site: str = "ogg",
+    telescope: str = "0m404",
+    instrument: str = "kb82",
+    day: str = DEMO_DAY,
+) -> str:
     """An LCO-style basename, e.g. ogg0m404-kb82-20190321-0273-e91."""
     return f"{site}{telescope}-{instrument}-{day}-{frame_number:04d}-e{rlevel:02d}"
 
@@ -237,25 +284,36 @@ def lco_basename(frame_number: int, rlevel: int, site: str = "ogg", telescope: s
 RVB_FILTERS = (("rp", (0.0, 0.0)), ("V", (3.0, -2.0)), ("B", (-2.0, 4.0)))
 
 
-def _rvb_writers(directory: Path, size: int, seed: int, request_id: int,
-                 first_frame: int) -> list[tuple[Path, Callable[[PathLike], Path]]]:
+def _rvb_writers(
+    directory: Path, size: int, seed: int, request_id: int, first_frame: int
+) -> list[tuple[Path, Callable[[PathLike], Path]]]:
     """Where each frame of an R/V/B triple goes, and the call that writes it there."""
     return [
-        (directory / f"{lco_basename(number, 91)}.fits.fz",
-         partial(star_field, size=size, seed=seed, filter_name=filter_name,
-                 request_id=request_id, dx=dx, dy=dy, frame_number=number))
+        (
+            directory / f"{lco_basename(number, 91)}.fits.fz",
+            partial(
+                star_field,
+                size=size,
+                seed=seed,
+                filter_name=filter_name,
+                request_id=request_id,
+                dx=dx,
+                dy=dy,
+                frame_number=number,
+            ),
+        )
         for number, (filter_name, (dx, dy)) in enumerate(RVB_FILTERS, start=first_frame)
     ]
 
 
-def rvb_set(directory: PathLike, size: int = 2048, seed: int = 404, request_id: int = 1766530,
-            first_frame: int = 280) -> list[Path]:
+def rvb_set(
+    directory: PathLike, size: int = 2048, seed: int = 404, request_id: int = 1766530, first_frame: int = 280
+) -> list[Path]:
     """Write R (rp), V and B frames of one field and request, offset by a few pixels.
 
     Files are named <basename>.fits.fz in directory; returns their paths, red first.
     """
-    return [write(path) for path, write in
-            _rvb_writers(Path(directory), size, seed, request_id, first_frame)]
+    return [write(path) for path, write in _rvb_writers(Path(directory), size, seed, request_id, first_frame)]
 
 
 def _write_once(path: Path, write: Callable[[PathLike], Path]) -> Path:

@@ -51,8 +51,12 @@ class Readiness:
         names = list(self._checks)
         outcomes = await asyncio.gather(*(self._timed(self._checks[name]) for name in names))
         return {
-            name: {"status": "ok" if passed else "failing", "latency_ms": round(seconds * 1000, 1),
-                   "required": name in self._required, **details}
+            name: {
+                "status": "ok" if passed else "failing",
+                "latency_ms": round(seconds * 1000, 1),
+                "required": name in self._required,
+                **details,
+            }
             for name, (passed, details, seconds) in zip(names, outcomes)
         }
 

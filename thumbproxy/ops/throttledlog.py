@@ -9,7 +9,10 @@ class ThrottledWarning:
     """A warning logged at most once per interval; the next one says how many were held back."""
 
     def __init__(
-        self, logger: logging.Logger, interval: float, clock: Callable[[], float] = time.monotonic,
+        self,
+        logger: logging.Logger,
+        interval: float,
+        clock: Callable[[], float] = time.monotonic,
         level: int = logging.WARNING,
     ) -> None:
         self._logger = logger

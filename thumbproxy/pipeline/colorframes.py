@@ -14,13 +14,14 @@ def color_listing_filters(frame: Frame) -> dict[str, str]:
     return {"request_id": str(frame.request_id), "reduction_level": str(COLOR_REDUCTION_LEVEL)}
 
 
-def select_rvb(
-    requested: Frame, candidates: Sequence[Frame], channel_filters: Sequence[Sequence[str]]
-) -> list[Frame]:
+def select_rvb(requested: Frame, candidates: Sequence[Frame], channel_filters: Sequence[Sequence[str]]) -> list[Frame]:
     """The red, visual and blue frames: for each channel, of its filters, the one closest in time
     to the requested frame. 404 "RVB frames not found" when a channel has none."""
-    usable = [frame for frame in candidates
-              if frame.reduction_level == COLOR_REDUCTION_LEVEL and frame.request_id == requested.request_id]
+    usable = [
+        frame
+        for frame in candidates
+        if frame.reduction_level == COLOR_REDUCTION_LEVEL and frame.request_id == requested.request_id
+    ]
     selected = []
     for filters in channel_filters:
         matching = [frame for frame in usable if frame.primary_optical_element in filters]

@@ -43,12 +43,19 @@ class LatestFrames:
         """
         unknown = unknown_filters(filters)
         if unknown:
-            raise ThumbproxyError(400, f"Unknown archive filter{'s' if len(unknown) > 1 else ''}: "
-                                       f"{', '.join(unknown)} (the archive's frame filters are listed in the README)")
+            raise ThumbproxyError(
+                400,
+                f"Unknown archive filter{'s' if len(unknown) > 1 else ''}: "
+                f"{', '.join(unknown)} (the archive's frame filters are listed in the README)",
+            )
         mistakes = window_mistakes(filters)
         if mistakes:
-            raise ThumbproxyError(400, "The archive cannot compare these start and end: " + "; ".join(
-                f"{name}: {' '.join(messages)}" for name, messages in mistakes.items()), errors=mistakes)
+            raise ThumbproxyError(
+                400,
+                "The archive cannot compare these start and end: "
+                + "; ".join(f"{name}: {' '.join(messages)}" for name, messages in mistakes.items()),
+                errors=mistakes,
+            )
         key = (tuple(sorted(filters.items())), caller_scope(authorization))
         remembered = self._answers.get(key)
         if remembered is not None and remembered[0] > self._clock():

@@ -13,7 +13,7 @@ RENDERER_VERSION = 5
 
 
 def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions, preview_size: int) -> str:
-    """"<first frame id>/<hex digest of the frames, their versions, every render option, the preview size and
+    """ "<first frame id>/<hex digest of the frames, their versions, every render option, the preview size and
     the renderer>.<ext>".
 
     `frames` are (id, version) pairs: one for a single frame, red, visual and blue for a colour
@@ -31,6 +31,6 @@ def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions, p
 
 
 def preview_key(frame: tuple[int, str], preview_size: int) -> str:
-    """"preview/<frame id>/<version>/<preview size>/<renderer version>": never a thumbnail's key."""
+    """ "preview/<frame id>/<version>/<preview size>/<renderer version>": never a thumbnail's key."""
     frame_id, version = frame
     return f"preview/{frame_id}/{version}/{preview_size}/{RENDERER_VERSION}"

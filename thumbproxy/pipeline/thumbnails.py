@@ -12,20 +12,20 @@ from functools import lru_cache, partial
 from typing import NamedTuple, TypeVar
 
 from thumbproxy.archive.base import Frame
+from thumbproxy.archive.sharedfiles import SharedFitsFiles
 from thumbproxy.cache.disk import read_elsewhere
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.errors import ThumbproxyError
-from thumbproxy.pipeline.framechecks import is_spectrum
 from thumbproxy.ops.metrics import Metrics
-from thumbproxy.support.recent import Recent
+from thumbproxy.pipeline.framechecks import is_spectrum
+from thumbproxy.pipeline.thumbkey import preview_key, thumbnail_key
 from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
-from thumbproxy.render.thumbnail import Resampled, render_resampled, resample_preview, render_with_preview
-from thumbproxy.workers.renderpool import RenderPool
-from thumbproxy.archive.sharedfiles import SharedFitsFiles
+from thumbproxy.render.thumbnail import Resampled, render_resampled, render_with_preview, resample_preview
+from thumbproxy.support.recent import Recent
 from thumbproxy.support.singleflight import SingleFlight
-from thumbproxy.pipeline.thumbkey import preview_key, thumbnail_key
+from thumbproxy.workers.renderpool import RenderPool
 
 log = logging.getLogger(__name__)
 
@@ -80,23 +80,26 @@ def _stored_preview(directory: str, key: str) -> Preview | None:
     return preview
 
 
-def _render_kept_preview(key: str, preview: Preview, options: RenderOptions,
-                         resampled: Resampled | None) -> tuple[bytes, Resampled | None]:
+def _render_kept_preview(
+    key: str, preview: Preview, options: RenderOptions, resampled: Resampled | None
+) -> tuple[bytes, Resampled | None]:
     """In a pool worker: _render_sharing from a preview handed over whole, kept for the frame's next thumbnails."""
     _worker_previews.put(key, preview)
     return _render_sharing(preview, options, resampled)
 
 
-def _render_stored_preview(directory: str, key: str, options: RenderOptions,
-                           resampled: Resampled | None) -> tuple[bytes, Resampled | None] | None:
+def _render_stored_preview(
+    directory: str, key: str, options: RenderOptions, resampled: Resampled | None
+) -> tuple[bytes, Resampled | None] | None:
     """In a pool worker: _render_sharing from the preview stored under key in the disk cache at directory;
     None when it is stored no more."""
     preview = _stored_preview(directory, key)
     return None if preview is None else _render_sharing(preview, options, resampled)
 
 
-def _render_sharing(preview: Preview, options: RenderOptions,
-                    resampled: Resampled | None) -> tuple[bytes, Resampled | None]:
+def _render_sharing(
+    preview: Preview, options: RenderOptions, resampled: Resampled | None
+) -> tuple[bytes, Resampled | None]:
     """The thumbnail made from the preview (resampled to its size when given), and the preview resampled
     for it when that was not given: the server keeps it for the size's other thumbnails."""
     if resampled is not None:
@@ -161,7 +164,8 @@ class Thumbnailer:
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
-            render_with_preview, preview_size=preview_size)
+            render_with_preview, preview_size=preview_size
+        )
 
     def key(self, frames: Sequence[Frame], options: RenderOptions) -> str:
         """The cache key of the thumbnail of one frame, or of the red, visual and blue frames' composite."""
@@ -197,7 +201,9 @@ class Thumbnailer:
             return Thumbnail(key, hot, "memory")
         # Lookup and render share one flight: identical requests ask the slower levels once, and
         # none can miss them just before another request's render lands there.
-        (data, source), joined = await self._flights.run(key, lambda: self._find_or_render(key, frames, options, render))
+        (data, source), joined = await self._flights.run(
+            key, lambda: self._find_or_render(key, frames, options, render)
+        )
         if joined:
             self._metrics.coalesced_requests.inc()
         return Thumbnail(key, data, source, coalesced=joined)
@@ -229,8 +235,11 @@ class Thumbnailer:
             return
         self._metrics.renders_refused.inc()
         wait = math.ceil(self._render_seconds * (self._pool.queued + 1) / self._pool.workers)
-        raise ThumbproxyError(503, "Too many thumbnails are being rendered; please retry shortly",
-                              {"Retry-After": str(min(max(wait, 1), MAX_RETRY_AFTER_SECONDS))})
+        raise ThumbproxyError(
+            503,
+            "Too many thumbnails are being rendered; please retry shortly",
+            {"Retry-After": str(min(max(wait, 1), MAX_RETRY_AFTER_SECONDS))},
+        )
 
     async def _render_mono(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         frame = frames[0]
@@ -261,8 +270,9 @@ class Thumbnailer:
             if writing is not None:
                 thumbnail = await self._from_preview(key, writing, options)
             else:
-                thumbnail = await self._render_sharing(key, outline, options, _render_stored_preview,
-                                                       self._cache.disk.directory, key)
+                thumbnail = await self._render_sharing(
+                    key, outline, options, _render_stored_preview, self._cache.disk.directory, key
+                )
             if thumbnail is None:
                 preview = await self._cache.preview(key)
                 thumbnail = None if preview is None else await self._from_preview(key, preview, options)
@@ -291,7 +301,8 @@ class Thumbnailer:
         The preview is made once for all the version's requests under way, and stored.
         """
         (preview, thumbnail), joined = await self._preview_flights.run(
-            (frame.id, frame.version), lambda: self._make_preview(key, path, options))
+            (frame.id, frame.version), lambda: self._make_preview(key, path, options)
+        )
         if joined or thumbnail is None:
             thumbnail = await self._from_preview(key, preview, options)
         if thumbnail is None:
@@ -321,7 +332,8 @@ class Thumbnailer:
     async def _preview_in_bands(self, path: str, bands: int) -> Preview:
         """The preview of the file at path read by `bands` pool jobs at once, each decompressing only its rows."""
         parts = await _all_or_first_failure(
-            *(self._pool.run(read_band, path, band, bands, self._preview_size) for band in range(bands)))
+            *(self._pool.run(read_band, path, band, bands, self._preview_size) for band in range(bands))
+        )
         return await asyncio.to_thread(join_bands, parts)
 
     async def _from_preview(self, key: str, preview: Preview, options: RenderOptions) -> bytes | None:
@@ -330,8 +342,14 @@ class Thumbnailer:
             return None
         return await self._render_sharing(key, preview.outline, options, _render_kept_preview, key, preview)
 
-    async def _render_sharing(self, key: str, outline: Outline, options: RenderOptions,
-                              job: Callable[..., tuple[bytes, Resampled | None] | None], *args: object) -> bytes | None:
+    async def _render_sharing(
+        self,
+        key: str,
+        outline: Outline,
+        options: RenderOptions,
+        job: Callable[..., tuple[bytes, Resampled | None] | None],
+        *args: object,
+    ) -> bytes | None:
         """job(*args, options, resampled) in the pool, handed the preview under key already resampled to the
         thumbnail's size if kept; keeps what the job resampled. None when the job finds no preview."""
         size_key = (key, outline.thumbnail_size(options))
@@ -346,8 +364,9 @@ class Thumbnailer:
     async def _render_color(self, frames: tuple[Frame, ...], options: RenderOptions) -> bytes:
         async with AsyncExitStack() as files:
             # All three download at once, each shared with other requests for the same frame version.
-            entered = await _all_or_first_failure(*(files.enter_async_context(self._files.fits_file(frame))
-                                                    for frame in frames))
+            entered = await _all_or_first_failure(
+                *(files.enter_async_context(self._files.fits_file(frame)) for frame in frames)
+            )
             names = {path.name: frame for path, frame in zip(entered, frames)}
             async with self._rendering("color", names.get):
                 composite = await self._pool.run(render_color_thumbnail, [str(path) for path in entered], options)

@@ -5,5 +5,4 @@ from thumbproxy.render.errors import RenderError
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.thumbnail import render_thumbnail
 
-__all__ = ["ColorThumbnail", "RenderError", "RenderOptions", "render_color_thumbnail",
-           "render_thumbnail"]
+__all__ = ["ColorThumbnail", "RenderError", "RenderOptions", "render_color_thumbnail", "render_thumbnail"]

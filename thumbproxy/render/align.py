@@ -65,8 +65,7 @@ def _celestial_wcs(header: Mapping[str, Any]) -> WCS | None:
         return None
     if celestial.naxis != 2 or not celestial.has_celestial:
         return None
-    if not np.all(np.isfinite(celestial.pixel_scale_matrix)) or \
-            np.linalg.det(celestial.pixel_scale_matrix) == 0.0:
+    if not np.all(np.isfinite(celestial.pixel_scale_matrix)) or np.linalg.det(celestial.pixel_scale_matrix) == 0.0:
         return None
     return celestial
 
@@ -74,12 +73,14 @@ def _celestial_wcs(header: Mapping[str, Any]) -> WCS | None:
 def _plausible(image_map: Affine) -> bool:
     """Whether the map is a turn (mirrored or not) and a moderate change of scale."""
     longest, shortest = np.linalg.svd(image_map.matrix, compute_uv=False)
-    return bool(shortest > 0.0 and longest <= MAX_STRETCH * shortest
-                and 1.0 / MAX_SCALE <= shortest and longest <= MAX_SCALE)
+    return bool(
+        shortest > 0.0 and longest <= MAX_STRETCH * shortest and shortest >= 1.0 / MAX_SCALE and longest <= MAX_SCALE
+    )
 
 
-def _wcs_maps(shapes: Sequence[tuple[int, int]], headers: Sequence[Mapping[str, Any]],
-              factor: int) -> tuple[Affine, ...] | None:
+def _wcs_maps(
+    shapes: Sequence[tuple[int, int]], headers: Sequence[Mapping[str, Any]], factor: int
+) -> tuple[Affine, ...] | None:
     """Affine maps between the reduced images, fitted to where the WCSs put a grid of points."""
     systems = [_celestial_wcs(header) for header in headers]
     if any(system is None for system in systems):
@@ -120,12 +121,13 @@ def _registered_maps(images: Sequence[np.ndarray]) -> tuple[Affine, ...] | None:
 def _centred_maps(shapes: Sequence[tuple[int, int]]) -> tuple[Affine, ...]:
     """Translations that put every image's centre on the first one's."""
     rows, columns = shapes[0]
-    return tuple(Affine.translation((other_columns - columns) / 2.0, (other_rows - rows) / 2.0)
-                 for other_rows, other_columns in shapes)
+    return tuple(
+        Affine.translation((other_columns - columns) / 2.0, (other_rows - rows) / 2.0)
+        for other_rows, other_columns in shapes
+    )
 
 
-def align(images: Sequence[np.ndarray], headers: Sequence[Mapping[str, Any]],
-          factor: int) -> Alignment:
+def align(images: Sequence[np.ndarray], headers: Sequence[Mapping[str, Any]], factor: int) -> Alignment:
     """How the reduced images (block means over factor x factor pixels) of frames with these
     headers line up with the first; never raises for frames that do not line up."""
     shapes = [image.shape for image in images]

@@ -41,8 +41,9 @@ class _Channel:
     header: Mapping[str, Any]
 
 
-def _read_channel(path: str | os.PathLike, factor_of: Callable[[FitsImage], int],
-                  options: RenderOptions) -> tuple[_Channel, int]:
+def _read_channel(
+    path: str | os.PathLike, factor_of: Callable[[FitsImage], int], options: RenderOptions
+) -> tuple[_Channel, int]:
     """The frame at path block-averaged by the factor factor_of gives for its image, its tone measured; and
     that factor. Read a chunk at a time, as a single frame's thumbnail is: never whole in memory."""
     [reduced], header = read_reductions(path, lambda image: [factor_of(image)])
@@ -56,8 +57,7 @@ def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) ->
     return display_orientation(usable[0] if usable else headers[0], spectrum=spectrum)
 
 
-def render_color_thumbnail(paths: Sequence[str | os.PathLike],
-                           options: RenderOptions) -> ColorThumbnail:
+def render_color_thumbnail(paths: Sequence[str | os.PathLike], options: RenderOptions) -> ColorThumbnail:
     """A colour JPEG thumbnail of the red, visual and blue FITS frames at paths, in that order.
 
     The other frames are resampled onto the red frame's pixels, lined up by their WCS, else by
@@ -76,21 +76,23 @@ def render_color_thumbnail(paths: Sequence[str | os.PathLike],
     for path, channel in zip(paths, channels):
         rows, columns = channel.reduced.shape
         if min(rows, columns) < MIN_COMPOSITE_SIDE:
-            raise RenderError(Path(path).name, f"too small for a colour composite ({columns} x {rows} pixels "
-                                               f"once reduced; at least {MIN_COMPOSITE_SIDE} x {MIN_COMPOSITE_SIDE})")
+            raise RenderError(
+                Path(path).name,
+                f"too small for a colour composite ({columns} x {rows} pixels "
+                f"once reduced; at least {MIN_COMPOSITE_SIDE} x {MIN_COMPOSITE_SIDE})",
+            )
 
-    alignment = align([channel.reduced for channel in channels],
-                      [channel.header for channel in channels], factor)
+    alignment = align([channel.reduced for channel in channels], [channel.header for channel in channels], factor)
     box = alignment.box
-    aligned = [warp(channel.reduced, image_map, box)
-               for channel, image_map in zip(channels, alignment.maps)]
+    aligned = [warp(channel.reduced, image_map, box) for channel, image_map in zip(channels, alignment.maps)]
     orientation = _shared_orientation([channel.header for channel in channels], options.spectrum)
     size = output_size((box.rows * factor, box.columns * factor), orientation, options)
     tones = [channel.tone for channel in channels]
     if options.stretch == "lupton":
         rgb = lupton_rgb(aligned, tones, factor, size)
     else:
-        pixels_per_output_pixel = box.rows * box.columns * factor ** 2 / (size[0] * size[1])
-        rgb = np.dstack([grey_levels(image, tone, size, pixels_per_output_pixel)
-                         for image, tone in zip(aligned, tones)])
+        pixels_per_output_pixel = box.rows * box.columns * factor**2 / (size[0] * size[1])
+        rgb = np.dstack(
+            [grey_levels(image, tone, size, pixels_per_output_pixel) for image, tone in zip(aligned, tones)]
+        )
     return ColorThumbnail(finish(rgb, orientation, options), alignment.method)

@@ -6,7 +6,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-
 class UnreadableFrame(Exception):
     """The file holds no image the renderer can read; the message is a short reason for a user."""
 

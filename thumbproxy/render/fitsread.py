@@ -85,8 +85,9 @@ def _check_layout(hdu: HDU) -> None:
             raise UnreadableFrame(f"it has too many compression tiles to decompress ({tiles}; ZTILEn: {tile})")
 
 
-def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO,
-                      check_datasum: bool) -> RowTiles | None:
+def _compressed_tiles(
+    path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO, check_datasum: bool
+) -> RowTiles | None:
     """The tiles of hdu, the compressed HDU at index of the FITS file at path open as file, when RowTiles
     reads their layout, else None.
 
@@ -105,16 +106,20 @@ def _compressed_tiles(path: str | os.PathLike, hdu: fits.CompImageHDU, index: in
 def _checked_tiles(table: fits.BinTableHDU, file: BinaryIO, check_datasum: bool) -> RowTiles | None:
     check_tiles(table, file)
     if check_datasum and table.verify_datasum() == 0:
-        raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) "
-                              "does not match")
+        raise UnreadableFrame("the compressed image data are corrupt: their checksum (DATASUM) does not match")
     return RowTiles.of(table, file)
 
 
 class FitsImage:
     """The image a user means in an open FITS file: its shape and header at once, its rows on demand."""
 
-    def __init__(self, hdu: HDU, header: Mapping[str, Any], tiles: RowTiles | None,
-                 refusing_damage: Callable[[], AbstractContextManager[None]]) -> None:
+    def __init__(
+        self,
+        hdu: HDU,
+        header: Mapping[str, Any],
+        tiles: RowTiles | None,
+        refusing_damage: Callable[[], AbstractContextManager[None]],
+    ) -> None:
         self._hdu = hdu
         self._compressed = isinstance(hdu, fits.CompImageHDU)
         # The fast reader of the compressed tiles, when it knows their layout.
@@ -167,8 +172,13 @@ class FitsImage:
             self._tiles.close()
 
 
-def _image(path: str | os.PathLike, file: BinaryIO, hdul: fits.HDUList, check_datasum: bool,
-           refusing_damage: Callable[[], AbstractContextManager[None]]) -> FitsImage:
+def _image(
+    path: str | os.PathLike,
+    file: BinaryIO,
+    hdul: fits.HDUList,
+    check_datasum: bool,
+    refusing_damage: Callable[[], AbstractContextManager[None]],
+) -> FitsImage:
     """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read.
 
     Close its tiles (FitsImage.close) when done.
@@ -183,8 +193,7 @@ def _image(path: str | os.PathLike, file: BinaryIO, hdul: fits.HDUList, check_da
     return FitsImage(hdu, header, tiles, refusing_damage)
 
 
-def _failure_reason(start: bytes, error: Exception,
-                    caught: Sequence[warnings.WarningMessage]) -> str:
+def _failure_reason(start: bytes, error: Exception, caught: Sequence[warnings.WarningMessage]) -> str:
     """A short reason for a user, from the file's first bytes, the error, and astropy's warnings.
 
     Damage astropy warned of explains whatever error followed it: a header cut short leaves no
@@ -226,8 +235,7 @@ def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) ->
 
 
 @contextmanager
-def open_image(path: str | os.PathLike, check_datasum: bool = True,
-               memory_mapped: bool = False) -> Iterator[FitsImage]:
+def open_image(path: str | os.PathLike, check_datasum: bool = True, memory_mapped: bool = False) -> Iterator[FitsImage]:
     """The image a user expects in the FITS file at path, open for reading until the context ends.
 
     Raises UnreadableFrame for anything that is not a readable FITS image: an empty,

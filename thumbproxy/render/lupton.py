@@ -36,8 +36,7 @@ def _above_black(image: np.ndarray, tone: Tone, factor: int) -> np.ndarray:
     return scaled + np.float32(BLACK_BELOW_SKY)
 
 
-def lupton_rgb(channels: Sequence[np.ndarray], tones: Sequence[Tone], factor: int,
-               size: tuple[int, int]) -> np.ndarray:
+def lupton_rgb(channels: Sequence[np.ndarray], tones: Sequence[Tone], factor: int, size: tuple[int, int]) -> np.ndarray:
     """uint8 RGB (rows, columns, 3) at size (width, height) of the red, green and blue block
     means over factor x factor pixels, each with the tone measured on its full-resolution frame.
 

@@ -80,8 +80,11 @@ def orientation_cards(header: Mapping[str, Any]) -> dict[str, str | int | float 
     A value of any other type (astropy's Undefined, a complex number) is kept as its text,
     which display_orientation treats alike: not a number, so no usable CD matrix.
     """
-    return {keyword: value if isinstance(value, (str, int, float, bool)) else str(value)
-            for keyword in ORIENTATION_KEYWORDS if (value := _readable(header, keyword)) is not None}
+    return {
+        keyword: value if isinstance(value, (str, int, float, bool)) else str(value)
+        for keyword in ORIENTATION_KEYWORDS
+        if (value := _readable(header, keyword)) is not None
+    }
 
 
 def _readable(header: Mapping[str, Any], keyword: str) -> Any:

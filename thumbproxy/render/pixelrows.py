@@ -13,8 +13,15 @@ from typing import Protocol
 
 import numpy as np
 
-from thumbproxy.render.reduce import (block_any, block_mean, blocks_at, column_blocks, finite_means, infinite_as_nan,
-                                      whole_blocks)
+from thumbproxy.render.reduce import (
+    block_any,
+    block_mean,
+    blocks_at,
+    column_blocks,
+    finite_means,
+    infinite_as_nan,
+    whole_blocks,
+)
 
 # Pixels scaled at once when block-averaging scaled rows (1 MiB as float32): within the CPU's cache.
 CACHE_PIXELS = 2**18
@@ -33,8 +40,7 @@ class PixelRows(Protocol):
         """A new array: the rows' mean over factor x factor blocks, as reduce.block_mean defines it."""
 
 
-def dequantize(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, blank: int | None,
-               out: np.ndarray) -> None:
+def dequantize(quantized: np.ndarray, scale: np.ndarray, zero: np.ndarray, blank: int | None, out: np.ndarray) -> None:
     """float32 pixels into out: quantized * scale + zero, a row's scale and zero (columns of float32)
     the same along it; NaN where the integer is blank."""
     # Pixels past the float32 range become inf, which reductions leave out.
@@ -107,8 +113,9 @@ class ScaledRows:
             # those blocks dequantized.
             blocks = blocks_at(quantized, factor, bad)
             bad_rows = np.nonzero(bad)[0]
-            row_scale, row_zero = (column[:rows * factor].reshape(rows, factor, 1)[bad_rows]
-                                   for column in (self.scale, self.zero))
+            row_scale, row_zero = (
+                column[: rows * factor].reshape(rows, factor, 1)[bad_rows] for column in (self.scale, self.zero)
+            )
             values = np.empty(blocks.shape, np.float32)
             dequantize(blocks, row_scale, row_zero, self.blank, values)
             means[bad] = finite_means(values)

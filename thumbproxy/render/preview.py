@@ -99,8 +99,12 @@ class Preview:
         the image, the limit samples and the median samples. No pickled objects."""
         fields = {"shape": self.shape, "factor": self.factor, "noise": self.samples.noise, "cards": dict(self.cards)}
         stored = io.BytesIO()
-        for array in (np.frombuffer(json.dumps(fields).encode(), np.uint8), self.image,
-                      self.samples.limit_samples, self.samples.median_samples):
+        for array in (
+            np.frombuffer(json.dumps(fields).encode(), np.uint8),
+            self.image,
+            self.samples.limit_samples,
+            self.samples.median_samples,
+        ):
             np.lib.format.write_array(stored, np.ascontiguousarray(array), allow_pickle=False)
         return stored.getvalue()
 
@@ -112,8 +116,13 @@ class Preview:
         try:
             fields = json.loads(fields_record.tobytes())
             rows, columns = fields["shape"]
-            return cls((rows, columns), fields["factor"], image,
-                       PixelSamples(limit_samples, median_samples, fields["noise"]), fields["cards"])
+            return cls(
+                (rows, columns),
+                fields["factor"],
+                image,
+                PixelSamples(limit_samples, median_samples, fields["noise"]),
+                fields["cards"],
+            )
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a stored preview: {error!r}") from error
 
@@ -156,8 +165,13 @@ def band_rows(rows: int, unit: int, band: int, bands: int) -> slice:
 def join_bands(bands: Sequence[PreviewBand]) -> Preview:
     """The preview from all its bands, in order."""
     first = bands[0]
-    return Preview(first.shape, first.factor, _joined([band.image for band in bands]),
-                   joined([band.samples for band in bands]), first.cards)
+    return Preview(
+        first.shape,
+        first.factor,
+        _joined([band.image for band in bands]),
+        joined([band.samples for band in bands]),
+        first.cards,
+    )
 
 
 def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[PreviewBand]:
@@ -175,12 +189,20 @@ def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[P
         pixels = image.read_rows(chunk, buffer)
         for images, factor in zip(reduced, factors):
             images.append(pixels.block_mean(factor))
-        samples.append(band_samples(pixels, chunk.start * image.shape[1], math.prod(image.shape),
-                                    lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0]))
+        samples.append(
+            band_samples(
+                pixels,
+                chunk.start * image.shape[1],
+                math.prod(image.shape),
+                lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0],
+            )
+        )
     # Taken from the header once, not once per chunk.
     cards = orientation_cards(image.header)
-    return [PreviewBand(image.shape, factor, _joined(images), concatenated(samples), cards)
-            for images, factor in zip(reduced, factors)]
+    return [
+        PreviewBand(image.shape, factor, _joined(images), concatenated(samples), cards)
+        for images, factor in zip(reduced, factors)
+    ]
 
 
 def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
@@ -206,8 +228,9 @@ def thumbnail_factor(image: FitsImage, options: RenderOptions) -> int:
     return reduction_factor(image.shape, Outline(image.shape, 1, image.header).thumbnail_size(options))
 
 
-def read_reductions(path: str | os.PathLike,
-                    factors_of: Callable[[FitsImage], Sequence[int]]) -> tuple[list[Preview], Mapping[str, Any]]:
+def read_reductions(
+    path: str | os.PathLike, factors_of: Callable[[FitsImage], Sequence[int]]
+) -> tuple[list[Preview], Mapping[str, Any]]:
     """The FITS frame at path reduced by each factor factors_of gives for its image, all in one pass a chunk
     at a time (the whole frame is held only for a factor of 1), and the frame's header. Raises RenderError
     and OSError as render_thumbnail does."""

@@ -31,12 +31,10 @@ def thumbnail_size(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, in
     aspect = width / height
     if box_width / box_height >= aspect:
         return round_aspect(box_height * aspect, lambda n: abs(aspect - n / box_height)), box_height
-    return box_width, round_aspect(box_width / aspect,
-                                   lambda n: 0 if n == 0 else abs(aspect - box_width / n))
+    return box_width, round_aspect(box_width / aspect, lambda n: 0 if n == 0 else abs(aspect - box_width / n))
 
 
-def output_size(shape: tuple[int, int], orientation: Orientation,
-                options: RenderOptions) -> tuple[int, int]:
+def output_size(shape: tuple[int, int], orientation: Orientation, options: RenderOptions) -> tuple[int, int]:
     """The (width, height), in data orientation, of the thumbnail of an image of shape (rows,
     columns): it fits options' box once oriented, keeps its aspect ratio and is never enlarged."""
     rows, columns = shape
@@ -80,7 +78,7 @@ def infinite_as_nan(pixels: np.ndarray) -> np.ndarray:
 
 def whole_blocks(data: np.ndarray, factor: int) -> np.ndarray:
     """data without the trailing rows and columns that do not fill a factor x factor block."""
-    return data[:data.shape[0] // factor * factor, :data.shape[1] // factor * factor]
+    return data[: data.shape[0] // factor * factor, : data.shape[1] // factor * factor]
 
 
 def block_sums(data: np.ndarray, factor: int) -> np.ndarray:
@@ -119,7 +117,7 @@ def average_finite(data: np.ndarray, factor: int, means: np.ndarray, bad: np.nda
 
 
 def blocks_at(data: np.ndarray, factor: int, marked: np.ndarray) -> np.ndarray:
-    """The factor x factor blocks of data (whole blocks) marked True in `marked` (one per block), (n, factor, factor)."""
+    """The whole factor x factor blocks of data marked True in `marked` (one per block): (n, factor, factor)."""
     rows, columns = marked.shape
     block_rows, block_columns = np.nonzero(marked)
     return data.reshape(rows, factor, columns, factor)[block_rows, :, block_columns, :]

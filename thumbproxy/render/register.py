@@ -55,8 +55,7 @@ def _stands_out(surface: np.ndarray, row: int, column: int) -> bool:
     rows, columns = surface.shape
     # Distances wrap round, as the correlation does.
     near_row = np.abs((np.arange(rows) - row + rows // 2) % rows - rows // 2) <= PEAK_RADIUS
-    near_column = np.abs((np.arange(columns) - column + columns // 2) % columns
-                         - columns // 2) <= PEAK_RADIUS
+    near_column = np.abs((np.arange(columns) - column + columns // 2) % columns - columns // 2) <= PEAK_RADIUS
     elsewhere = surface[~(near_row[:, None] & near_column[None, :])]
     peak = surface[row, column]
     return bool(peak > 0.0 and (elsewhere.size == 0 or peak >= MIN_PEAK_RATIO * elsewhere.max()))
@@ -76,7 +75,7 @@ def _centred_crop(image: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray
     """The middle shape of image, and the (row, column) where it starts."""
     top = (image.shape[0] - shape[0]) // 2
     left = (image.shape[1] - shape[1]) // 2
-    return image[top:top + shape[0], left:left + shape[1]], top, left
+    return image[top : top + shape[0], left : left + shape[1]], top, left
 
 
 def phase_correlation(reference: np.ndarray, image: np.ndarray) -> tuple[float, float] | None:
@@ -102,7 +101,7 @@ def phase_correlation(reference: np.ndarray, image: np.ndarray) -> tuple[float, 
     cross = np.divide(cross, magnitude, out=np.zeros_like(cross), where=magnitude > 0.0)
     frequency_y = np.fft.fftfreq(rows)[:, None]
     frequency_x = np.fft.rfftfreq(columns)[None, :]
-    cross *= np.exp(-2.0 * (math.pi * PEAK_SIGMA) ** 2 * (frequency_x ** 2 + frequency_y ** 2))
+    cross *= np.exp(-2.0 * (math.pi * PEAK_SIGMA) ** 2 * (frequency_x**2 + frequency_y**2))
     surface = np.fft.irfft2(cross, s=(rows, columns))
 
     row, column = np.unravel_index(np.argmax(surface), surface.shape)
@@ -116,5 +115,4 @@ def phase_correlation(reference: np.ndarray, image: np.ndarray) -> tuple[float, 
     shift_x = (column + dx + columns / 2.0) % columns - columns / 2.0
     # Scaled back to the images' own pixels (block centres sit factor apart), plus where the
     # compared parts lie in each image.
-    return (shift_x * factor + image_left - reference_left,
-            shift_y * factor + image_top - reference_top)
+    return (shift_x * factor + image_left - reference_left, shift_y * factor + image_top - reference_top)

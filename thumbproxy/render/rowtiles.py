@@ -43,8 +43,9 @@ def compression_setting(header: Mapping[str, Any], name: str, default: int) -> i
 class RowTiles:
     """The tiles of one compressed image HDU, in a file open for reading."""
 
-    def __init__(self, header: Mapping[str, Any], table: np.ndarray, file: mmap.mmap, starts: np.ndarray,
-                 ends: np.ndarray) -> None:
+    def __init__(
+        self, header: Mapping[str, Any], table: np.ndarray, file: mmap.mmap, starts: np.ndarray, ends: np.ndarray
+    ) -> None:
         self._columns = int(header["ZNAXIS1"])
         self._tile_rows = int(header["ZTILE2"])
         self._rows = int(header["ZNAXIS2"])
@@ -87,12 +88,20 @@ class RowTiles:
         names = set(hdu.columns.names)
         quantized = header.get("ZBITPIX") == -32 and {"ZSCALE", "ZZERO"} <= names
         # Blank-marked integers are astropy's: their blanks are not scaled like other pixels.
-        integer = (header.get("ZBITPIX") in INTEGER_BITPIX and "ZSCALE" not in names
-                   and "ZBLANK" not in header and "BLANK" not in header)
-        if (header.get("ZCMPTYPE") not in RICE or header.get("ZNAXIS") != 2
-                or header.get("ZTILE1", header.get("ZNAXIS1")) != header.get("ZNAXIS1")
-                or header.get("ZQUANTIZ", "NO_DITHER") not in DITHERS
-                or not (quantized or integer) or "ZBLANK" in names):
+        integer = (
+            header.get("ZBITPIX") in INTEGER_BITPIX
+            and "ZSCALE" not in names
+            and "ZBLANK" not in header
+            and "BLANK" not in header
+        )
+        if (
+            header.get("ZCMPTYPE") not in RICE
+            or header.get("ZNAXIS") != 2
+            or header.get("ZTILE1", header.get("ZNAXIS1")) != header.get("ZNAXIS1")
+            or header.get("ZQUANTIZ", "NO_DITHER") not in DITHERS
+            or not (quantized or integer)
+            or "ZBLANK" in names
+        ):
             return None
         width = header["NAXIS1"] * header["NAXIS2"]
         start = hdu.fileinfo()["datLoc"]
@@ -133,8 +142,14 @@ class RowTiles:
             tiles += self._tiles(short, self._tile_pixels(short.start))
         quantized = np.frombuffer(b"".join(tiles), f"i{self._bytepix}").reshape(shape)
         wanted = slice(start - first_row, max(start, stop) - first_row)
-        return ScaledRows(quantized[wanted], *(np.repeat(column[first_tile:last_tile], self._tile_rows, axis=0)[wanted]
-                                               for column in (self._scale32, self._zero32)), self._blank)
+        return ScaledRows(
+            quantized[wanted],
+            *(
+                np.repeat(column[first_tile:last_tile], self._tile_rows, axis=0)[wanted]
+                for column in (self._scale32, self._zero32)
+            ),
+            self._blank,
+        )
 
     def _tiles_of(self, rows: slice) -> tuple[int, int, int, tuple[int, int]]:
         """The first and after-last tiles holding these rows (step 1), the first tile's first row, and
@@ -143,8 +158,12 @@ class RowTiles:
         stop = max(start, stop)
         first_tile, last_tile = start // self._tile_rows, -(-stop // self._tile_rows)
         first_row = first_tile * self._tile_rows
-        return first_tile, last_tile, first_row, (min(self._rows, last_tile * self._tile_rows) - first_row,
-                                                  self._columns)
+        return (
+            first_tile,
+            last_tile,
+            first_row,
+            (min(self._rows, last_tile * self._tile_rows) - first_row, self._columns),
+        )
 
     def read(self, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
         """float32 pixels of these rows (step 1); ValueError when a tile is corrupt.
@@ -154,20 +173,22 @@ class RowTiles:
         start, stop, _ = rows.indices(self._rows)
         first_tile, last_tile, first_row, shape = self._tiles_of(rows)
         fits_out = out is not None and out.shape[0] >= shape[0] and out.shape[1:] == shape[1:]
-        pixels = out[:shape[0]] if fits_out else np.empty(shape, np.float32)
+        pixels = out[: shape[0]] if fits_out else np.empty(shape, np.float32)
         flat = pixels.reshape(-1)
         if self.scaled:
             self._read_undithered(first_tile, last_tile, flat)
         else:
             self._read_dithered(first_tile, last_tile, flat)
-        return pixels[start - first_row:max(start, stop) - first_row]
+        return pixels[start - first_row : max(start, stop) - first_row]
 
     def _tiles(self, tiles: range, pixels: int) -> list[bytes]:
         """The quantized integers of these tiles of `pixels` pixels each, decompressed."""
         blocksize, bytepix = self._blocksize, self._bytepix
         # The view looked up on self, never held in a local: a traceback keeping this frame must not keep the map.
-        return [decompress_rice_1_c(self._bytes[start:end], blocksize, bytepix, pixels)
-                for start, end in zip(self._starts[tiles.start:tiles.stop], self._ends[tiles.start:tiles.stop])]
+        return [
+            decompress_rice_1_c(self._bytes[start:end], blocksize, bytepix, pixels)
+            for start, end in zip(self._starts[tiles.start : tiles.stop], self._ends[tiles.start : tiles.stop])
+        ]
 
     def _tile_pixels(self, tile: int) -> int:
         return (min(self._rows, (tile + 1) * self._tile_rows) - tile * self._tile_rows) * self._columns
@@ -178,12 +199,24 @@ class RowTiles:
         for tile in range(first_tile, last_tile):
             pixels = self._tile_pixels(tile)
             [quantized] = self._tiles(range(tile, tile + 1), pixels)
-            values = np.frombuffer(unquantize_float_c(quantized, tile + self._dither_seed, pixels, self._scale[tile],
-                                                      self._zero[tile], self._dither, 0, 0, 0.0, self._bytepix),
-                                   np.float32)
+            values = np.frombuffer(
+                unquantize_float_c(
+                    quantized,
+                    tile + self._dither_seed,
+                    pixels,
+                    self._scale[tile],
+                    self._zero[tile],
+                    self._dither,
+                    0,
+                    0,
+                    0.0,
+                    self._bytepix,
+                ),
+                np.float32,
+            )
             if self._blank is not None:
                 values = np.where(np.frombuffer(quantized, f"i{self._bytepix}") == self._blank, np.nan, values)
-            out[position:position + pixels] = values
+            out[position : position + pixels] = values
             position += pixels
 
     def _read_undithered(self, first_tile: int, last_tile: int, out: np.ndarray) -> None:
@@ -191,7 +224,8 @@ class RowTiles:
         per_chunk = max(1, CHUNK_PIXELS // (self._tile_rows * self._columns))
         position = 0
         for chunk_start in range(first_tile, last_tile, per_chunk):
-            chunk = self.scaled_rows(slice(chunk_start * self._tile_rows,
-                                           min(last_tile, chunk_start + per_chunk) * self._tile_rows))
-            chunk.values(out[position:position + chunk.size].reshape(chunk.quantized.shape))
+            chunk = self.scaled_rows(
+                slice(chunk_start * self._tile_rows, min(last_tile, chunk_start + per_chunk) * self._tile_rows)
+            )
+            chunk.values(out[position : position + chunk.size].reshape(chunk.quantized.shape))
             position += chunk.size

@@ -59,8 +59,9 @@ def _indices(start: int, size: int, total: int, count: int) -> np.ndarray:
     return np.arange(_first_index(start, stride), start + size, stride) - start
 
 
-def band_samples(pixels: PixelRows | np.ndarray, start: int, total: int,
-                 next_pixel: Callable[[], Any] | None = None) -> BandSamples:
+def band_samples(
+    pixels: PixelRows | np.ndarray, start: int, total: int, next_pixel: Callable[[], Any] | None = None
+) -> BandSamples:
     """The samples of a band of pixels, flat indices start onwards of a frame of total pixels.
 
     next_pixel gives the pixel just after the band; it is asked for only when a sampled pixel
@@ -74,8 +75,9 @@ def band_samples(pixels: PixelRows | np.ndarray, start: int, total: int,
     # One gather for all: scaled rows pay for each gather as much as for its pixels.
     limit, median, right_inside = np.split(
         pixels.take(np.concatenate([limit_indices, median_indices, left_indices[inside] + 1])),
-        [limit_indices.size, limit_indices.size + median_indices.size])
-    left = limit[:left_indices.size].astype(np.float64)
+        [limit_indices.size, limit_indices.size + median_indices.size],
+    )
+    left = limit[: left_indices.size].astype(np.float64)
     right = np.empty_like(left)
     right[inside] = right_inside
     if not inside.all():
@@ -86,9 +88,11 @@ def band_samples(pixels: PixelRows | np.ndarray, start: int, total: int,
 
 def concatenated(bands: Sequence[BandSamples]) -> BandSamples:
     """The samples of consecutive bands as those of one band."""
-    return BandSamples(np.concatenate([band.limit_samples for band in bands]),
-                       np.concatenate([band.median_samples for band in bands]),
-                       np.concatenate([band.differences for band in bands]))
+    return BandSamples(
+        np.concatenate([band.limit_samples for band in bands]),
+        np.concatenate([band.median_samples for band in bands]),
+        np.concatenate([band.differences for band in bands]),
+    )
 
 
 def joined(bands: Sequence[BandSamples]) -> PixelSamples:

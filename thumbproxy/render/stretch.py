@@ -11,8 +11,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.visualization import (AsymmetricPercentileInterval, BaseTransform, ManualInterval,
-                                   PowerStretch, ZScaleInterval)
+from astropy.visualization import (
+    AsymmetricPercentileInterval,
+    BaseTransform,
+    ManualInterval,
+    PowerStretch,
+    ZScaleInterval,
+)
 
 GAMMA = 2.5
 # fits2image fits one line to the sorted samples (contrast 0.1) and measures zmax from the
@@ -49,8 +54,7 @@ def display_limits(samples: np.ndarray) -> Limits:
     if samples.size == 0:
         return Limits(0.0, 1.0)
     lower = float(np.median(samples))
-    _, upper = ZScaleInterval(n_samples=samples.size, contrast=ZSCALE_CONTRAST,
-                              max_iterations=1).get_limits(samples)
+    _, upper = ZScaleInterval(n_samples=samples.size, contrast=ZSCALE_CONTRAST, max_iterations=1).get_limits(samples)
     upper = float(upper)
     if upper <= lower:
         return Limits(lower - 1.0, upper + 1.0)
@@ -63,8 +67,7 @@ def pixel_stretch(limits: Limits, gamma: float = GAMMA) -> BaseTransform:
     return PowerStretch(1.0 / gamma) + ManualInterval(limits.lower, limits.upper)
 
 
-def subtract_median(stretch: BaseTransform, samples: np.ndarray,
-                    percentile: float) -> BaseTransform:
+def subtract_median(stretch: BaseTransform, samples: np.ndarray, percentile: float) -> BaseTransform:
     """stretch followed by fits2image's recalculate_median, measured on the samples: black at
     the median of the stretched samples and white at their percentile."""
     if samples.size == 0:
@@ -86,12 +89,10 @@ def white_value(limits: Limits, noise: float = 0.0) -> float:
     return limits.upper + CURVE_MARGIN * noise
 
 
-def _noise_averaged_curve(stretch: BaseTransform, limits: Limits,
-                          noise: float) -> tuple[float, float, np.ndarray]:
+def _noise_averaged_curve(stretch: BaseTransform, limits: Limits, noise: float) -> tuple[float, float, np.ndarray]:
     """The stretch's mean over Gaussian noise of this deviation, tabulated: (first point, step, values)."""
     margin = CURVE_MARGIN * noise
-    step = max((limits.upper - limits.lower + 2.0 * margin) / (CURVE_POINTS - 1),
-               noise / CURVE_STEPS_PER_SIGMA)
+    step = max((limits.upper - limits.lower + 2.0 * margin) / (CURVE_POINTS - 1), noise / CURVE_STEPS_PER_SIGMA)
     half_width = math.ceil(margin / step)
     # On a uniform grid the mean over the noise is a convolution with the Gaussian.
     offsets = np.arange(-half_width, half_width + 1) * step
@@ -117,15 +118,11 @@ def _interpolate(image: np.ndarray, start: float, step: float, table: np.ndarray
     return values[index] + position * np.diff(values)[index]
 
 
-def to_grey(image: np.ndarray, stretch: BaseTransform, limits: Limits,
-            noise: float = 0.0) -> np.ndarray:
+def to_grey(image: np.ndarray, stretch: BaseTransform, limits: Limits, noise: float = 0.0) -> np.ndarray:
     """Grey levels (uint8) of image under the per-pixel stretch, whose limits are given.
 
     noise is the standard deviation of the noise averaged away before this stretch; the
     curve applied is then the stretch's mean over that Gaussian noise.
     """
-    if noise > 0.0:
-        levels = _interpolate(image, *_noise_averaged_curve(stretch, limits, noise))
-    else:
-        levels = stretch(image)
+    levels = _interpolate(image, *_noise_averaged_curve(stretch, limits, noise)) if noise > 0.0 else stretch(image)
     return (levels * 255.0 + 0.5).astype(np.uint8)

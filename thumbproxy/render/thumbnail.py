@@ -18,8 +18,17 @@ from thumbproxy.render.orient import Orientation, orient
 from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, read_reduced
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample
 from thumbproxy.render.samples import PixelSamples
-from thumbproxy.render.stretch import (Limits, black_value, display_limits, noise_averaged_away,
-                                       pixel_stretch, subtract_median, to_grey, white_value)
+from thumbproxy.render.stretch import (
+    Limits,
+    black_value,
+    display_limits,
+    noise_averaged_away,
+    pixel_stretch,
+    subtract_median,
+    to_grey,
+    white_value,
+)
+
 
 @dataclass(frozen=True)
 class Tone:
@@ -49,13 +58,11 @@ def tone_of(samples: PixelSamples, limit_samples: np.ndarray, limits: Limits, op
     stretch = pixel_stretch(limits)
     if options.median:
         median_samples = samples.median_samples
-        stretch = subtract_median(stretch, median_samples if median_samples.size else limit_samples,
-                                  options.percentile)
+        stretch = subtract_median(stretch, median_samples if median_samples.size else limit_samples, options.percentile)
     return Tone(stretch, limits, samples.noise)
 
 
-def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int],
-                pixels_per_output_pixel: float) -> np.ndarray:
+def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int], pixels_per_output_pixel: float) -> np.ndarray:
     """uint8 grey levels of the block-reduced image resampled to size (width, height).
 
     reduced is overwritten. pixels_per_output_pixel is the full-resolution area one output
@@ -122,15 +129,17 @@ def render_preview(preview: Preview, options: RenderOptions) -> bytes:
     return render_resampled(preview, resample_preview(preview, options), options)
 
 
-def render_with_preview(path: str | os.PathLike, options: RenderOptions,
-                        preview_size: int) -> tuple[bytes, Preview | None]:
+def render_with_preview(
+    path: str | os.PathLike, options: RenderOptions, preview_size: int
+) -> tuple[bytes, Preview | None]:
     """render_thumbnail's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
     reduced, preview = read_reduced(path, options, preview_size)
     return render_preview(reduced, options), preview
 
 
-def render_thumbnail(path: str | os.PathLike, options: RenderOptions,
-                     preview_size: int = DEFAULT_PREVIEW_SIZE) -> bytes:
+def render_thumbnail(
+    path: str | os.PathLike, options: RenderOptions, preview_size: int = DEFAULT_PREVIEW_SIZE
+) -> bytes:
     """Image bytes of a greyscale thumbnail of the FITS frame at path.
 
     The image is the SCI extension, else the first HDU with 2-D data (first plane of a

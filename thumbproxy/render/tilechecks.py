@@ -77,12 +77,18 @@ def _tile_shapes(header: Mapping[str, Any]) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = [()]
     # The first axis varies fastest from one row of the table to the next.
     for along in reversed(extents):
-        shapes = [shape + (extent,) for shape in shapes for extent in along]
+        shapes = [(*shape, extent) for shape in shapes for extent in along]
     return [shape[::-1] for shape in shapes]
 
 
-def _stored_tiles(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray, shapes: list[tuple[int, ...]],
-                  first: int | None = None) -> Iterator[tuple[bytes, tuple[int, ...]]]:
+def _stored_tiles(
+    file: BinaryIO,
+    heap: int,
+    lengths: np.ndarray,
+    offsets: np.ndarray,
+    shapes: list[tuple[int, ...]],
+    first: int | None = None,
+) -> Iterator[tuple[bytes, tuple[int, ...]]]:
     """Each tile's stored bytes (only its `first` bytes, if given) and its shape; empty tiles left out."""
     for length, offset, shape in zip(lengths.tolist(), offsets.tolist(), shapes):
         if length:
@@ -90,8 +96,9 @@ def _stored_tiles(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.nd
             yield file.read(length if first is None else min(first, length)), shape
 
 
-def _check_inflated_sizes(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray,
-                          shapes: list[tuple[int, ...]]) -> None:
+def _check_inflated_sizes(
+    file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray, shapes: list[tuple[int, ...]]
+) -> None:
     for rest, shape in _stored_tiles(file, heap, lengths, offsets, shapes):
         limit = math.prod(shape) * MAX_BYTES_PER_PIXEL
         # Automatic header detection: zlib or gzip, as writers differ.
@@ -101,17 +108,20 @@ def _check_inflated_sizes(file: BinaryIO, heap: int, lengths: np.ndarray, offset
             while rest and not inflater.eof:
                 inflated += len(inflater.decompress(rest, INFLATE_PIECE))
                 if inflated > limit:
-                    raise UnreadableFrame(f"a GZIP tile inflates past the {limit} bytes its "
-                                          f"{' x '.join(map(str, shape))} pixels can hold")
+                    raise UnreadableFrame(
+                        f"a GZIP tile inflates past the {limit} bytes its {' x '.join(map(str, shape))} pixels can hold"
+                    )
                 rest = inflater.unconsumed_tail
         except zlib.error as error:
             raise UnreadableFrame(f"the compressed image data are corrupt ({error})") from None
 
 
-def _check_hcompress_shapes(file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray,
-                            shapes: list[tuple[int, ...]]) -> None:
+def _check_hcompress_shapes(
+    file: BinaryIO, heap: int, lengths: np.ndarray, offsets: np.ndarray, shapes: list[tuple[int, ...]]
+) -> None:
     for start, shape in _stored_tiles(file, heap, lengths, offsets, shapes, first=10):
-        rows, columns = (int.from_bytes(start[i:i + 4], "big", signed=True) for i in (2, 6))
+        rows, columns = (int.from_bytes(start[i : i + 4], "big", signed=True) for i in (2, 6))
         if start[:2] != HCOMPRESS_MAGIC or (rows, columns) != (shape[1], shape[0]) or math.prod(shape[2:]) != 1:
-            raise UnreadableFrame(f"an HCOMPRESS tile is not of its declared shape ({shape[0]} x {shape[1]} "
-                                  f"pixels; ZTILEn)")
+            raise UnreadableFrame(
+                f"an HCOMPRESS tile is not of its declared shape ({shape[0]} x {shape[1]} pixels; ZTILEn)"
+            )

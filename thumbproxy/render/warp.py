@@ -86,7 +86,7 @@ def _translated(padded: np.ndarray, x: float, y: float, rows: int, columns: int)
     fx, fy = x - column, y - row
 
     def window(down: int, across: int) -> np.ndarray:
-        return padded[row + down:row + down + rows, column + across:column + across + columns]
+        return padded[row + down : row + down + rows, column + across : column + across + columns]
 
     if fx == 0.0 and fy == 0.0:
         return window(0, 0).copy()

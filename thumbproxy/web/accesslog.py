@@ -93,22 +93,32 @@ def _text_lines(entries: Iterable[AccessEntry]) -> str:
     line = lines.append
     for at, method, target, status, seconds, source, coalesced, request_id in entries:
         whole = int(at)
-        line("%s.%03dZ %s %s %d %.1fms %s%s id=%s\n" % (
-            _second(whole), (at - whole) * 1000, method, target.partition("?")[0], status, seconds * 1000,
-            source, " coalesced" if coalesced else "", request_id,
-        ))
+        line(
+            f"{_second(whole)}.{int((at - whole) * 1000):03d}Z {method} {target.partition('?')[0]} {status} "
+            f"{seconds * 1000:.1f}ms {source}{' coalesced' if coalesced else ''} id={request_id}\n"
+        )
     return "".join(lines)
 
 
 def _json_lines(entries: Iterable[AccessEntry]) -> str:
-    return "".join([
-        json.dumps({
-            "time": _timestamp(at), "method": method, "path": target.partition("?")[0], "status": status,
-            "duration_ms": round(seconds * 1000, 1), "source": source, "coalesced": coalesced,
-            "request_id": request_id,
-        }) + "\n"
-        for at, method, target, status, seconds, source, coalesced, request_id in entries
-    ])
+    return "".join(
+        [
+            json.dumps(
+                {
+                    "time": _timestamp(at),
+                    "method": method,
+                    "path": target.partition("?")[0],
+                    "status": status,
+                    "duration_ms": round(seconds * 1000, 1),
+                    "source": source,
+                    "coalesced": coalesced,
+                    "request_id": request_id,
+                }
+            )
+            + "\n"
+            for at, method, target, status, seconds, source, coalesced, request_id in entries
+        ]
+    )
 
 
 ACCESS_LOG = web.AppKey("access_log", AccessLogWriter)

@@ -28,8 +28,10 @@ def _answer(status: int, reason: str, message: str, extra_headers: str = "") -> 
     """A whole HTTP/1.1 answer with a JSON body that closes its connection, made once and sent as is;
     `extra_headers` are header lines, each ending in CRLF."""
     body = json.dumps({"message": message}).encode()
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n{extra_headers}Connection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nCache-Control: no-store\r\n{extra_headers}Connection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -63,8 +65,11 @@ class Connections:
         if self.count() >= self.max_connections:
             if not self._waiting:
                 self._closed["refused"].inc()
-                self.refusals.warn("refused a connection: %d connections open, each with a request under way "
-                                   "(THUMBPROXY_MAX_CONNECTIONS)", self.count())
+                self.refusals.warn(
+                    "refused a connection: %d connections open, each with a request under way "
+                    "(THUMBPROXY_MAX_CONNECTIONS)",
+                    self.count(),
+                )
                 return False
             oldest = next(iter(self._waiting))
             self.forget(oldest)
@@ -142,11 +147,16 @@ class GuardedRequestHandler(RequestHandler):
         self._admitted = False
         super().connection_lost(exc)
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None, message: str | None = None
+    ) -> web.StreamResponse:
         # The exception's text may hold the request's own bytes, credentials included: its class only.
-        self._connections.bad_requests.warn("answered %d to a request from %s that could not be handled (%s)",
-                                            status, request.remote, type(exc).__name__ if exc is not None else "-")
+        self._connections.bad_requests.warn(
+            "answered %d to a request from %s that could not be handled (%s)",
+            status,
+            request.remote,
+            type(exc).__name__ if exc is not None else "-",
+        )
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was being sent already: the connection is broken")
         text = "Bad request: it could not be parsed" if status < 500 else "Internal error"

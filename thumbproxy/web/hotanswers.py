@@ -16,8 +16,8 @@ from aiohttp import hdrs, web
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.render.formats import media_type
 from thumbproxy.pipeline.thumbnails import Thumbnail
+from thumbproxy.render.formats import media_type
 from thumbproxy.web.caching import CachePolicy, etag, not_modified
 from thumbproxy.web.observe import SERVED_FROM
 from thumbproxy.web.wholeresponse import WholeResponse, serialized_headers
@@ -82,8 +82,9 @@ class HotAnswers:
             del self._entries[next(iter(self._entries))]
         validators = {hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: self._cache_control}
         headers = {hdrs.CONTENT_TYPE: media_type(key), **validators}
-        self._entries[target] = _Entry(field, value, frame, key, validators[hdrs.ETAG], serialized_headers(headers),
-                                       serialized_headers(validators))
+        self._entries[target] = _Entry(
+            field, value, frame, key, validators[hdrs.ETAG], serialized_headers(headers), serialized_headers(validators)
+        )
 
 
 HOT_ANSWERS = web.AppKey("hot_answers", HotAnswers)

@@ -13,8 +13,8 @@ from multidict import istr
 
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
-from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.ops.throttledlog import ThrottledWarning
+from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.web.accesslog import AccessLogWriter
 from thumbproxy.web.connections import Connections
 
@@ -58,8 +58,14 @@ class Observation:
     (`connections.draining`), every answer closes its connection.
     """
 
-    def __init__(self, metrics: Metrics, access_log: AccessLogWriter | None, cors_origin: str,
-                 error_cache_control: str, connections: Connections) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        access_log: AccessLogWriter | None,
+        cors_origin: str,
+        error_cache_control: str,
+        connections: Connections,
+    ) -> None:
         self._requests = metrics.requests
         self._connections = connections
         self._access_log = access_log
@@ -80,7 +86,8 @@ class Observation:
             return error_response(error.status, message, {k: v for k, v in error.headers.items() if k == "Allow"})
         kind = type(error).__name__
         throttled = self._unexpected.setdefault(
-            kind, ThrottledWarning(log, UNEXPECTED_ERROR_INTERVAL, level=logging.ERROR))
+            kind, ThrottledWarning(log, UNEXPECTED_ERROR_INTERVAL, level=logging.ERROR)
+        )
         throttled.warn("unexpected error answering %s %s", request.method, request.path, exc_info=error)
         return error_response(500, "Internal error")
 
@@ -122,15 +129,25 @@ class Observation:
             if log_line is not None:
                 served = request.get(SERVED_FROM)
                 # The target as sent, still percent-encoded: decoding it would build a URL object per request.
-                log_line((time.time(), request.method, request.raw_path, status, seconds,
-                          served.source if served is not None else "-", served is not None and served.coalesced,
-                          request_id))
+                log_line(
+                    (
+                        time.time(),
+                        request.method,
+                        request.raw_path,
+                        status,
+                        seconds,
+                        served.source if served is not None else "-",
+                        served is not None and served.coalesced,
+                        request_id,
+                    )
+                )
             return response
 
         return observed
 
-    def add(self, app: web.Application, method: str, path: str, handler: Handler,
-            answer_now: AnswerNow | None = None) -> None:
+    def add(
+        self, app: web.Application, method: str, path: str, handler: Handler, answer_now: AnswerNow | None = None
+    ) -> None:
         """Register an observed route (GET routes answer HEAD too), recorded under its template;
         for `answer_now` see `wrap`."""
         route = web.DynamicResource(path).canonical if "{" in path else path

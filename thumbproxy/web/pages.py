@@ -11,8 +11,8 @@ from aiohttp import web
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.local import LocalArchive
-from thumbproxy.pipeline.colorframes import COLOR_REDUCTION_LEVEL, select_rvb
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.pipeline.colorframes import COLOR_REDUCTION_LEVEL, select_rvb
 from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
 from thumbproxy.render.options import DEFAULT_PERCENTILE, DEFAULT_QUALITY, DEFAULT_SIZE
 from thumbproxy.web.query import MAX_LABEL_LENGTH, MAX_QUALITY
@@ -39,24 +39,55 @@ GALLERY = web.AppKey("gallery", Gallery)
 
 # name, meaning, default, example query
 PARAMETERS = (
-    ("width", "Largest width in pixels; the aspect ratio is kept and frames are never upscaled.",
-     str(DEFAULT_SIZE), "width=500"),
+    (
+        "width",
+        "Largest width in pixels; the aspect ratio is kept and frames are never upscaled.",
+        str(DEFAULT_SIZE),
+        "width=500",
+    ),
     ("height", "Largest height in pixels, likewise.", str(DEFAULT_SIZE), "height=500"),
-    ("label", f"White text in the lower-left corner, shrunk to fit; up to {MAX_LABEL_LENGTH} characters.",
-     "none", "label=M42"),
+    (
+        "label",
+        f"White text in the lower-left corner, shrunk to fit; up to {MAX_LABEL_LENGTH} characters.",
+        "none",
+        "label=M42",
+    ),
     ("image", "Answer with the JPEG itself instead of JSON.", "JSON", "image=true"),
-    ("median", "Subtract the median and stretch to <code>percentile</code>: faint structure stands out.",
-     "false", "median=true"),
-    ("percentile", "Upper percentile of the <code>median</code> stretch, 0 &lt; p &le; 100.",
-     str(DEFAULT_PERCENTILE), "median=true&amp;percentile=98"),
-    ("format", "<code>jpeg</code>, <code>png</code>, <code>webp</code>, or <code>auto</code>: WebP for "
-     "clients whose <code>Accept</code> names it, JPEG for the others.", "jpeg", "format=auto"),
+    (
+        "median",
+        "Subtract the median and stretch to <code>percentile</code>: faint structure stands out.",
+        "false",
+        "median=true",
+    ),
+    (
+        "percentile",
+        "Upper percentile of the <code>median</code> stretch, 0 &lt; p &le; 100.",
+        str(DEFAULT_PERCENTILE),
+        "median=true&amp;percentile=98",
+    ),
+    (
+        "format",
+        "<code>jpeg</code>, <code>png</code>, <code>webp</code>, or <code>auto</code>: WebP for "
+        "clients whose <code>Accept</code> names it, JPEG for the others.",
+        "jpeg",
+        "format=auto",
+    ),
     ("quality", f"JPEG and WebP quality, 1 to {MAX_QUALITY}.", str(DEFAULT_QUALITY), "quality=90"),
     ("progressive", "Progressive JPEG.", "false", "progressive=true"),
-    ("color", "Colour composite of the R, V and B frames of the frame&rsquo;s observing request "
-     f"(reduction level {COLOR_REDUCTION_LEVEL}).", "false", "color=true"),
-    ("stretch", "Colour only: <code>zscale</code> scales each channel like a single frame; "
-     "<code>lupton</code> is an asinh composite that keeps star colours.", "zscale", "color=true&amp;stretch=lupton"),
+    (
+        "color",
+        "Colour composite of the R, V and B frames of the frame&rsquo;s observing request "
+        f"(reduction level {COLOR_REDUCTION_LEVEL}).",
+        "false",
+        "color=true",
+    ),
+    (
+        "stretch",
+        "Colour only: <code>zscale</code> scales each channel like a single frame; "
+        "<code>lupton</code> is an asinh composite that keeps star colours.",
+        "zscale",
+        "color=true&amp;stretch=lupton",
+    ),
 )
 
 STYLE = """
@@ -161,7 +192,8 @@ def _page(gallery_html: str) -> str:
 <header>
 <h1>thumb<span>proxy</span></h1>
 <p class="lead">JPEG thumbnails of the FITS frames in a Science Archive, by frame id or basename.</p>
-<nav><a href="#endpoints">Endpoints</a>{frames_link}<a href="#parameters">Parameters</a><a href="#errors">Errors</a></nav>
+<nav><a href="#endpoints">Endpoints</a>{frames_link}<a href="#parameters">Parameters</a>
+<a href="#errors">Errors</a></nav>
 </header>
 {ENDPOINTS}{gallery_html}{REFERENCE}
 <footer><a href="/healthz">/healthz</a> &middot; <a href="/readyz">/readyz</a> &middot; <a href="/metrics">/metrics</a>
@@ -219,16 +251,23 @@ def _colour_frames(frames: Sequence[Frame], gallery: Gallery) -> set[int]:
 
 def _frame_figure(frame: Frame, colour: bool) -> str:
     label = str(frame.record.get("target_name") or frame.basename)[:MAX_LABEL_LENGTH]
-    shots = [_shot(frame, "plain", "defaults", {}),
-             _shot(frame, "labelled", "label=&hellip;", {"label": label}),
-             _shot(frame, "median", "median=true", {"median": "true"})]
+    shots = [
+        _shot(frame, "plain", "defaults", {}),
+        _shot(frame, "labelled", "label=&hellip;", {"label": label}),
+        _shot(frame, "median", "median=true", {"median": "true"}),
+    ]
     if colour:
         shots.append(_shot(frame, "colour", "color=true", {"color": "true"}))
-    details = [frame.primary_optical_element, frame.configuration_type,
-               f"request {frame.request_id}" if frame.request_id else None]
+    details = [
+        frame.primary_optical_element,
+        frame.configuration_type,
+        f"request {frame.request_id}" if frame.request_id else None,
+    ]
     caption = "<br>".join(escape(detail) for detail in details if detail)
-    return (f'<figure class="frame"><figcaption><code>{escape(frame.basename)}</code> {caption}</figcaption>'
-            f'\n<div class="shots">{"".join(shots)}</div></figure>')
+    return (
+        f'<figure class="frame"><figcaption><code>{escape(frame.basename)}</code> {caption}</figcaption>'
+        f'\n<div class="shots">{"".join(shots)}</div></figure>'
+    )
 
 
 async def _gallery_html(gallery: Gallery) -> str:
@@ -243,8 +282,10 @@ async def _gallery_html(gallery: Gallery) -> str:
     colour = _colour_frames(frames, gallery)
     count = f"{len(shown)} of {len(usable)}" if len(shown) < len(usable) else str(len(usable))
     figures = "\n".join(_frame_figure(frame, frame.id in colour) for frame in shown)
-    return (f'{heading} <small>{count}; click a thumbnail for a {LARGE_SIZE} px one</small></h2>\n'
-            f'<div class="frames">\n{figures}\n</div>\n')
+    return (
+        f"{heading} <small>{count}; click a thumbnail for a {LARGE_SIZE} px one</small></h2>\n"
+        f'<div class="frames">\n{figures}\n</div>\n'
+    )
 
 
 async def index(request: web.Request) -> web.Response:
@@ -267,5 +308,4 @@ FAVICON = resources.files("thumbproxy").joinpath("static/favicon.ico").read_byte
 
 async def favicon(request: web.Request) -> web.Response:
     """The service's icon, so browsers stop asking for a thumbnail of frame "favicon.ico"."""
-    return web.Response(body=FAVICON, content_type="image/x-icon",
-                        headers={"Cache-Control": "public, max-age=86400"})
+    return web.Response(body=FAVICON, content_type="image/x-icon", headers={"Cache-Control": "public, max-age=86400"})

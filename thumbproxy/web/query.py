@@ -18,8 +18,19 @@ MAX_QUALITY = 95
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 KNOWN_PARAMETERS = frozenset(
-    {"image", "color", "width", "height", "label", "median", "percentile", "quality", "progressive", "stretch",
-     "format"}
+    {
+        "image",
+        "color",
+        "width",
+        "height",
+        "label",
+        "median",
+        "percentile",
+        "quality",
+        "progressive",
+        "stretch",
+        "format",
+    }
 )
 # format=auto: WebP for clients whose Accept header names it, JPEG for the others.
 NEGOTIATED_FORMAT = "auto"
@@ -121,8 +132,9 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
         label=_label(given.get("label", "")),
         median=_flag("median", given["median"]) if "median" in given else defaults.median,
         percentile=_percentile(given["percentile"]) if "percentile" in given else defaults.percentile,
-        quality=(_whole_number("quality", given["quality"], 1, MAX_QUALITY)
-                 if "quality" in given else defaults.quality),
+        quality=(
+            _whole_number("quality", given["quality"], 1, MAX_QUALITY) if "quality" in given else defaults.quality
+        ),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
         stretch=_stretch(given["stretch"], color) if "stretch" in given else defaults.stretch,
         format=defaults.format if negotiate_format else image_format,

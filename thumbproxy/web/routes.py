@@ -8,21 +8,20 @@ from aiohttp import hdrs, web
 from prometheus_client import Counter
 
 from thumbproxy.archive.base import Archive, Frame
-from thumbproxy.pipeline.colorframes import color_listing_filters, select_rvb
-from thumbproxy.support.deadline import request_deadline
-from thumbproxy.render.formats import media_type
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.pipeline.colorframes import color_listing_filters, select_rvb
 from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
 from thumbproxy.pipeline.latest import LatestFrames
-from thumbproxy.web.signing import UrlSigner
 from thumbproxy.pipeline.thumbnails import Thumbnailer
+from thumbproxy.render.formats import media_type
+from thumbproxy.support.deadline import request_deadline
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
 from thumbproxy.web.observe import SERVED_FROM, Observation
 from thumbproxy.web.operations import add_operations_routes
-from thumbproxy.web.query import (KNOWN_PARAMETERS, ThumbnailQuery, accepts_webp, canonical_query,
-                                  parse_query_string)
+from thumbproxy.web.query import KNOWN_PARAMETERS, ThumbnailQuery, accepts_webp, canonical_query, parse_query_string
+from thumbproxy.web.signing import UrlSigner
 
 ARCHIVE = web.AppKey("archive", Archive)
 THUMBNAILER = web.AppKey("thumbnailer", Thumbnailer)
@@ -219,12 +218,15 @@ async def latest(request: web.Request) -> web.Response:
 
 async def preflight(request: web.Request) -> web.Response:
     """A CORS preflight: pages elsewhere may send the archive's Authorization header with their GETs."""
-    return web.Response(status=204, headers={
-        hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, OPTIONS",
-        hdrs.ACCESS_CONTROL_ALLOW_HEADERS: PREFLIGHT_HEADERS,
-        hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE),
-        hdrs.ALLOW: "GET, HEAD, OPTIONS",
-    })
+    return web.Response(
+        status=204,
+        headers={
+            hdrs.ACCESS_CONTROL_ALLOW_METHODS: "GET, HEAD, OPTIONS",
+            hdrs.ACCESS_CONTROL_ALLOW_HEADERS: PREFLIGHT_HEADERS,
+            hdrs.ACCESS_CONTROL_MAX_AGE: str(PREFLIGHT_MAX_AGE),
+            hdrs.ALLOW: "GET, HEAD, OPTIONS",
+        },
+    )
 
 
 def add_routes(app: web.Application, observation: Observation) -> None:

@@ -54,8 +54,9 @@ class GuardedSite(web.BaseSite):
         def connection() -> GuardedRequestHandler:
             return GuardedRequestHandler(server, connections, loop=loop, access_log=None)
 
-        self._server = await loop.create_server(connection, self._host, self._port, backlog=self._backlog,
-                                                reuse_address=True)
+        self._server = await loop.create_server(
+            connection, self._host, self._port, backlog=self._backlog, reuse_address=True
+        )
 
 
 def _make_room_for(connections: int) -> None:
@@ -66,8 +67,13 @@ def _make_room_for(connections: int) -> None:
         raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
         if raised < needed:
-            log.warning("THUMBPROXY_MAX_CONNECTIONS (%d) needs %d open files; the limit is %d: clients may be "
-                        "refused before it is reached", connections, needed, raised)
+            log.warning(
+                "THUMBPROXY_MAX_CONNECTIONS (%d) needs %d open files; the limit is %d: clients may be "
+                "refused before it is reached",
+                connections,
+                needed,
+                raised,
+            )
 
 
 def _throttled_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
@@ -84,8 +90,15 @@ def _throttled_loop_errors(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_exception_handler(report)
 
 
-async def serve(app: web.Application, connections: Connections, host: str, port: int, drain_seconds: float,
-                shutdown_timeout: float, announce: Callable[[str], None]) -> None:
+async def serve(
+    app: web.Application,
+    connections: Connections,
+    host: str,
+    port: int,
+    drain_seconds: float,
+    shutdown_timeout: float,
+    announce: Callable[[str], None],
+) -> None:
     """Serve `app` on host:port until SIGINT, or SIGTERM and its drain; then shut it down."""
     loop = asyncio.get_running_loop()
     _throttled_loop_errors(loop)

@@ -74,8 +74,9 @@ class WholeResponse(web.StreamResponse):
         # StreamResponse's own mark: from now on nothing tries to send this answer again, even if this write fails.
         self._eof_sent = True
         writer = request.writer
-        await writer.write_eof(b"".join((status_line.encode(), self._fixed_headers, "".join(lines).encode(),
-                                         b"\r\n", body)))
+        await writer.write_eof(
+            b"".join((status_line.encode(), self._fixed_headers, "".join(lines).encode(), b"\r\n", body))
+        )
         return writer
 
     async def write_eof(self, data: bytes = b"") -> None:

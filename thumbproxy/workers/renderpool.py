@@ -15,8 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from thumbproxy.workers.allocator import keep_freed_memory, release_freed_memory
 from thumbproxy.render.errors import RenderError
+from thumbproxy.workers.allocator import keep_freed_memory, release_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ def _bounded(cpu_seconds: float, function: Callable[..., T], *args: Any) -> T:
     The profiling timer counts this process's CPU time; its signal interrupts Python code between two
     steps, so a job stops at the latest when the C call it is in (one tile's decompression) returns.
     """
+
     def stop(signum: int, frame: object) -> None:
         raise _CpuTimeSpent
 
@@ -109,8 +110,13 @@ class RenderPool:
     worker too is the cause, and raises RenderError; the others get their results as if nothing happened.
     """
 
-    def __init__(self, workers: int, prepare: Callable[[], object] | None = None,
-                 cpu_seconds: float = math.inf, memory_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        workers: int,
+        prepare: Callable[[], object] | None = None,
+        cpu_seconds: float = math.inf,
+        memory_bytes: int | None = None,
+    ) -> None:
         """`prepare` (picklable: a module-level function or a partial of one) runs in each new worker,
         so what it sets up costs no request. A job that uses more than `cpu_seconds` of CPU time, or
         allocates more than `memory_bytes` beyond what an idle worker maps (None: no bound), is stopped
@@ -133,9 +139,12 @@ class RenderPool:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
-        return ProcessPoolExecutor(max_workers=workers or self.workers, mp_context=context,
-                                   initializer=_start_worker,
-                                   initargs=(self._prepare, os.getpid(), self._memory_bytes))
+        return ProcessPoolExecutor(
+            max_workers=workers or self.workers,
+            mp_context=context,
+            initializer=_start_worker,
+            initargs=(self._prepare, os.getpid(), self._memory_bytes),
+        )
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """Run function(*args) in a worker. When a worker dies the pool is rebuilt, and the job is run once
