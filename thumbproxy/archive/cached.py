@@ -19,7 +19,6 @@ record is answered instead, as it would be to anyone: a public frame is public t
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -30,7 +29,7 @@ from thumbproxy.archive.health import Outcome
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.ops.throttledlog import ThrottledWarning
-from thumbproxy.support.recent import Recent
+from thumbproxy.support.lrumap import LruMap
 from thumbproxy.support.singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
@@ -78,7 +77,7 @@ class CachedArchive:
         self._stale_ttl = stale_ttl
         self._records = _ExpiringRecords(max_records, clock)
         self._flights: SingleFlight[_FlightKey, Frame] = SingleFlight()
-        self._verdicts: Recent[str, _Verdict] = Recent(MAX_VERDICTS)
+        self._verdicts: LruMap[str, _Verdict] = LruMap(MAX_VERDICTS)
         self._clock = clock
         metrics = metrics or Metrics()
         self._stale_records = metrics.stale_records
@@ -253,27 +252,27 @@ class _ExpiringRecords:
     """
 
     def __init__(self, max_records: int, clock: Callable[[], float]) -> None:
-        self._max_records = max_records
         self._clock = clock
-        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._entries: LruMap[_Key, _Entry] = LruMap(max_records)
 
     def get(self, key: _Key) -> Frame | None:
         """The record kept under `key`, unless missing or past its time to live."""
-        entry = self._entries.get(key)
+        # Peeked: an expired record is not a use.
+        entry = self._entries.peek(key)
         if entry is None:
             return None
         fresh_until, usable_until, frame = entry
         now = self._clock()
         if now >= fresh_until:
             if now >= usable_until:
-                del self._entries[key]
+                self._entries.forget(key)
             return None
-        self._entries.move_to_end(key)
+        self._entries.mark_used(key)
         return frame
 
     def usable(self, key: _Key) -> Frame | None:
         """The record kept under `key`, even past its time to live, until its stale time has passed too."""
-        entry = self._entries.get(key)
+        entry = self._entries.peek(key)
         if entry is None or self._clock() >= entry[1]:
             return None
         return entry[2]
@@ -281,12 +280,9 @@ class _ExpiringRecords:
     def put(self, key: _Key, frame: Frame, ttl: float, stale_ttl: float) -> None:
         """Keep `frame` under `key`: fresh for `ttl` seconds, usable by `usable` for `stale_ttl` more."""
         now = self._clock()
-        self._entries[key] = (now + ttl, now + ttl + stale_ttl, frame)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_records:
-            self._entries.popitem(last=False)
+        self._entries.put(key, (now + ttl, now + ttl + stale_ttl, frame))
 
     def forget(self, scope: str, frame_id: int) -> None:
         """Drop every record of this frame kept for `scope`, whatever it was looked up by."""
         for key in [key for key, (_, _, frame) in self._entries.items() if key[0] == scope and frame.id == frame_id]:
-            del self._entries[key]
+            self._entries.forget(key)

@@ -13,8 +13,10 @@ import logging
 import os
 import resource
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
 from typing import BinaryIO
+
+from thumbproxy.support.lrumap import LruMap
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,21 @@ SHARE_OF_DESCRIPTOR_LIMIT = 4
 LINK_CHECK_SECONDS = 1.0
 
 
+@dataclass(slots=True)
+class _HeldFile:
+    """A disk-level value's open file."""
+
+    file: BinaryIO
+    descriptor: int
+    # The value's size.
+    size: int
+    # When the disk level was last seen to have it; updated in place, since replacing the entry would close the file.
+    linked_at: float
+
+    def close(self) -> None:
+        self.file.close()
+
+
 class HeldFiles:
     """Key -> the open file of its disk-level value, least recently read closed first.
 
@@ -38,66 +55,57 @@ class HeldFiles:
         soft_limit, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft_limit != resource.RLIM_INFINITY:
             max_files = min(max_files, soft_limit // SHARE_OF_DESCRIPTOR_LIMIT)
-        self._max_files = max_files if NOWAIT is not None else 0
+        # Without RWF_NOWAIT, or once the filesystem refuses it, nothing is held.
+        self._holding = NOWAIT is not None
         # For the one line saying why hits go through a thread.
         self._directory = directory
-        # Key -> (file, its descriptor, the value's size, when the disk level was last seen to have it).
-        self._files: OrderedDict[str, tuple[BinaryIO, int, int, float]] = OrderedDict()
+        # A file pushed out, replaced or dropped is closed as it goes.
+        self._files: LruMap[str, _HeldFile] = LruMap(max_files, on_evict=_HeldFile.close)
 
     def hold(self, key: str, file: BinaryIO, size: int) -> None:
         """Keep the file of the value under key (of `size` bytes) open for `read`; one not kept is closed."""
-        if size > MAX_HELD_BYTES or self._max_files == 0:
+        if size > MAX_HELD_BYTES or not self._holding:
             file.close()
             return
-        previous = self._files.pop(key, None)
-        if previous is not None:
-            previous[0].close()
-        self._files[key] = (file, file.fileno(), size, time.monotonic())
-        if len(self._files) > self._max_files:
-            self._files.popitem(last=False)[1][0].close()
+        self._files.put(key, _HeldFile(file, file.fileno(), size, time.monotonic()))
 
     def read(self, key: str) -> bytearray | None:
         """The value under key if its file is held and the page cache holds all of it; else None, without waiting."""
-        held = self._files.get(key)
+        held = self._files.peek(key)
         if held is None:
             return None
-        file, descriptor, size, linked_at = held
-        value = bytearray(size)
+        value = bytearray(held.size)
         try:
-            read = os.preadv(descriptor, [value], 0, NOWAIT)
+            read = os.preadv(held.descriptor, [value], 0, NOWAIT)
             now = time.monotonic()
             # No link left: the disk level dropped the value; a miss lets it be stored and counted again.
-            linked = now - linked_at < LINK_CHECK_SECONDS or os.fstat(descriptor).st_nlink > 0
+            linked = now - held.linked_at < LINK_CHECK_SECONDS or os.fstat(held.descriptor).st_nlink > 0
         except BlockingIOError:
             return None
         except OSError as error:
             if error.errno == errno.EOPNOTSUPP:
                 self._refused()
             else:
-                self._drop(key)
+                self._files.forget(key)
             return None
         if not linked:
-            self._drop(key)
+            self._files.forget(key)
             return None
         # Short: part of it is on the disk only; the thread that reads it brings it into the page cache.
-        if read != size:
+        if read != held.size:
             return None
-        if now - linked_at >= LINK_CHECK_SECONDS:
-            self._files[key] = (file, descriptor, size, now)
-        self._files.move_to_end(key)
+        if now - held.linked_at >= LINK_CHECK_SECONDS:
+            held.linked_at = now
+        self._files.mark_used(key)
         return value
 
     def keys(self) -> list[str]:
         """The keys whose files are held."""
-        return list(self._files)
+        return self._files.keys()
 
     def close(self) -> None:
         """Close every held file."""
-        while self._files:
-            self._files.popitem()[1][0].close()
-
-    def _drop(self, key: str) -> None:
-        self._files.pop(key)[0].close()
+        self._files.clear()
 
     def _refused(self) -> None:
         # The filesystem cannot read without waiting (tmpfs, for one): hold nothing from now on.
@@ -106,5 +114,5 @@ class HeldFiles:
             "disk-level hits are read in a thread",
             self._directory,
         )
-        self._max_files = 0
+        self._holding = False
         self.close()

@@ -8,12 +8,12 @@ the archive is asked: it would ignore it and answer frames the caller did not me
 """
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
 from thumbproxy.archive.base import Archive, Frame, caller_scope
 from thumbproxy.archive.filters import unknown_filters, window_mistakes
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.support.lrumap import LruMap
 from thumbproxy.support.singleflight import SingleFlight
 
 NO_MATCH_MESSAGE = "No frame matches these filters"
@@ -32,7 +32,8 @@ class LatestFrames:
         self._archive = archive
         self._ttl = ttl
         self._clock = clock
-        self._answers: OrderedDict[_Key, tuple[float, _Answer]] = OrderedDict()
+        # Until when each answer holds (it expires), and the answer.
+        self._answers: LruMap[_Key, tuple[float, _Answer]] = LruMap(MAX_ENTRIES)
         self._flights: SingleFlight[_Key, _Answer] = SingleFlight()
 
     async def newest(self, filters: Mapping[str, str], authorization: str | None) -> Frame:
@@ -57,9 +58,10 @@ class LatestFrames:
                 errors=mistakes,
             )
         key = (tuple(sorted(filters.items())), caller_scope(authorization))
-        remembered = self._answers.get(key)
+        # Peeked: an expired answer is not a use.
+        remembered = self._answers.peek(key)
         if remembered is not None and remembered[0] > self._clock():
-            self._answers.move_to_end(key)
+            self._answers.mark_used(key)
             answer = remembered[1]
         else:
             answer, _ = await self._flights.run(key, lambda: self._ask(key, filters, authorization))
@@ -81,8 +83,5 @@ class LatestFrames:
             if error.status != 400:
                 raise
             answer = error
-        self._answers[key] = (self._clock() + self._ttl, answer)
-        self._answers.move_to_end(key)
-        while len(self._answers) > MAX_ENTRIES:
-            self._answers.popitem(last=False)
+        self._answers.put(key, (self._clock() + self._ttl, answer))
         return answer

@@ -23,7 +23,7 @@ from thumbproxy.render import RenderError, render_color_thumbnail
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Outline, Preview, join_bands, likely_from_preview, read_band
 from thumbproxy.render.thumbnail import Resampled, render_resampled, render_with_preview, resample_preview
-from thumbproxy.support.recent import Recent
+from thumbproxy.support.lrumap import LruMap
 from thumbproxy.support.singleflight import SingleFlight
 from thumbproxy.workers.renderpool import RenderPool
 
@@ -61,7 +61,7 @@ def _for_frames(frames: Sequence[Frame], options: RenderOptions) -> RenderOption
     return options
 
 
-_worker_previews: Recent[str, Preview] = Recent(WORKER_PREVIEWS)
+_worker_previews: LruMap[str, Preview] = LruMap(WORKER_PREVIEWS)
 
 
 def _stored_preview(directory: str, key: str) -> Preview | None:
@@ -156,11 +156,11 @@ class Thumbnailer:
         # By frame version: concurrent thumbnails of a frame with no stored preview share one making it.
         self._preview_flights: SingleFlight[tuple[int, str], MadePreview] = SingleFlight()
         # By preview key.
-        self._outlines: Recent[str, Outline] = Recent(OUTLINES)
+        self._outlines: LruMap[str, Outline] = LruMap(OUTLINES)
         # By preview key and thumbnail size.
-        self._resampled: Recent[tuple[str, tuple[int, int]], Resampled] = Recent(RESAMPLED_KEPT)
+        self._resampled: LruMap[tuple[str, tuple[int, int]], Resampled] = LruMap(RESAMPLED_KEPT)
         # By frame version: until when the renderer's refusal of it is answered again, and the refusal.
-        self._unrenderable: Recent[tuple[int, str], tuple[float, str]] = Recent(UNRENDERABLE_KEPT)
+        self._unrenderable: LruMap[tuple[int, str], tuple[float, str]] = LruMap(UNRENDERABLE_KEPT)
         # The render of a downloaded frame, returning its thumbnail and preview. A partial of a module-level
         # function, so it is pickled by name into a pool worker.
         self.render: Callable[[str, RenderOptions], tuple[bytes, Preview | None]] = partial(
