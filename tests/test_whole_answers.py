@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from aiohttp import web
 
 from conftest import Service
 from thumbproxy.web.hotanswers import HOT_ANSWERS
@@ -149,6 +150,35 @@ async def test_http_1_0_closes_unless_kept_alive(hot: tuple[Service, str, Answer
         answer = await connection.answer()
         assert answer.body == first.body and answer.headers["connection"] == "keep-alive"
     connection.close()
+
+
+async def test_hot_answers_carry_the_headers_of_the_full_path(
+    service: Service, frame: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hot_answers = service.app[HOT_ANSWERS]
+    answer_hot = hot_answers.answer
+    answered_hot: list[bool] = []
+
+    def counting(request: web.Request) -> web.StreamResponse | None:
+        answer = answer_hot(request)
+        answered_hot.append(answer is not None)
+        return answer
+
+    monkeypatch.setattr(hot_answers, "answer", counting)
+    path = f"/{frame['id']}/?image=true&width=120"
+    connection = await connect(service)
+    # A 304 is never remembered: the second request finds nothing either, and remembers its 200.
+    await connection.send(request(path, "GET", "1.1", "If-None-Match: *"), request(path))
+    full_304, full_200 = await connection.answer(has_body=False), await connection.answer()
+    await connection.send(request(path, "GET", "1.1", "If-None-Match: *"), request(path))
+    hot_304, hot_200 = await connection.answer(has_body=False), await connection.answer()
+    connection.close()
+    assert answered_hot == [False, False, True, True]
+    assert [full_304.status, full_200.status, hot_304.status, hot_200.status] == [304, 200, 304, 200]
+    # In the same order too.
+    assert list(without_per_answer(hot_304).items()) == list(without_per_answer(full_304).items())
+    assert list(without_per_answer(hot_200).items()) == list(without_per_answer(full_200).items())
+    assert hot_200.body == full_200.body
 
 
 def test_a_header_value_with_a_line_break_is_refused() -> None:

@@ -8,8 +8,11 @@ asked again; errors briefly.
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Literal
 
-from aiohttp import web
+from aiohttp import hdrs, web
+
+from thumbproxy.render.formats import media_type
 
 # Seconds a JSON answer expires before the pre-signed URL inside it does, so no cache hands out a dead URL.
 PRESIGNED_URL_MARGIN = 60
@@ -55,6 +58,21 @@ class CachePolicy:
 def etag(key: str) -> str:
     """The strong ETag of the thumbnail stored under a cache key."""
     return f'"{key.rpartition("/")[2]}"'
+
+
+def image_headers(
+    key: str, cache_control: str, vary: str | None = None, status: Literal[200, 304] = 200
+) -> dict[str, str]:
+    """The headers of a thumbnail's answer, in the order sent, made here alone so every path answers alike.
+
+    A 304 carries those of the 200 it stands for, less its Content-Type (it has no body).
+    """
+    headers: dict[str, str] = {hdrs.CONTENT_TYPE: media_type(key)} if status == 200 else {}
+    headers[hdrs.ETAG] = etag(key)
+    headers[hdrs.CACHE_CONTROL] = cache_control
+    if vary is not None:
+        headers[hdrs.VARY] = vary
+    return headers
 
 
 def not_modified(request: web.Request, tag: str) -> bool:

@@ -17,8 +17,7 @@ from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
 from thumbproxy.pipeline.thumbnails import Thumbnail
-from thumbproxy.render.formats import media_type
-from thumbproxy.web.caching import CachePolicy, etag, not_modified
+from thumbproxy.web.caching import CachePolicy, etag, image_headers, not_modified
 from thumbproxy.web.observe import SERVED_FROM
 from thumbproxy.web.wholeresponse import WholeResponse, serialized_headers
 
@@ -80,11 +79,10 @@ class HotAnswers:
         if len(self._entries) >= self._max_entries and target not in self._entries:
             # Oldest first: cheaper than keeping recency on every hit, and a hot target comes straight back.
             del self._entries[next(iter(self._entries))]
-        validators = {hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: self._cache_control}
-        headers = {hdrs.CONTENT_TYPE: media_type(key), **validators}
-        self._entries[target] = _Entry(
-            field, value, frame, key, validators[hdrs.ETAG], serialized_headers(headers), serialized_headers(validators)
-        )
+        # Public and of one format: nothing to vary on.
+        headers = serialized_headers(image_headers(key, self._cache_control))
+        not_modified_headers = serialized_headers(image_headers(key, self._cache_control, status=304))
+        self._entries[target] = _Entry(field, value, frame, key, etag(key), headers, not_modified_headers)
 
 
 HOT_ANSWERS = web.AppKey("hot_answers", HotAnswers)

@@ -13,10 +13,9 @@ from thumbproxy.pipeline.colorframes import color_listing_filters, select_rvb
 from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
 from thumbproxy.pipeline.latest import LatestFrames
 from thumbproxy.pipeline.thumbnails import Thumbnailer
-from thumbproxy.render.formats import media_type
 from thumbproxy.support.deadline import request_deadline
 from thumbproxy.web import pages
-from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, not_modified
+from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, image_headers, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
 from thumbproxy.web.observe import SERVED_FROM, Observation
 from thumbproxy.web.operations import add_operations_routes
@@ -96,20 +95,11 @@ async def _color_frames(request: web.Request, frame: Frame) -> list[Frame]:
 
 
 def _image(key: str, data: bytes, cache_control: str, vary: str | None = None) -> web.Response:
-    response = web.Response(body=data, content_type=media_type(key))
-    headers = response.headers
-    headers[hdrs.ETAG] = etag(key)
-    headers[hdrs.CACHE_CONTROL] = cache_control
-    if vary is not None:
-        headers[hdrs.VARY] = vary
-    return response
+    return web.Response(body=data, headers=image_headers(key, cache_control, vary))
 
 
 def _not_modified(key: str, cache_control: str, vary: str | None) -> web.Response:
-    headers = {hdrs.ETAG: etag(key), hdrs.CACHE_CONTROL: cache_control}
-    if vary is not None:
-        headers[hdrs.VARY] = vary
-    return web.Response(status=304, headers=headers)
+    return web.Response(status=304, headers=image_headers(key, cache_control, vary, status=304))
 
 
 def _vary(public: bool, negotiated: bool) -> str | None:
