@@ -71,6 +71,23 @@ def test_bad_value_names_the_setting(env: dict[str, str], named: str) -> None:
         load_settings(env=env)
 
 
+def test_choice_settings_take_any_case_and_name_their_choices() -> None:
+    env = {
+        "THUMBPROXY_LOG_LEVEL": " warning",
+        "THUMBPROXY_LOG_FORMAT": "JSON",
+        "THUMBPROXY_S3_ADDRESSING_STYLE": "Path",
+    }
+    settings = load_settings(env=env)
+    assert (settings.log_level, settings.log_format, settings.s3_addressing_style) == ("WARNING", "json", "path")
+    for name, message in (
+        ("THUMBPROXY_LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR"),
+        ("THUMBPROXY_LOG_FORMAT", "must be text or json"),
+        ("THUMBPROXY_S3_ADDRESSING_STYLE", "must be one of auto, virtual, path"),
+    ):
+        with pytest.raises(SettingsError, match=message):
+            load_settings(env={name: "loud"})
+
+
 def test_unknown_or_missing_config_file_is_an_error(tmp_path: Path) -> None:
     config = tmp_path / "t.toml"
     config.write_text("prot = 80\n")

@@ -72,6 +72,20 @@ def _integer(low: int, high: int | None = None) -> Callable[[Any], int]:
     return parse
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    """A parser of a setting that takes one of `choices`, given in any case and answered in theirs."""
+    in_their_case = str.upper if all(choice.isupper() for choice in choices) else str.lower
+    listed = " or ".join(choices) if len(choices) == 2 else f"one of {', '.join(choices)}"
+
+    def parse(value: Any) -> str:
+        choice = in_their_case(str(value).strip())
+        if choice not in choices:
+            raise ValueError(f"must be {listed}")
+        return choice
+
+    return parse
+
+
 def _seconds(value: Any) -> float:
     try:
         number = float(str(value).strip())
@@ -112,13 +126,6 @@ def _color_filters(value: Any) -> tuple[tuple[str, ...], ...]:
     return groups
 
 
-def _addressing_style(value: Any) -> str:
-    style = str(value).strip().lower()
-    if style not in ("auto", "virtual", "path"):
-        raise ValueError("must be one of auto, virtual, path")
-    return style
-
-
 READINESS_CHECKS = ("disk", "pool", "s3", "archive", "tmp")
 
 
@@ -128,20 +135,6 @@ def _readiness_checks(value: Any) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown check {unknown[0]!r}; the checks are {', '.join(READINESS_CHECKS)}")
     return checks
-
-
-def _log_format(value: Any) -> str:
-    log_format = str(value).strip().lower()
-    if log_format not in ("text", "json"):
-        raise ValueError("must be text or json")
-    return log_format
-
-
-def _log_level(value: Any) -> str:
-    level = str(value).strip().upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
-    return level
 
 
 MIN_SIGNING_KEY_LENGTH = 16
@@ -224,7 +217,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "s3_addressing_style",
         "THUMBPROXY_S3_ADDRESSING_STYLE",
-        _addressing_style,
+        _one_of("auto", "virtual", "path"),
         lambda: "auto",
         "S3 addressing: auto, virtual or path (path for most MinIO and Ceph set-ups)",
     ),
@@ -493,14 +486,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "log_level",
         "THUMBPROXY_LOG_LEVEL",
-        _log_level,
+        _one_of("DEBUG", "INFO", "WARNING", "ERROR"),
         lambda: "INFO",
         "Logging level; INFO and below include one access-log line per request",
     ),
     Setting(
         "log_format",
         "THUMBPROXY_LOG_FORMAT",
-        _log_format,
+        _one_of("text", "json"),
         lambda: "text",
         "Log lines as text or as JSON objects, one per line",
     ),
