@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from thumbproxy.archive.base import Frame
 from thumbproxy.errors import ThumbproxyError
@@ -66,7 +66,7 @@ def _version(version_set: Any) -> str:
     return _text(newest.get("md5")) or _text(newest.get("key")) or ""
 
 
-def _is_int(value: Any) -> bool:
+def _is_int(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -172,6 +172,7 @@ def read_elsewhere(directory: str, key: str) -> bytes | None:
     """The value under key in the disk cache at directory, read from another process (a pool worker);
     None when it is not there or the disk fails."""
     try:
-        return _checked(directory, _opened_elsewhere(directory).get, key)
+        value: bytes | None = _checked(directory, _opened_elsewhere(directory).get, key)
+        return value
     except (OSError, sqlite3.Error):
         return None

@@ -76,7 +76,7 @@ class HeldFiles:
             return None
         value = bytearray(held.size)
         try:
-            read = os.preadv(held.descriptor, [value], 0, NOWAIT)
+            read = os.preadv(held.descriptor, [value], 0, NOWAIT)  # type: ignore[arg-type]  # held only if NOWAIT is set
             now = time.monotonic()
             # No link left: the disk level dropped the value; a miss lets it be stored and counted again.
             linked = now - held.linked_at < LINK_CHECK_SECONDS or os.fstat(held.descriptor).st_nlink > 0

@@ -61,7 +61,8 @@ class S3Cache:
         async def fetch() -> bytes:
             response = await self._client.get_object(Bucket=self._bucket, Key=self.object_key(key))
             async with response["Body"] as body:
-                return await body.read()
+                data: bytes = await body.read()
+                return data
 
         result, thumbnail = await self._request("get", key, fetch)
         return S3Read(thumbnail, result)
@@ -102,11 +103,12 @@ class S3Cache:
         it cannot sign, and the caller falls back to a URL of its own.
         """
         try:
-            return await self._client.generate_presigned_url(
+            signed_url: str = await self._client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self._bucket, "Key": self.object_key(key)},
                 ExpiresIn=self._url_expiry,
             )
+            return signed_url
         except BotoCoreError as error:
             self._failure_warning.warn("cannot sign S3 URLs: %s", error)
             return None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-PathLike = str | os.PathLike
+PathLike = str | os.PathLike[str]
 
 # 0.4 m telescope with an SBIG camera: the instrument the demo basenames name.
 PIXEL_SCALE_DEG = 0.571 / 3600.0
@@ -192,8 +192,8 @@ def star_field(
     header.update(_observation_cards("EXPOSE", filter_name, request_id, 91, frame_number))
     wcs = _celestial_wcs(shape, ra, dec, north_angle, mirrored)
     # The pointing moved with the stars: the same sky sits (dx, dy) pixels further on.
-    wcs["CRPIX1"] += dx
-    wcs["CRPIX2"] += dy
+    wcs["CRPIX1"] += dx  # type: ignore[operator]  # CRPIXn are floats
+    wcs["CRPIX2"] += dy  # type: ignore[operator]
     header.update(wcs)
     header["SATURATE"] = SATURATE
     return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
@@ -333,7 +333,7 @@ def demo_archive(directory: PathLike) -> list[Path]:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     spectrum_name = lco_basename(12, 0, telescope="2m001", instrument="en06")
-    writers = [
+    writers: list[tuple[Path, Callable[[PathLike], Path]]] = [
         # North a third of a turn from up, so the thumbnail shows the rotation to north up.
         (directory / f"{lco_basename(273, 91)}.fits.fz", partial(star_field, north_angle=120.0)),
         (directory / f"{lco_basename(273, 0)}.fits.fz", raw_frame),

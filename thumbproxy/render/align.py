@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
@@ -86,16 +87,20 @@ def _wcs_maps(
     if any(system is None for system in systems):
         return None
     rows, columns = shapes[0]
+    # A 2-D grid, then its points flattened.
+    grid_x: npt.NDArray[np.float64]
+    grid_y: npt.NDArray[np.float64]
     grid_x, grid_y = np.meshgrid(np.linspace(0, columns - 1, GRID), np.linspace(0, rows - 1, GRID))
     grid_x, grid_y = grid_x.ravel(), grid_y.ravel()
     # A reduced pixel u covers full pixels factor u .. factor u + factor - 1.
     centre = (factor - 1) / 2.0
-    sky = systems[0].pixel_to_world_values(grid_x * factor + centre, grid_y * factor + centre)
+    # No system is None past the check above.
+    sky = systems[0].pixel_to_world_values(grid_x * factor + centre, grid_y * factor + centre)  # type: ignore[union-attr]
     design = np.column_stack([grid_x, grid_y, np.ones_like(grid_x)])
     maps = []
     for system in systems:
         with np.errstate(invalid="ignore"):
-            x, y = system.world_to_pixel_values(*sky)
+            x, y = system.world_to_pixel_values(*sky)  # type: ignore[union-attr]  # ruled out above
         target = (np.column_stack([x, y]) - centre) / factor
         if not np.all(np.isfinite(target)):
             return None
@@ -144,7 +149,7 @@ def align(images: Sequence[np.ndarray], headers: Sequence[Mapping[str, Any]], fa
             continue
         box = None if maps is None else overlap(shapes, maps)
         if box is not None:
-            return Alignment(method, maps, box)
+            return Alignment(method, maps, box)  # type: ignore[arg-type]  # box is None when maps is
         log.debug("no colour alignment by %s", method)
     log.warning("colour frames could not be aligned; they are stacked centre on centre")
     maps = _centred_maps(shapes)

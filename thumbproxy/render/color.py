@@ -42,7 +42,7 @@ class _Channel:
 
 
 def _read_channel(
-    path: str | os.PathLike, factor_of: Callable[[FitsImage], int], options: RenderOptions
+    path: str | os.PathLike[str], factor_of: Callable[[FitsImage], int], options: RenderOptions
 ) -> tuple[_Channel, int]:
     """The frame at path block-averaged by the factor factor_of gives for its image, its tone measured; and
     that factor. Read a chunk at a time, as a single frame's thumbnail is: never whole in memory."""
@@ -57,7 +57,7 @@ def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) ->
     return display_orientation(usable[0] if usable else headers[0], spectrum=spectrum)
 
 
-def render_color_thumbnail(paths: Sequence[str | os.PathLike], options: RenderOptions) -> ColorThumbnail:
+def render_color_thumbnail(paths: Sequence[str | os.PathLike[str]], options: RenderOptions) -> ColorThumbnail:
     """A colour JPEG thumbnail of the red, visual and blue FITS frames at paths, in that order.
 
     The other frames are resampled onto the red frame's pixels, lined up by their WCS, else by

@@ -24,7 +24,7 @@ class RenderError(Exception):
 
 
 @contextmanager
-def refused_as_render_error(path: str | os.PathLike) -> Iterator[None]:
+def refused_as_render_error(path: str | os.PathLike[str]) -> Iterator[None]:
     """Within: an UnreadableFrame raised while reading the file at path becomes a RenderError naming it."""
     try:
         yield

@@ -8,7 +8,7 @@ from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from functools import partial
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeAlias, TypeVar
 
 import numpy as np
 from astropy.io import fits
@@ -37,7 +37,7 @@ MAX_TILES = 2**16
 # amplifier.
 MAX_HDUS = 64
 
-HDU = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
+HDU: TypeAlias = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
 Read = TypeVar("Read")
 
 
@@ -86,7 +86,7 @@ def _check_layout(hdu: HDU) -> None:
 
 
 def _compressed_tiles(
-    path: str | os.PathLike, hdu: fits.CompImageHDU, index: int, file: BinaryIO, check_datasum: bool
+    path: str | os.PathLike[str], hdu: fits.CompImageHDU, index: int, file: BinaryIO, check_datasum: bool
 ) -> RowTiles | None:
     """The tiles of hdu, the compressed HDU at index of the FITS file at path open as file, when RowTiles
     reads their layout, else None.
@@ -173,7 +173,7 @@ class FitsImage:
 
 
 def _image(
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     file: BinaryIO,
     hdul: fits.HDUList,
     check_datasum: bool,
@@ -235,7 +235,9 @@ def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) ->
 
 
 @contextmanager
-def open_image(path: str | os.PathLike, check_datasum: bool = True, memory_mapped: bool = False) -> Iterator[FitsImage]:
+def open_image(
+    path: str | os.PathLike[str], check_datasum: bool = True, memory_mapped: bool = False
+) -> Iterator[FitsImage]:
     """The image a user expects in the FITS file at path, open for reading until the context ends.
 
     Raises UnreadableFrame for anything that is not a readable FITS image: an empty,

@@ -8,6 +8,7 @@ star white.
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from astropy.visualization import LuptonAsinhStretch
 
 from thumbproxy.render.reduce import resample
@@ -51,5 +52,5 @@ def lupton_rgb(channels: Sequence[np.ndarray], tones: Sequence[Tone], factor: in
     np.clip(rgb, 0.0, None, out=rgb)
     # Where a channel would pass white, all three are dimmed together: the colour stays.
     rgb /= np.maximum(rgb.max(axis=0), 1.0)
-    resampled = np.dstack([resample(channel, size) for channel in rgb])
+    resampled: npt.NDArray[np.float32] = np.dstack([resample(channel, size) for channel in rgb])
     return (np.clip(resampled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

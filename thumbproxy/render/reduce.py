@@ -2,8 +2,10 @@
 
 import math
 from collections.abc import Callable
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from thumbproxy.render.options import RenderOptions
@@ -97,7 +99,8 @@ def block_any(marks: np.ndarray, factor: int) -> np.ndarray:
     rows, columns = marks.shape[0] // factor, marks.shape[1] // factor
     # As block_sums: rows first, then the columns as strided slices, twenty times faster than
     # reducing the short axes of a four-dimensional view.
-    in_rows = marks.reshape(rows, factor, columns * factor).any(axis=1)
+    # numpy's stubs type any(axis=...) as a scalar or an array: over one axis of a 3-D array it is an array.
+    in_rows = cast(np.ndarray, marks.reshape(rows, factor, columns * factor).any(axis=1))
     return column_blocks(in_rows, factor, np.logical_or)
 
 
@@ -126,8 +129,8 @@ def blocks_at(data: np.ndarray, factor: int, marked: np.ndarray) -> np.ndarray:
 def finite_means(blocks: np.ndarray) -> np.ndarray:
     """The mean of each block's finite pixels, (n,) from (n, factor, factor); NaN for a block with none."""
     finite = np.isfinite(blocks)
-    counts = finite.sum(axis=(1, 2))
-    totals = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
+    counts: npt.NDArray[np.intp] = finite.sum(axis=(1, 2))
+    totals: npt.NDArray[np.float64] = np.where(finite, blocks, 0).sum(axis=(1, 2), dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         return totals / counts
 

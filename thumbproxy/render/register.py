@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import numpy.typing as npt
 from astropy.stats import mad_std
 
 from thumbproxy.render.reduce import block_mean
@@ -27,7 +28,7 @@ MIN_PEAK_RATIO = 3.0
 PEAK_RADIUS = 3
 
 
-def _taper(length: int) -> np.ndarray:
+def _taper(length: int) -> npt.NDArray[np.float64]:
     """1 in the middle, falling to 0 at both ends as a half cosine over TAPER / 2 of the length."""
     weights = np.ones(length)
     ramp = int(TAPER * length / 2)
@@ -50,7 +51,7 @@ def _prepared(image: np.ndarray) -> np.ndarray:
     return scaled * _taper(image.shape[0])[:, None] * _taper(image.shape[1])[None, :]
 
 
-def _stands_out(surface: np.ndarray, row: int, column: int) -> bool:
+def _stands_out(surface: np.ndarray, row: int | np.intp, column: int | np.intp) -> bool:
     """Whether the value at (row, column) is MIN_PEAK_RATIO times any value away from it."""
     rows, columns = surface.shape
     # Distances wrap round, as the correlation does.

@@ -59,7 +59,7 @@ class RowTiles:
         self._starts: list[int] = starts.tolist()
         self._ends: list[int] = ends.tolist()
         # Each tile's dequantization; integers are scaled as the image's BSCALE and BZERO say.
-        if "ZSCALE" in table.dtype.names:
+        if "ZSCALE" in table.dtype.names:  # type: ignore[operator]  # a table's dtype has names
             self._scale = table["ZSCALE"].astype(np.float64)
             self._zero = table["ZZERO"].astype(np.float64)
         else:
@@ -142,9 +142,10 @@ class RowTiles:
             tiles += self._tiles(short, self._tile_pixels(short.start))
         quantized = np.frombuffer(b"".join(tiles), f"i{self._bytepix}").reshape(shape)
         wanted = slice(start - first_row, max(start, stop) - first_row)
-        return ScaledRows(
+        # The generator gives exactly the scale and the zero, which mypy cannot count.
+        return ScaledRows(  # type: ignore[call-arg]
             quantized[wanted],
-            *(
+            *(  # type: ignore[arg-type]
                 np.repeat(column[first_tile:last_tile], self._tile_rows, axis=0)[wanted]
                 for column in (self._scale32, self._zero32)
             ),
@@ -173,7 +174,8 @@ class RowTiles:
         start, stop, _ = rows.indices(self._rows)
         first_tile, last_tile, first_row, shape = self._tiles_of(rows)
         fits_out = out is not None and out.shape[0] >= shape[0] and out.shape[1:] == shape[1:]
-        pixels = out[: shape[0]] if fits_out else np.empty(shape, np.float32)
+        # fits_out only when out is not None.
+        pixels = out[: shape[0]] if fits_out else np.empty(shape, np.float32)  # type: ignore[index]
         flat = pixels.reshape(-1)
         if self.scaled:
             self._read_undithered(first_tile, last_tile, flat)

@@ -81,7 +81,8 @@ def band_samples(
     right = np.empty_like(left)
     right[inside] = right_inside
     if not inside.all():
-        right[~inside] = next_pixel()
+        # None only for the band that ends the frame, whose last sampled pixel has its neighbour inside.
+        right[~inside] = next_pixel()  # type: ignore[misc]
     finite = np.isfinite(left) & np.isfinite(right)
     return BandSamples(limit[np.isfinite(limit)], median[np.isfinite(median)], right[finite] - left[finite])
 

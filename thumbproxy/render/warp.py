@@ -104,7 +104,9 @@ def _mapped(padded: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     index = row * stride + column
     upper = flat[index] * (1.0 - fx) + flat[index + 1] * fx
     lower = flat[index + stride] * (1.0 - fx) + flat[index + stride + 1] * fx
-    return upper * (1.0 - fy) + lower * fy
+    # Gathered by an index array, the pixels are Any to numpy's stubs: the samples are float32 like padded.
+    samples: np.ndarray = upper * (1.0 - fy) + lower * fy
+    return samples
 
 
 def warp(image: np.ndarray, image_map: Affine, box: Box) -> np.ndarray:

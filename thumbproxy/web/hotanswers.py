@@ -67,7 +67,7 @@ class HotAnswers:
         if found is None:
             return None
         data, level = found
-        request[SERVED_FROM] = Thumbnail(entry.key, data, level)
+        request[SERVED_FROM] = Thumbnail(entry.key, data, level)  # type: ignore[arg-type]  # a held file's bytearray
         if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.etag):
             return WholeResponse(304, entry.not_modified_headers)
         return WholeResponse(200, entry.headers, data)

@@ -28,7 +28,11 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus exposition of the service's metrics; OpenMetrics when the scraper asks for it."""
     registry = request.app[METRICS].registry
     if "application/openmetrics-text" in request.headers.get("Accept", ""):
-        return web.Response(body=generate_openmetrics(registry), headers={"Content-Type": OPENMETRICS_TYPE})
+        # prometheus_client leaves its OpenMetrics generate_latest unannotated; it returns bytes.
+        return web.Response(
+            body=generate_openmetrics(registry),  # type: ignore[no-untyped-call]
+            headers={"Content-Type": OPENMETRICS_TYPE},
+        )
     return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

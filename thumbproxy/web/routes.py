@@ -1,6 +1,7 @@
 """The thumbnail endpoints: /<frame_id>/ and /<basename>/, with or without the trailing slash."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from urllib.parse import parse_qsl, urlencode
 
@@ -28,7 +29,7 @@ FRAME_POLICY = web.AppKey("frame_policy", FramePolicy)
 MAX_SIZE = web.AppKey("max_size", int)
 PUBLIC_URL = web.AppKey("public_url", str)
 ALLOWED_HOSTS = web.AppKey("allowed_hosts", frozenset)
-COLOR_FILTERS = web.AppKey("color_filters", tuple)
+COLOR_FILTERS: web.AppKey[Sequence[Sequence[str]]] = web.AppKey("color_filters", tuple)
 REQUEST_TIMEOUT = web.AppKey("request_timeout", float)
 LATEST = web.AppKey("latest", LatestFrames)
 # None unless THUMBPROXY_SIGNING_KEY is set.

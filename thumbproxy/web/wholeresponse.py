@@ -9,8 +9,10 @@ It sends no on_response_prepare signal and never compresses; to HEAD it answers 
 """
 
 import time
+from collections.abc import Mapping
 from email.utils import formatdate
 from functools import lru_cache
+from typing import TypeVar
 
 from aiohttp import hdrs, web
 from aiohttp.abc import AbstractStreamWriter
@@ -18,9 +20,11 @@ from aiohttp.http import SERVER_SOFTWARE, HttpVersion10, HttpVersion11
 
 # Statuses whose answers have no body, and so no Content-Length (RFC 9110 sections 6.4.1, 8.6).
 WITHOUT_BODY = frozenset({204, 304})
+# A header name: str, or multidict's istr as aiohttp's hdrs spells them (a mapping's keys are invariant).
+Name = TypeVar("Name", bound=str)
 
 
-def serialized_headers(headers: dict[str, str]) -> bytes:
+def serialized_headers(headers: Mapping[Name, str]) -> bytes:
     """Header lines as sent ("Name: value\\r\\n" each); refuses a value that would end its line."""
     return "".join(f"{name}: {_checked(value)}\r\n" for name, value in headers.items()).encode()
 

@@ -160,6 +160,8 @@ class RenderPool:
         executor = self._executor
         loop = asyncio.get_running_loop()
         job: tuple[Any, ...] = (_bounded, self._cpu_seconds, function, *args)
+        # The job is _bounded(..., function, *args): its result is function's.
+        future: asyncio.Future[T]
         try:
             future = loop.run_in_executor(executor, *job)
         except BrokenProcessPool:
@@ -171,7 +173,8 @@ class RenderPool:
         except BrokenProcessPool:
             self._replace(executor)
             log.error("a render worker died; the render pool was rebuilt and the jobs it was running are run again")
-        return await self._run_apart(job)
+        result: T = await self._run_apart(job)
+        return result
 
     async def _run_apart(self, job: tuple[Any, ...]) -> Any:
         """The job run alone in the worker kept apart; RenderError when that worker dies running it."""
