@@ -1,8 +1,8 @@
-"""Benchmark render_color_thumbnail against render_thumbnail on 4096x4096 frames.
+"""Benchmark color_thumbnail_from_files against thumbnail_from_file on 4096x4096 frames.
 
 Three RICE-compressed float32 frames of one field (red, visual, blue; stars offset by a few
 pixels, WCS to match) are made once under bench/results/. Times, interleaved round by round:
-render_thumbnail of the red frame and render_color_thumbnail of all three, both to 500x500
+thumbnail_from_file of the red frame and color_thumbnail_from_files of all three, both to 500x500
 JPEGs, the colour one with each stretch. Prints a table, writes a JSON file under
 bench/results/ and exits 1 if the target is missed.
 
@@ -47,16 +47,16 @@ def benchmark_frames() -> list[Path]:
 def time_interleaved(paths: list[Path], rounds: int) -> tuple[dict[str, list[float]], str]:
     """Seconds per run of each contender, one run of each per round after a warm-up round;
     and how the colour renders aligned the frames."""
-    from thumbproxy.render import RenderOptions, render_color_thumbnail, render_thumbnail
+    from thumbproxy.render import RenderOptions, color_thumbnail_from_files, thumbnail_from_file
 
     as_render_worker()
     options = RenderOptions(width=BOX, height=BOX)
     lupton = RenderOptions(width=BOX, height=BOX, stretch="lupton")
     alignments = set()
     contenders = {
-        "single": lambda: render_thumbnail(paths[0], options),
-        "color": lambda: alignments.add(render_color_thumbnail(paths, options).alignment),
-        "color lupton": lambda: alignments.add(render_color_thumbnail(paths, lupton).alignment),
+        "single": lambda: thumbnail_from_file(paths[0], options),
+        "color": lambda: alignments.add(color_thumbnail_from_files(paths, options).alignment),
+        "color lupton": lambda: alignments.add(color_thumbnail_from_files(paths, lupton).alignment),
     }
     for call in contenders.values():
         call()
@@ -80,9 +80,9 @@ def run(rounds: int) -> bool:
     )
     print(f"{'seconds':<40}{'median':>8}{'min':>8}{'max':>8}{'x single':>10}")
     labels = {
-        "single": "render_thumbnail (red frame)",
-        "color": "render_color_thumbnail (zscale)",
-        "color lupton": "render_color_thumbnail (lupton)",
+        "single": "thumbnail_from_file (red frame)",
+        "color": "color_thumbnail_from_files (zscale)",
+        "color lupton": "color_thumbnail_from_files (lupton)",
     }
     for name, label in labels.items():
         row = summary[name]

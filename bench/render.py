@@ -1,7 +1,7 @@
-"""Benchmark render_thumbnail on a 4096x4096 RICE-compressed float32 frame.
+"""Benchmark thumbnail_from_file on a 4096x4096 RICE-compressed float32 frame.
 
 Times, interleaved round by round: astropy only decompressing the frame (the floor),
-render_thumbnail to a 500x500 JPEG, and fits2image 1.1's fits_to_jpg to the same size.
+thumbnail_from_file to a 500x500 JPEG, and fits2image 1.1's fits_to_jpg to the same size.
 Peak memory of one render is measured in a fresh subprocess. Prints a table, writes a
 JSON file under bench/results/ and exits 1 if a target is missed.
 
@@ -60,9 +60,9 @@ def decompress(path: Path) -> None:
 
 def render(path: Path) -> bytes:
     """thumbproxy's renderer, as a render worker calls it, to a 500x500 JPEG."""
-    from thumbproxy.render import RenderOptions, render_thumbnail
+    from thumbproxy.render import RenderOptions, thumbnail_from_file
 
-    return render_thumbnail(path, RenderOptions(width=BOX, height=BOX))
+    return thumbnail_from_file(path, RenderOptions(width=BOX, height=BOX))
 
 
 def fits2image(path: Path, output: Path) -> None:
@@ -222,7 +222,7 @@ def run(rounds: int) -> bool:
     print(f"{'seconds':<28}{'median':>8}{'min':>8}{'max':>8}")
     labels = {
         "decompress": "astropy decompress (floor)",
-        "render": "thumbproxy render_thumbnail",
+        "render": "thumbproxy thumbnail_from_file",
         "fits2image": "fits2image 1.1 fits_to_jpg",
     }
     for name, label in labels.items():

@@ -459,7 +459,7 @@ def print_report(figures: dict, plan: Plan) -> None:
         figures,
         {
             "render/floor": "astropy decompression alone (floor)",
-            "render/thumbproxy": "thumbproxy render_thumbnail",
+            "render/thumbproxy": "thumbproxy thumbnail_from_file",
             "render/fits2image": "fits2image 1.1 fits_to_jpg",
         },
         "render/floor",
@@ -470,7 +470,7 @@ def print_report(figures: dict, plan: Plan) -> None:
         figures,
         {
             "raw/floor": "astropy decompression alone (floor)",
-            "raw/thumbproxy": "thumbproxy render_thumbnail",
+            "raw/thumbproxy": "thumbproxy thumbnail_from_file",
             "raw/fits2image": "fits2image 1.1 fits_to_jpg",
         },
         "raw/floor",
@@ -493,9 +493,9 @@ def print_report(figures: dict, plan: Plan) -> None:
         f"(aligned by {figures['color_alignment']})",
         figures,
         {
-            "color/single": "render_thumbnail, one frame",
-            "color/color": "render_color_thumbnail, zscale",
-            "color/color lupton": "render_color_thumbnail, lupton",
+            "color/single": "thumbnail_from_file, one frame",
+            "color/color": "color_thumbnail_from_files, zscale",
+            "color/color lupton": "color_thumbnail_from_files, lupton",
         },
         "color/single",
         "single",

@@ -238,7 +238,7 @@ async def test_odd_but_whole_images_render(service: Service, fake_archive: FakeA
         "all NaN": (write_primary(np.full(SHAPE, np.nan, np.float32)), "", (48, 48)),
         "one pixel": (write_primary(np.ones((1, 1), np.float32)), "", (1, 1)),
         "one row": (write_primary(pixels((1, 40))), "", (40, 1)),
-        # The first plane of a cube, as render_thumbnail documents.
+        # The first plane of a cube, as thumbnail_from_file documents.
         "cube": (write_primary(pixels((3, 30, 40))), "", (40, 30)),
         # Shrunk 4x, block sums overflow float32: numpy warns in the worker, and the answer is still a thumbnail.
         "float32 extremes": (write_primary(extremes), "&width=16&height=16", (16, 16)),

@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from thumbproxy.demo import sampledata
-from thumbproxy.render import render_thumbnail
+from thumbproxy.render import thumbnail_from_file
 from thumbproxy.render.options import RenderOptions
 
 
@@ -36,7 +36,7 @@ def test_render_writes_the_same_jpeg_the_server_makes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     written = (tmp_path / "out.jpg").read_bytes()
     options = RenderOptions(width=300, height=120, label="M42", median=True)
-    assert written == render_thumbnail(frame, options)
+    assert written == thumbnail_from_file(frame, options)
     assert Image.open(tmp_path / "out.jpg").size == (120, 120)
 
 

@@ -22,7 +22,6 @@ from PIL import Image
 from conftest import MotoS3, Service, ServiceFactory, serving
 from fakearchive import FakeArchive, Fault
 from thumbproxy.app import RENDER_POOL
-from thumbproxy.render.options import RenderOptions
 from thumbproxy.web.routes import THUMBNAILER
 from workerjobs import add, die
 
@@ -273,12 +272,10 @@ async def test_a_read_only_disk_level_at_start_still_answers(
     assert service.metric("thumbproxy_cache_requests_total", level="memory", result="hit") == 1
 
 
-def render_once_killed(
-    started: str, render: Callable[[str, RenderOptions], tuple[bytes, Any]], path: str, options: RenderOptions
-) -> tuple[bytes, Any]:
+def render_once_killed(started: str, render: Callable[..., tuple[bytes, Any]], *args: Any) -> tuple[bytes, Any]:
     """The first call announces it has begun (by creating `started`) and outlasts any test; the next renders."""
     if Path(started).exists():
-        return render(path, options)
+        return render(*args)
     Path(started).touch()
     time.sleep(60)
     raise AssertionError("the render worker was not killed")
@@ -287,10 +284,10 @@ def render_once_killed(
 async def test_a_render_whose_worker_is_killed_is_run_again_and_answered(
     service: Service, frame: dict, tmp_path: Path
 ) -> None:
-    thumbnailer = service.app[THUMBNAILER]
+    previews = service.app[THUMBNAILER].previews
     pool = service.app[RENDER_POOL]
     started = tmp_path / "render-started"
-    thumbnailer.render = functools.partial(render_once_killed, str(started), thumbnailer.render)
+    previews.read_file = functools.partial(render_once_killed, str(started), previews.read_file)
     request = asyncio.create_task(service.get(f"/{frame['id']}/?image=true"))
     async with asyncio.timeout(10):
         while not started.exists():
@@ -313,7 +310,7 @@ async def test_a_render_whose_worker_is_killed_is_run_again_and_answered(
 async def test_a_frame_whose_render_kills_its_worker_twice_is_refused_and_remembered(
     service: Service, frame: dict
 ) -> None:
-    service.app[THUMBNAILER].render = die
+    service.app[THUMBNAILER].previews.read_file = die
 
     answers = [await service.get(f"/{frame['id']}/?image=true&width={width}") for width in (100, 120)]
 

@@ -13,7 +13,6 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-import thumbproxy.pipeline.thumbnails as thumbnails_module
 from conftest import WIDE, Service, ServiceFactory, write_fits_file
 from fakearchive import FakeArchive
 from test_bad_fits import BAD_FILES, assert_cannot_render
@@ -22,13 +21,18 @@ from thumbproxy.app import RENDER_POOL
 from thumbproxy.cache.disk import DiskCache
 from thumbproxy.config import SettingsError, load_settings
 from thumbproxy.demo.sampledata import raw_frame, star_field
-from thumbproxy.pipeline.thumbkey import preview_key
-from thumbproxy.render import RenderOptions, render_thumbnail
+from thumbproxy.pipeline.cachekeys import preview_key
+from thumbproxy.render import RenderOptions, thumbnail_from_file
 from thumbproxy.render.fitsread import open_image
 from thumbproxy.render.pixelrows import ScaledRows
 from thumbproxy.render.preview import Preview, join_bands, read_band
 from thumbproxy.render.samples import band_samples, joined, pixel_samples
-from thumbproxy.render.thumbnail import render_preview, render_resampled, render_with_preview, resample_preview
+from thumbproxy.render.thumbnail import (
+    preview_at_size,
+    thumbnail_and_preview_from_file,
+    thumbnail_from_preview,
+    thumbnail_from_resampled,
+)
 from thumbproxy.web.routes import THUMBNAILER
 
 # The later thumbnails a user asks for: another size, a label, another stretch, another format.
@@ -136,22 +140,22 @@ def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: 
     built = whole_preview(big_field, 1024)
     stored = Preview.from_bytes(built.to_bytes())
     for options in (RenderOptions(width=500, height=500), RenderOptions(label="M42", median=True, format="png")):
-        assert render_preview(stored, options) == render_preview(built, options)
-    assert render_preview(built, RenderOptions(width=500, height=500)) == render_thumbnail(
+        assert thumbnail_from_preview(stored, options) == thumbnail_from_preview(built, options)
+    assert thumbnail_from_preview(built, RenderOptions(width=500, height=500)) == thumbnail_from_file(
         big_field, RenderOptions(width=500, height=500)
     )
 
 
 def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Path) -> None:
     preview = whole_preview(big_field, 1024)
-    shared = resample_preview(preview, RenderOptions(width=300, height=300))
+    shared = preview_at_size(preview, RenderOptions(width=300, height=300))
     untouched = shared.pixels.copy()
     for options in (
         RenderOptions(width=300, height=300),
         RenderOptions(width=300, height=300, label="M42"),
         RenderOptions(width=300, height=300, median=True, percentile=90, format="png"),
     ):
-        assert render_resampled(preview, shared, options) == render_preview(preview, options)
+        assert thumbnail_from_resampled(preview, shared, options) == thumbnail_from_preview(preview, options)
     assert np.array_equal(shared.pixels, untouched)
 
 
@@ -164,21 +168,22 @@ def test_a_damaged_stored_preview_is_refused(big_field: Path) -> None:
 
 def test_a_thumbnail_needing_finer_pixels_is_made_from_the_whole_frame(big_field: Path) -> None:
     options = RenderOptions(width=1500, height=1500)
-    thumbnail, preview = render_with_preview(big_field, options, 1024)
+    thumbnail, preview = thumbnail_and_preview_from_file(big_field, options, 1024)
     assert preview is not None and not preview.covers(options)
     assert Image.open(io.BytesIO(thumbnail)).size == (1500, 1500)
-    assert thumbnail == render_thumbnail(big_field, options, preview_size=0)
+    assert thumbnail == thumbnail_from_file(big_field, options, preview_size=0)
 
 
 def test_a_thumbnail_from_the_preview_looks_like_one_from_the_whole_frame(big_field: Path) -> None:
     # At the preview's own block size the preview changes nothing.
     box = RenderOptions(width=500, height=500)
-    assert render_thumbnail(big_field, box, 1024) == render_thumbnail(big_field, box, preview_size=0)
+    assert thumbnail_from_file(big_field, box, 1024) == thumbnail_from_file(big_field, box, preview_size=0)
     # Smaller ones are averaged over fewer pixels before Lanczos: star cores differ, the picture does not.
     for width in (120, 200, 300):
         box = RenderOptions(width=width, height=width, quality=95)
         ours, whole = (
-            np.asarray(Image.open(io.BytesIO(render_thumbnail(big_field, box, size)))).astype(int) for size in (1024, 0)
+            np.asarray(Image.open(io.BytesIO(thumbnail_from_file(big_field, box, size)))).astype(int)
+            for size in (1024, 0)
         )
         assert structural_similarity(ours, whole) > 0.9 and np.abs(ours - whole).mean() < 3, width
 
@@ -200,17 +205,17 @@ async def image_bytes(service: Service, path: str) -> bytes:
 
 
 async def test_later_thumbnails_need_no_download_and_match_a_fresh_service(
-    start_service: ServiceFactory, frame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    start_service: ServiceFactory, frame: dict, tmp_path: Path
 ) -> None:
     service = await start_service()
     await image_bytes(service, f"/{frame['id']}/?image=true")
     # Anything reading the FITS file now fails the request.
-    service.app[THUMBNAILER].render = refused
-    monkeypatch.setattr(thumbnails_module, "read_band", refused)
+    previews = service.app[THUMBNAILER].previews
+    previews.read_file = refused
+    previews.read_band = refused
     later = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in NEXT_QUERIES]
     assert service.archive.downloads[frame["id"]] == 1
     assert Image.open(io.BytesIO(later[3])).format == "PNG"
-    monkeypatch.undo()
 
     fresh = await start_service(THUMBPROXY_CACHE_DIR=str(tmp_path / "fresh-cache"))
     for query, seen in zip(NEXT_QUERIES, later):
@@ -226,7 +231,7 @@ async def test_a_thumbnail_larger_than_the_preview_is_made_from_the_whole_frame(
     service = await start_service(THUMBPROXY_PREVIEW_SIZE="64")
     full = await image_bytes(service, f"/{frame['id']}/?image=true&width=400&height=400")
     assert Image.open(io.BytesIO(full)).size == (400, 300)
-    assert full == render_thumbnail(path, RenderOptions(width=400, height=400), preview_size=0)
+    assert full == thumbnail_from_file(path, RenderOptions(width=400, height=400), preview_size=0)
     # The preview was made on the way: a small thumbnail needs the file no more, a large one again.
     await image_bytes(service, f"/{frame['id']}/?image=true&width=30&height=30")
     assert fake_archive.downloads[frame["id"]] == 1
@@ -236,13 +241,13 @@ async def test_a_thumbnail_larger_than_the_preview_is_made_from_the_whole_frame(
 
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_concurrent_sizes_of_a_cold_frame_share_one_download_and_one_preview(
-    start_service: ServiceFactory, frame: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str
+    start_service: ServiceFactory, frame: dict, tmp_path: Path, workers: str
 ) -> None:
     service = await start_service(THUMBPROXY_WORKERS=workers)
-    thumbnailer = service.app[THUMBNAILER]
+    previews = service.app[THUMBNAILER].previews
     renders, bands = tmp_path / "renders", tmp_path / "bands"
-    thumbnailer.render = partial(counted, str(renders), thumbnailer.render)
-    monkeypatch.setattr(thumbnails_module, "read_band", partial(counted, str(bands), read_band))
+    previews.read_file = partial(counted, str(renders), previews.read_file)
+    previews.read_band = partial(counted, str(bands), read_band)
     sizes = [60, 90, 120, 150, 180]
     answers = await asyncio.gather(
         *(image_bytes(service, f"/{frame['id']}/?image=true&width={size}") for size in sizes)
@@ -268,7 +273,7 @@ async def test_banded_and_single_job_renders_give_the_same_bytes(
             THUMBPROXY_CACHE_DIR=str(tmp_path / f"cache-{workers}"),
         )
         answers.append(await image_bytes(service, query))
-    assert answers[0] == answers[1] == render_thumbnail(path, RenderOptions(width=30, height=30), preview_size=64)
+    assert answers[0] == answers[1] == thumbnail_from_file(path, RenderOptions(width=30, height=30), preview_size=64)
 
 
 async def test_a_restart_keeps_the_preview(start_service: ServiceFactory, frame: dict) -> None:
@@ -288,7 +293,7 @@ async def test_a_new_version_gets_a_new_preview(start_service: ServiceFactory, f
     await asyncio.sleep(0.4)
     new = await image_bytes(service, f"/{frame['id']}/?image=true&width=120")
     assert service.archive.downloads[frame["id"]] == 2
-    assert new == render_thumbnail(new_path, RenderOptions(width=120, height=120))
+    assert new == thumbnail_from_file(new_path, RenderOptions(width=120, height=120))
     assert await image_bytes(service, f"/{frame['id']}/?image=true&width=90") != old
     assert service.archive.downloads[frame["id"]] == 2
 
@@ -314,7 +319,7 @@ async def test_previews_off_renders_every_thumbnail_from_the_file(
     for width in (90, 120):
         answer = await image_bytes(service, f"/{frame['id']}/?image=true&width={width}")
         path = fake_archive.record(frame["id"])["filename"]
-        assert answer == render_thumbnail(tmp_path / path, RenderOptions(width=width, height=width), preview_size=0)
+        assert answer == thumbnail_from_file(tmp_path / path, RenderOptions(width=width, height=width), preview_size=0)
     assert service.archive.downloads[frame["id"]] == 2
 
 

@@ -1,4 +1,4 @@
-"""render_thumbnail: which image, what size, which way up, what it looks like, what it refuses."""
+"""thumbnail_from_file: which image, what size, which way up, what it looks like, what it refuses."""
 
 import io
 import warnings
@@ -14,7 +14,7 @@ from PIL import Image
 
 import thumbproxy.render.thumbnail as thumbnail_module
 from thumbproxy.demo.sampledata import raw_frame, spectrum, star_field
-from thumbproxy.render import RenderError, RenderOptions, render_thumbnail
+from thumbproxy.render import RenderError, RenderOptions, thumbnail_from_file
 from thumbproxy.render.label import add_label
 from thumbproxy.render.orient import cd_matrix, north_up_east_left
 from thumbproxy.render.reduce import block_mean, thumbnail_size
@@ -33,7 +33,7 @@ def decode(jpeg: bytes) -> np.ndarray:
 
 
 def render(path: Path, **options) -> np.ndarray:
-    return decode(render_thumbnail(path, RenderOptions(**options)))
+    return decode(thumbnail_from_file(path, RenderOptions(**options)))
 
 
 def write_image(
@@ -230,14 +230,14 @@ def test_block_mean_drops_rows_and_columns_that_do_not_fill_a_block():
 
 def test_higher_quality_gives_a_larger_file(tmp_path):
     path = star_field(tmp_path / "f.fits.fz", 256)
-    sizes = [len(render_thumbnail(path, RenderOptions(quality=quality))) for quality in (30, 60, 95)]
+    sizes = [len(thumbnail_from_file(path, RenderOptions(quality=quality))) for quality in (30, 60, 95)]
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1] * 0.7
 
 
 def test_progressive_jpeg_on_request(tmp_path):
     path = star_field(tmp_path / "f.fits.fz", 128)
-    progressive = Image.open(io.BytesIO(render_thumbnail(path, RenderOptions(progressive=True))))
-    baseline = Image.open(io.BytesIO(render_thumbnail(path, RenderOptions())))
+    progressive = Image.open(io.BytesIO(thumbnail_from_file(path, RenderOptions(progressive=True))))
+    baseline = Image.open(io.BytesIO(thumbnail_from_file(path, RenderOptions())))
     assert progressive.info.get("progressive") and not baseline.info.get("progressive")
 
 
@@ -435,12 +435,12 @@ def html(path: Path) -> Path:
 def test_unrenderable_files_raise_render_error(tmp_path, make: Callable[[Path], Path]):
     path = make(tmp_path / "bad.fits.fz")
     with pytest.raises(RenderError, match=r"^cannot render bad\.fits\.fz: "):
-        render_thumbnail(path, RenderOptions())
+        thumbnail_from_file(path, RenderOptions())
 
 
 def test_missing_file_is_not_a_render_error(tmp_path):
     with pytest.raises(FileNotFoundError):
-        render_thumbnail(tmp_path / "absent.fits", RenderOptions())
+        thumbnail_from_file(tmp_path / "absent.fits", RenderOptions())
 
 
 # --- the look matches fits2image -------------------------------------------------------------
@@ -509,6 +509,6 @@ def test_pixels_near_the_float32_limit_render_even_when_warnings_are_errors(tmp_
         warnings.simplefilter("error")
         for size in (32, 200):
             thumbnail = Image.open(
-                io.BytesIO(render_thumbnail(tmp_path / "huge.fits", RenderOptions(width=size, height=size)))
+                io.BytesIO(thumbnail_from_file(tmp_path / "huge.fits", RenderOptions(width=size, height=size)))
             )
             assert thumbnail.size == (size, size)

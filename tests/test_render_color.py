@@ -1,4 +1,4 @@
-"""render_color_thumbnail: frames lined up, cut to what they share, scaled, coloured, refused."""
+"""color_thumbnail_from_files: frames lined up, cut to what they share, scaled, coloured, refused."""
 
 import io
 import logging
@@ -12,7 +12,13 @@ from PIL import Image
 
 import thumbproxy.render.align as align_module
 from thumbproxy.demo.sampledata import star_field
-from thumbproxy.render import ColorThumbnail, RenderError, RenderOptions, render_color_thumbnail, render_thumbnail
+from thumbproxy.render import (
+    ColorThumbnail,
+    RenderError,
+    RenderOptions,
+    color_thumbnail_from_files,
+    thumbnail_from_file,
+)
 from thumbproxy.render.reduce import thumbnail_size
 
 SIZE = 512
@@ -82,7 +88,7 @@ def overlap_size(crops: dict[str, tuple[slice, slice]] | None = None) -> tuple[i
 
 def render(paths: list[Path], **options) -> tuple[np.ndarray, str]:
     """The thumbnail as an RGB array, row 0 at the top, and how its frames were aligned."""
-    thumbnail = render_color_thumbnail(paths, RenderOptions(**options))
+    thumbnail = color_thumbnail_from_files(paths, RenderOptions(**options))
     assert isinstance(thumbnail, ColorThumbnail)
     image = Image.open(io.BytesIO(thumbnail.image))
     assert image.format == "JPEG" and image.mode == "RGB"
@@ -263,7 +269,9 @@ def test_zscale_channels_are_scaled_like_single_frames(tmp_path, median):
     path = rvb_frames(tmp_path)[0]
     rgb, _ = render([path, path, path], width=BOX, height=BOX, quality=95, median=median)
     grey = np.asarray(
-        Image.open(io.BytesIO(render_thumbnail(path, RenderOptions(width=BOX, height=BOX, quality=95, median=median))))
+        Image.open(
+            io.BytesIO(thumbnail_from_file(path, RenderOptions(width=BOX, height=BOX, quality=95, median=median)))
+        )
     ).astype(float)
     for channel in range(3):
         assert np.abs(rgb[..., channel] - grey).mean() < 1.5
@@ -297,10 +305,10 @@ def test_unreadable_frame_raises_render_error(tmp_path):
     bad = tmp_path / "bad.fits.fz"
     bad.write_text("<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>")
     with pytest.raises(RenderError, match=r"^cannot render bad\.fits\.fz: "):
-        render_color_thumbnail([paths[0], bad, paths[2]], RenderOptions())
+        color_thumbnail_from_files([paths[0], bad, paths[2]], RenderOptions())
 
 
 def test_missing_frame_is_not_a_render_error(tmp_path):
     paths = rvb_frames(tmp_path)
     with pytest.raises(FileNotFoundError):
-        render_color_thumbnail([paths[0], paths[1], tmp_path / "absent.fits"], RenderOptions())
+        color_thumbnail_from_files([paths[0], paths[1], tmp_path / "absent.fits"], RenderOptions())

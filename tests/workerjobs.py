@@ -36,12 +36,12 @@ def faults_of_a_repeat_render(directory: str) -> int:
     from pathlib import Path
 
     from thumbproxy.demo.sampledata import star_field
-    from thumbproxy.render import RenderOptions, render_thumbnail
+    from thumbproxy.render import RenderOptions, thumbnail_from_file
 
     path = star_field(Path(directory) / "repeat.fits.fz", 1024)
     options = RenderOptions(width=200, height=200)
-    render_thumbnail(path, options)
-    render_thumbnail(path, options)
+    thumbnail_from_file(path, options)
+    thumbnail_from_file(path, options)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    render_thumbnail(path, options)
+    thumbnail_from_file(path, options)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before

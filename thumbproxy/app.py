@@ -33,6 +33,7 @@ from thumbproxy.ops.metrics import Metrics
 from thumbproxy.ops.readiness import Check, Readiness
 from thumbproxy.pipeline.framechecks import FramePolicy
 from thumbproxy.pipeline.latest import LatestFrames
+from thumbproxy.pipeline.previews import FramePreviews
 from thumbproxy.pipeline.thumbnails import Thumbnailer
 from thumbproxy.web.accesslog import ACCESS_LOG, AccessLogWriter
 from thumbproxy.web.caching import CACHE_POLICY, CachePolicy
@@ -142,7 +143,7 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
         cache.start()
         # Closed before the S3 client, so background uploads can finish.
         stack.push_async_callback(cache.close)
-        # Workers open the disk level at start: they read frame previews from it themselves.
+        # Workers open the disk level at start: they store and read frame previews there themselves.
         pool = RenderPool(
             settings.workers,
             partial(open_elsewhere, disk.directory),
@@ -165,9 +166,9 @@ async def _services(app: web.Application) -> AsyncIterator[None]:
             metrics=metrics,
         )
         stack.push_async_callback(archive.close)
-        thumbnailer = Thumbnailer(
-            cache, SharedFitsFiles(raw_archive), pool, metrics, settings.max_pending, settings.preview_size
-        )
+        previews = FramePreviews(pool, disk, settings.preview_size)
+        stack.push_async_callback(previews.close)
+        thumbnailer = Thumbnailer(cache, SharedFitsFiles(raw_archive), pool, previews, metrics, settings.max_pending)
         stack.push_async_callback(thumbnailer.close)
         readiness = Readiness(
             _readiness_checks(cache, pool, partial(health.check, archive.probe), Path(settings.tmp_dir)),

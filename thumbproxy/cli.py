@@ -102,7 +102,7 @@ def _demo(settings: Settings) -> None:
 
 
 def _render(arguments: argparse.Namespace, settings: Settings) -> None:
-    from thumbproxy.render import RenderError, render_thumbnail
+    from thumbproxy.render import RenderError, thumbnail_from_file
     from thumbproxy.web.query import parse_query
 
     given = {
@@ -112,7 +112,7 @@ def _render(arguments: argparse.Namespace, settings: Settings) -> None:
     query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
     output = arguments.output or Path(arguments.file.name.split(".")[0] + ".jpg")
     try:
-        output.write_bytes(render_thumbnail(arguments.file, query.options, settings.preview_size))
+        output.write_bytes(thumbnail_from_file(arguments.file, query.options, settings.preview_size))
     except RenderError as error:
         raise ThumbproxyError(422, str(error)) from None
     print(output)

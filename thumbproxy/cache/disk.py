@@ -162,8 +162,8 @@ def _opened_elsewhere(directory: str) -> diskcache.Cache:
 
 
 def open_elsewhere(directory: str) -> None:
-    """Open the disk cache at directory in this process (a pool worker) before its first read_elsewhere."""
-    # On failure read_elsewhere tries again and reads as a miss.
+    """Open the disk cache at directory in this process (a pool worker) before its first read or write."""
+    # On failure read_elsewhere and write_elsewhere try again, and fail as a miss or a failed write.
     with suppress(OSError, sqlite3.Error):
         _opened_elsewhere(directory)
 
@@ -176,3 +176,12 @@ def read_elsewhere(directory: str, key: str) -> bytes | None:
         return value
     except (OSError, sqlite3.Error):
         return None
+
+
+def write_elsewhere(directory: str, key: str, value: bytes) -> bool:
+    """Store value under key in the disk cache at directory from another process (a pool worker); False
+    when the disk fails."""
+    try:
+        return bool(_checked(directory, _opened_elsewhere(directory).set, key, value))
+    except (OSError, sqlite3.Error, diskcache.Timeout):
+        return False

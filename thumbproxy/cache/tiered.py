@@ -1,4 +1,4 @@
-"""The cache the service talks to: memory, then disk, then the optional S3 level; frame previews on disk."""
+"""The cache the service talks to: memory, then disk, then the optional S3 level."""
 
 import asyncio
 import logging
@@ -9,7 +9,6 @@ from thumbproxy.cache.disk import DiskCache
 from thumbproxy.cache.memory import MemoryCache
 from thumbproxy.cache.s3 import S3Cache
 from thumbproxy.ops.metrics import LabelledCounts
-from thumbproxy.render.preview import Preview
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +20,7 @@ DISK_RECENCY_SECONDS = 300.0
 
 
 class TieredCache:
-    """Memory first, then disk, then S3; a hit fills the levels above it, and writes go to all.
-
-    Frame previews are kept on the disk level alone (see `preview`).
-    """
+    """Memory first, then disk, then S3; a hit fills the levels above it, and writes go to all."""
 
     def __init__(
         self, memory: MemoryCache, disk: DiskCache, s3: S3Cache | None, cache_requests: LabelledCounts
@@ -36,8 +32,6 @@ class TieredCache:
         # Uploads under way by key: strong references (the loop keeps only weak ones), and a
         # JSON request for a thumbnail being uploaded waits for that upload instead of repeating it.
         self._uploads: dict[str, asyncio.Task[bool]] = {}
-        # Previews being written to the disk level, by key: `preview` answers with them meanwhile.
-        self._preview_writes: dict[str, tuple[Preview, asyncio.Task[bool]]] = {}
         self._recency: asyncio.Task[None] | None = None
 
     def start(self, recency_seconds: float = DISK_RECENCY_SECONDS) -> None:
@@ -111,47 +105,6 @@ class TieredCache:
         self._in_background(key, self._s3.put(key, thumbnail))
         return False
 
-    def preview_being_written(self, key: str) -> Preview | None:
-        """The frame preview under key while it is still being written to the disk level, else None."""
-        writing = self._preview_writes.get(key)
-        return None if writing is None else writing[0]
-
-    async def preview(self, key: str) -> Preview | None:
-        """The frame preview stored under key, or None; previews live on the disk level only.
-
-        They are megabytes each and only save this instance work, so they stay out of the memory
-        level and S3. One still being written is answered from memory. One that cannot be decoded
-        is as good as absent: it is built and stored again.
-        """
-        writing = self.preview_being_written(key)
-        if writing is not None:
-            return writing
-        stored = await self._disk.get(key)
-        if stored is None:
-            return None
-        try:
-            # Quick enough for the event loop: the arrays are views of the stored bytes.
-            return Preview.from_bytes(stored)
-        except ValueError as error:
-            log.warning("stored preview %s cannot be read; building it again: %s", key, error)
-            return None
-
-    def keep_preview(self, key: str, preview: Preview) -> None:
-        """Store a frame preview on the disk level in the background (see `close`); a failing disk is logged."""
-        task = asyncio.create_task(self._write_preview(key, preview))
-        self._preview_writes[key] = (preview, task)
-        task.add_done_callback(lambda written: self._preview_written(key, written))
-
-    async def _write_preview(self, key: str, preview: Preview) -> bool:
-        return await self._disk.put(key, await asyncio.to_thread(preview.to_bytes))
-
-    def _preview_written(self, key: str, task: asyncio.Task[bool]) -> None:
-        if key in self._preview_writes and self._preview_writes[key][1] is task:
-            del self._preview_writes[key]
-        # DiskCache.put does not raise; retrieving anyway keeps a surprise from going unreported.
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("writing a preview to the disk level failed", exc_info=error)
-
     async def url(self, key: str) -> str | None:
         """A pre-signed S3 URL for the thumbnail, or None without S3 or credentials; does not check it exists."""
         return None if self._s3 is None else await self._s3.url(key)
@@ -176,16 +129,16 @@ class TieredCache:
         return self._disk
 
     async def close(self) -> None:
-        """Let background uploads and preview writes finish (bounded), so a shutdown loses none that could complete."""
+        """Let background uploads finish (bounded), so a shutdown loses none that could complete."""
         if self._recency is not None:
             self._recency.cancel()
             await asyncio.gather(self._recency, return_exceptions=True)
-        running = {*self._uploads.values(), *(task for _, task in self._preview_writes.values())}
+        running = set(self._uploads.values())
         if not running:
             return
         _, unfinished = await asyncio.wait(running, timeout=CLOSE_TIMEOUT_SECONDS)
         if unfinished:
-            log.warning("abandoning %d S3 uploads and preview writes still running at shutdown", len(unfinished))
+            log.warning("abandoning %d S3 uploads still running at shutdown", len(unfinished))
             for task in unfinished:
                 task.cancel()
             await asyncio.wait(unfinished)

@@ -57,12 +57,12 @@ def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) ->
     return display_orientation(usable[0] if usable else headers[0], spectrum=spectrum)
 
 
-def render_color_thumbnail(paths: Sequence[str | os.PathLike[str]], options: RenderOptions) -> ColorThumbnail:
+def color_thumbnail_from_files(paths: Sequence[str | os.PathLike[str]], options: RenderOptions) -> ColorThumbnail:
     """A colour JPEG thumbnail of the red, visual and blue FITS frames at paths, in that order.
 
     The other frames are resampled onto the red frame's pixels, lined up by their WCS, else by
     registering the images, else centre on centre (logged as a warning), and cropped to the
-    part all three cover. options.stretch "zscale" scales each channel as render_thumbnail
+    part all three cover. options.stretch "zscale" scales each channel as thumbnail_from_file
     scales a frame (options.median and percentile included); "lupton" makes an asinh
     composite that keeps star colours. Size, orientation, label and encoding are as for a
     single frame, with one orientation for all three. Raises RenderError when a file holds no

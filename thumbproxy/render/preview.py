@@ -14,6 +14,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,7 @@ def likely_from_preview(options: RenderOptions, preview_size: int) -> bool:
 
 
 @dataclass(frozen=True)
-class Outline:
+class PreviewOutline:
     """What decides which thumbnails a preview covers, without its pixels: a few hundred bytes."""
 
     shape: tuple[int, int]
@@ -87,8 +88,8 @@ class Preview:
         return display_orientation(self.cards, spectrum=spectrum)
 
     @property
-    def outline(self) -> Outline:
-        return Outline(self.shape, self.factor, self.cards)
+    def outline(self) -> PreviewOutline:
+        return PreviewOutline(self.shape, self.factor, self.cards)
 
     def covers(self, options: RenderOptions) -> bool:
         """Whether the thumbnail options ask for is made from this preview: it needs no finer pixels."""
@@ -194,7 +195,7 @@ def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[P
                 pixels,
                 chunk.start * image.shape[1],
                 math.prod(image.shape),
-                lambda stop=chunk.stop: image.read(slice(stop, stop + 1))[0, 0],
+                partial(_pixel_after, image, chunk.stop),
             )
         )
     # Taken from the header once, not once per chunk.
@@ -205,17 +206,22 @@ def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[P
     ]
 
 
+def _pixel_after(image: FitsImage, stop: int) -> Any:
+    """The first pixel of row `stop` of image, the one just after a band ending there."""
+    return image.read(slice(stop, stop + 1))[0, 0]
+
+
 def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
     """arrays one after another along their first axis; a single one as itself, not copied."""
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int) -> PreviewBand:
+def read_band(path: str | os.PathLike[str], band: int, bands: int, preview_size: int) -> PreviewBand:
     """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed.
 
     Bands are whole tile rows and whole preview blocks, so joined in order they are exactly
     the preview read in one band. The first band checks the compressed data's checksum: any
-    band failing fails the preview. Raises RenderError and OSError as render_thumbnail does.
+    band failing fails the preview. Raises RenderError and OSError as thumbnail_from_file does.
     """
     with refused_as_render_error(path), open_image(path, check_datasum=band == 0, memory_mapped=True) as image:
         factor = preview_factor(image.shape, preview_size)
@@ -225,25 +231,27 @@ def read_band(path: str | os.PathLike, band: int, bands: int, preview_size: int)
 
 def thumbnail_factor(image: FitsImage, options: RenderOptions) -> int:
     """The block size the thumbnail options ask for averages the image over before resampling."""
-    return reduction_factor(image.shape, Outline(image.shape, 1, image.header).thumbnail_size(options))
+    return reduction_factor(image.shape, PreviewOutline(image.shape, 1, image.header).thumbnail_size(options))
 
 
 def read_reductions(
-    path: str | os.PathLike, factors_of: Callable[[FitsImage], Sequence[int]]
+    path: str | os.PathLike[str], factors_of: Callable[[FitsImage], Sequence[int]]
 ) -> tuple[list[Preview], Mapping[str, Any]]:
     """The FITS frame at path reduced by each factor factors_of gives for its image, all in one pass a chunk
     at a time (the whole frame is held only for a factor of 1), and the frame's header. Raises RenderError
-    and OSError as render_thumbnail does."""
+    and OSError as thumbnail_from_file does."""
     with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
         bands = _read_bands(image, slice(0, image.shape[0]), factors_of(image))
         header = image.header
     return [join_bands([band]) for band in bands], header
 
 
-def read_reduced(path: str | os.PathLike, options: RenderOptions, preview_size: int) -> tuple[Preview, Preview | None]:
+def read_reduced(
+    path: str | os.PathLike[str], options: RenderOptions, preview_size: int
+) -> tuple[Preview, Preview | None]:
     """The FITS frame at path reduced for the thumbnail options ask for (a Preview covering it), and its
     preview of preview_size (None for 0), the same one when that covers the thumbnail, read as
-    read_reductions reads. Raises RenderError and OSError as render_thumbnail does."""
+    read_reductions reads. Raises RenderError and OSError as thumbnail_from_file does."""
 
     def factors(image: FitsImage) -> list[int]:
         own = thumbnail_factor(image, options)

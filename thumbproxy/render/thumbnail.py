@@ -94,7 +94,7 @@ def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions)
 
 
 @dataclass(frozen=True)
-class Resampled:
+class ResampledPreview:
     """A preview's pixels at one thumbnail size before the tone curve: block-reduced, clipped to the
     drawn range and resampled. Thumbnails of that size differing only in stretch, label or format
     share it, and skip the resampling, the larger part of their work."""
@@ -107,38 +107,38 @@ class Resampled:
     noise: float
 
 
-def resample_preview(preview: Preview, options: RenderOptions) -> Resampled:
+def preview_at_size(preview: Preview, options: RenderOptions) -> ResampledPreview:
     """The preview, which covers the thumbnail options ask for (Preview.covers), ready for its tone curve."""
     size = preview.outline.thumbnail_size(options)
     reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
     limit_samples = limit_samples_of(preview.samples, reduced)
     noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
     limits = display_limits(limit_samples)
-    return Resampled(_display_resampled(reduced, limits, noise, size), limit_samples, limits, noise)
+    return ResampledPreview(_display_resampled(reduced, limits, noise, size), limit_samples, limits, noise)
 
 
-def render_resampled(preview: Preview, resampled: Resampled, options: RenderOptions) -> bytes:
-    """Image bytes of the thumbnail options ask for, from the preview resampled to its size (resample_preview)."""
+def thumbnail_from_resampled(preview: Preview, resampled: ResampledPreview, options: RenderOptions) -> bytes:
+    """Image bytes of the thumbnail options ask for, from the preview resampled to its size (preview_at_size)."""
     tone = tone_of(preview.samples, resampled.limit_samples, resampled.limits, options)
     grey = to_grey(resampled.pixels, tone.stretch, tone.limits, resampled.noise)
     return finish(grey, preview.orientation(options.spectrum), options)
 
 
-def render_preview(preview: Preview, options: RenderOptions) -> bytes:
+def thumbnail_from_preview(preview: Preview, options: RenderOptions) -> bytes:
     """Image bytes of the thumbnail options ask for, made from a preview that covers it (Preview.covers)."""
-    return render_resampled(preview, resample_preview(preview, options), options)
+    return thumbnail_from_resampled(preview, preview_at_size(preview, options), options)
 
 
-def render_with_preview(
-    path: str | os.PathLike, options: RenderOptions, preview_size: int
+def thumbnail_and_preview_from_file(
+    path: str | os.PathLike[str], options: RenderOptions, preview_size: int
 ) -> tuple[bytes, Preview | None]:
-    """render_thumbnail's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
+    """thumbnail_from_file's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
     reduced, preview = read_reduced(path, options, preview_size)
-    return render_preview(reduced, options), preview
+    return thumbnail_from_preview(reduced, options), preview
 
 
-def render_thumbnail(
-    path: str | os.PathLike, options: RenderOptions, preview_size: int = DEFAULT_PREVIEW_SIZE
+def thumbnail_from_file(
+    path: str | os.PathLike[str], options: RenderOptions, preview_size: int = DEFAULT_PREVIEW_SIZE
 ) -> bytes:
     """Image bytes of a greyscale thumbnail of the FITS frame at path.
 
@@ -149,4 +149,4 @@ def render_thumbnail(
     Raises RenderError when the file holds no readable image, and OSError when path cannot be
     opened.
     """
-    return render_with_preview(path, options, preview_size)[0]
+    return thumbnail_and_preview_from_file(path, options, preview_size)[0]

@@ -1,0 +1,147 @@
+"""What is made once per frame version and reused by its single-frame thumbnails: the preview, stored on the
+disk level by the worker that makes it, its outline, and the preview resampled to a thumbnail's size."""
+
+import logging
+
+from thumbproxy.archive.base import Frame
+from thumbproxy.cache.disk import DiskCache
+from thumbproxy.pipeline.cachekeys import preview_key
+from thumbproxy.pipeline.previewjobs import (
+    PreviewPlace,
+    thumbnail_and_stored_outline,
+    thumbnail_from_bands,
+    thumbnail_from_stored_preview,
+)
+from thumbproxy.render.options import RenderOptions
+from thumbproxy.render.preview import Preview, PreviewOutline, likely_from_preview, read_band
+from thumbproxy.render.thumbnail import ResampledPreview
+from thumbproxy.support.gathering import all_or_first_failure
+from thumbproxy.support.lrumap import LruMap
+from thumbproxy.support.singleflight import SingleFlight
+from thumbproxy.workers.renderpool import RenderPool
+
+log = logging.getLogger(__name__)
+
+# Outlines of stored previews the server keeps, so deciding whether one covers a thumbnail reads nothing.
+OUTLINES = 4096
+# Previews resampled to a thumbnail size the server keeps, about 1 MiB each: thumbnails of that size
+# differing only in stretch, label or format need no resampling.
+RESAMPLED_KEPT = 16
+
+
+class FramePreviews:
+    """Single-frame thumbnails by way of the frame version's preview, of `preview_size` pixels on its long side
+    (0: no previews, every thumbnail is read from the file)."""
+
+    def __init__(self, pool: RenderPool, disk: DiskCache, preview_size: int) -> None:
+        self._pool = pool
+        self._disk = disk
+        self.size = preview_size
+        # By preview key.
+        self._outlines: LruMap[str, PreviewOutline] = LruMap(OUTLINES)
+        # By preview key and thumbnail size.
+        self._resampled: LruMap[tuple[str, tuple[int, int]], ResampledPreview] = LruMap(RESAMPLED_KEPT)
+        # By preview key: the thumbnails of a version asked for while it has no preview share one making it.
+        self._making: SingleFlight[str, tuple[bytes | None, PreviewOutline | None]] = SingleFlight()
+        # The jobs that read a frame's file; module-level functions, pickled by name into a worker.
+        self.read_file = thumbnail_and_stored_outline
+        self.read_band = read_band
+
+    async def from_stored(self, frame: Frame, options: RenderOptions) -> bytes | None:
+        """The thumbnail drawn from the frame version's stored preview: no download, no decompression. None when
+        it has none, or one too coarse for this thumbnail."""
+        if not self.size:
+            return None
+        place = self._place(frame)
+        outline = await self._outline(place.key)
+        if outline is None or not outline.covers(options):
+            return None
+        thumbnail = await self._drawn_from_stored(place, outline, options)
+        if thumbnail is None:
+            # Evicted or damaged since: the file makes it again.
+            self._outlines.forget(place.key)
+        return thumbnail
+
+    async def from_file(self, frame: Frame, path: str, options: RenderOptions) -> bytes:
+        """The thumbnail read from the frame's file at path. A version with no preview gets one on the way,
+        made once for all its thumbnails asked for meanwhile; one needing finer pixels reads the file whole."""
+        if self.size:
+            place = self._place(frame)
+            # Known here only once stored: a preview too coarse for this thumbnail is not made again.
+            if self._outlines.get(place.key) is None:
+                (thumbnail, outline), joined = await self._making.run(
+                    place.key, lambda: self._make(place, path, options)
+                )
+                if thumbnail is not None and not joined:
+                    return thumbnail
+                if outline is not None and outline.covers(options):
+                    thumbnail = await self._drawn_from_stored(place, outline, options)
+                    if thumbnail is not None:
+                        return thumbnail
+        whole, _ = await self._pool.run(self.read_file, path, options, self.size, None)
+        return whole
+
+    async def close(self) -> None:
+        """Stop the making of previews still under way at shutdown."""
+        await self._making.close()
+
+    def _place(self, frame: Frame) -> PreviewPlace:
+        return PreviewPlace(self._disk.directory, preview_key((frame.id, frame.version), self.size))
+
+    async def _outline(self, key: str) -> PreviewOutline | None:
+        """The outline of the preview stored under key, read from it only the first time; None when there is none."""
+        outline = self._outlines.get(key)
+        if outline is None:
+            stored = await self._disk.get(key)
+            if stored is None:
+                return None
+            try:
+                # Quick enough for the event loop: the arrays are views of the stored bytes.
+                outline = Preview.from_bytes(stored).outline
+            except ValueError as error:
+                log.warning("stored preview %s cannot be read; building it again: %s", key, error)
+                return None
+            self._outlines.put(key, outline)
+        return outline
+
+    async def _make(
+        self, place: PreviewPlace, path: str, options: RenderOptions
+    ) -> tuple[bytes | None, PreviewOutline | None]:
+        """The preview of the file at path, stored at place, and the thumbnail drawn on the way (None when it needs
+        finer pixels). With idle workers the file is read in bands, one per worker; else one job reads it."""
+        bands = self._pool.idle
+        if bands >= 2 and likely_from_preview(options, self.size):
+            parts = await all_or_first_failure(
+                *(self._pool.run(self.read_band, path, band, bands, self.size) for band in range(bands))
+            )
+            drawn, outline = await self._pool.run(thumbnail_from_bands, parts, options, place)
+            if drawn is not None and outline is not None:
+                self._keep_resampled(place.key, outline, options, drawn.resampled)
+            thumbnail = None if drawn is None else drawn.image
+        else:
+            thumbnail, outline = await self._pool.run(self.read_file, path, options, self.size, place)
+        if outline is not None:
+            self._outlines.put(place.key, outline)
+        return thumbnail, outline
+
+    async def _drawn_from_stored(
+        self, place: PreviewPlace, outline: PreviewOutline, options: RenderOptions
+    ) -> bytes | None:
+        """The thumbnail drawn from the preview stored at place, resampled already when kept for its size; None
+        when the preview is gone or damaged."""
+        kept = self._resampled.get((place.key, outline.thumbnail_size(options)))
+        try:
+            drawn = await self._pool.run(thumbnail_from_stored_preview, place, options, kept)
+        except ValueError as error:
+            log.warning("stored preview %s cannot be read; building it again: %s", place.key, error)
+            return None
+        if drawn is None:
+            return None
+        self._keep_resampled(place.key, outline, options, drawn.resampled)
+        return drawn.image
+
+    def _keep_resampled(
+        self, key: str, outline: PreviewOutline, options: RenderOptions, resampled: ResampledPreview | None
+    ) -> None:
+        if resampled is not None:
+            self._resampled.put((key, outline.thumbnail_size(options)), resampled)
