@@ -61,6 +61,8 @@ MIN_FITS2IMAGE_OVER_RENDER = 3.0
 MAX_RENDER_OVER_FLOOR = 1.2
 MAX_IDLE_COLD_OVER_FLOOR = 0.9
 MAX_NEXT_OVER_FIRST = 0.1
+# Issue 17: another size asked for right after the first answer, drawn from the preview the first stored.
+MAX_SECOND_SIZE_OVER_FIRST = 0.1
 MAX_COLOR_OVER_SINGLE = 3.5
 DISK_HIT_CONNECTIONS = 32
 RENDERS_FOR_IDENTICAL = 1
@@ -405,6 +407,9 @@ def checks(figures: dict) -> dict[str, dict]:
         ),
         "next thumbnail / first, via service": _timing_check(
             figures, "service/next all", "service/cold total", "<=", MAX_NEXT_OVER_FIRST
+        ),
+        "second size right after the first / first": _timing_check(
+            figures, "service/next other size", "service/cold total", "<=", MAX_SECOND_SIZE_OVER_FIRST
         ),
         "colour / single": _timing_check(figures, "color/color", "color/single", "<=", MAX_COLOR_OVER_SINGLE),
         f"disk hits / minimal app, {DISK_HIT_CONNECTIONS} conns": _ratio_check(
