@@ -16,9 +16,8 @@ from aiohttp import hdrs, web
 from thumbproxy.archive.base import Frame
 from thumbproxy.archive.cached import CachedArchive
 from thumbproxy.cache.tiered import TieredCache
-from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.web.caching import CachePolicy, etag, image_headers, not_modified
-from thumbproxy.web.observe import SERVED_FROM
+from thumbproxy.web.observe import SERVED_FROM, Served
 from thumbproxy.web.wholeresponse import WholeResponse, serialized_headers
 
 # An entry is a few hundred bytes; this bounds the table to a few megabytes.
@@ -67,7 +66,7 @@ class HotAnswers:
         if found is None:
             return None
         data, level = found
-        request[SERVED_FROM] = Thumbnail(entry.key, data, level)  # type: ignore[arg-type]  # a held file's bytearray
+        request[SERVED_FROM] = Served(entry.key, level, False)
         if hdrs.IF_NONE_MATCH in request.headers and not_modified(request, entry.etag):
             return WholeResponse(304, entry.not_modified_headers)
         return WholeResponse(200, entry.headers, data)

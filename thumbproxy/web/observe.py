@@ -6,6 +6,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -14,7 +15,6 @@ from multidict import istr
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.ops.metrics import Metrics
 from thumbproxy.ops.throttledlog import ThrottledWarning
-from thumbproxy.pipeline.thumbnails import Thumbnail
 from thumbproxy.web.accesslog import AccessLogWriter
 from thumbproxy.web.connections import Connections
 
@@ -32,8 +32,18 @@ UNEXPECTED_ERROR_INTERVAL = 60.0
 # An answer made without awaiting anything, or None when the handler has to make it.
 AnswerNow = Callable[[web.Request], web.StreamResponse | None]
 
-# Set by a handler to the Thumbnail it answered with, for the access log.
-SERVED_FROM = web.RequestKey("served_from", Thumbnail)
+
+class Served(NamedTuple):
+    """How a handler found the thumbnail it answered with, for the access log."""
+
+    key: str
+    # "memory", "disk", "s3" or "render".
+    source: str
+    # Whether the request joined a lookup or render another request had started.
+    coalesced: bool
+
+
+SERVED_FROM = web.RequestKey("served_from", Served)
 
 
 def error_response(

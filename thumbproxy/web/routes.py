@@ -18,7 +18,7 @@ from thumbproxy.support.deadline import request_deadline
 from thumbproxy.web import pages
 from thumbproxy.web.caching import CACHE_POLICY, PRIVATE, etag, image_headers, not_modified
 from thumbproxy.web.hotanswers import HOT_ANSWERS
-from thumbproxy.web.observe import SERVED_FROM, Observation
+from thumbproxy.web.observe import SERVED_FROM, Observation, Served
 from thumbproxy.web.operations import add_operations_routes
 from thumbproxy.web.query import KNOWN_PARAMETERS, ThumbnailQuery, accepts_webp, canonical_query, parse_query_string
 from thumbproxy.web.signing import UrlSigner
@@ -152,7 +152,7 @@ async def _thumbnail_answer(
             return _not_modified(key, cache_control, vary)
     # Rendered in JSON mode too: a frame that cannot be rendered fails now, and the URL works when followed.
     thumbnail = await thumbnailer.thumbnail(frames, options)
-    request[SERVED_FROM] = thumbnail
+    request[SERVED_FROM] = Served(thumbnail.key, thumbnail.source, thumbnail.coalesced)
     if query.image:
         return _image(thumbnail.key, thumbnail.data, cache_control, vary)
     presigned = await thumbnailer.s3_url(thumbnail)
