@@ -76,7 +76,7 @@ class Thumbnailer:
         self.previews = previews
         self._metrics = metrics
         self._max_pending = max_pending
-        # LruMap render time, for the Retry-After of a refusal.
+        # Recent render time, for the Retry-After of a refusal.
         self._render_seconds = 1.0
         self._flights: SingleFlight[str, tuple[bytes, str]] = SingleFlight()
         # By frame version: until when the renderer's refusal of it is answered again, and the refusal.
