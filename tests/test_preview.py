@@ -22,6 +22,7 @@ from thumbproxy.cache.disk import DiskCache
 from thumbproxy.config import SettingsError, load_settings
 from thumbproxy.demo.sampledata import raw_frame, star_field
 from thumbproxy.pipeline.cachekeys import preview_key
+from thumbproxy.pipeline.previewjobs import WORKER_PREVIEWS
 from thumbproxy.render import RenderOptions, thumbnail_from_file
 from thumbproxy.render.fitsread import open_image
 from thumbproxy.render.pixelrows import ScaledRows
@@ -324,17 +325,19 @@ async def test_previews_off_renders_every_thumbnail_from_the_file(
 
 
 async def test_a_damaged_stored_preview_is_built_again(
-    service: Service, frame: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    start_service: ServiceFactory, frame: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await image_bytes(service, f"/{frame['id']}/?image=true")
-    key = preview_key((frame["id"], service.archive.record(frame["id"])["version_set"][0]["md5"]), 1024)
-    # The service's disk level, opened beside it as another process would; the preview lands there
-    # just after the answer.
+    first = await start_service()
+    await image_bytes(first, f"/{frame['id']}/?image=true")
+    key = preview_key((frame["id"], first.archive.record(frame["id"])["version_set"][0]["md5"]), 1024)
+    # The service's disk level, opened beside it as another process would: the worker that made the
+    # preview stored it there before the thumbnail was answered.
     disk = DiskCache(tmp_path / "cache" / "thumbnails", 2**30)
-    async with asyncio.timeout(5):
-        while await disk.get(key) is None:
-            await asyncio.sleep(0.01)
+    assert await disk.get(key) is not None
     await disk.put(key, b"\x93NUMPY damaged")
+    # Restarted: no worker still holds the preview it made.
+    await first.client.close()
+    service = await start_service()
     with caplog.at_level(logging.WARNING):
         later = await image_bytes(service, f"/{frame['id']}/?image=true&width=90")
     assert "cannot be read" in caplog.text
@@ -342,4 +345,21 @@ async def test_a_damaged_stored_preview_is_built_again(
     assert service.archive.downloads[frame["id"]] == 2
     # Stored again, whole: the next thumbnail needs no download.
     await image_bytes(service, f"/{frame['id']}/?image=true&width=60")
+    assert service.archive.downloads[frame["id"]] == 2
+
+
+async def test_a_damaged_stored_preview_a_worker_reads_is_built_again(
+    service: Service, frame: dict, fake_archive: FakeArchive, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await image_bytes(service, f"/{frame['id']}/?image=true")
+    key = preview_key((frame["id"], service.archive.record(frame["id"])["version_set"][0]["md5"]), 1024)
+    await DiskCache(tmp_path / "cache" / "thumbnails", 2**30).put(key, b"\x93NUMPY damaged")
+    # Previews of other frames push it out of the one worker's memory: the worker reads it from the disk level.
+    for number in range(WORKER_PREVIEWS):
+        path = write_fits_file(tmp_path / f"ogg0m404-kb82-20190321-{300 + number:04d}-e91.fits.fz", shape=WIDE)
+        await image_bytes(service, f"/{fake_archive.add_frame(path)['id']}/?image=true")
+    with caplog.at_level(logging.WARNING):
+        later = await image_bytes(service, f"/{frame['id']}/?image=true&width=90")
+    assert f"stored preview {key} cannot be read" in caplog.text
+    assert Image.open(io.BytesIO(later)).width == 90
     assert service.archive.downloads[frame["id"]] == 2

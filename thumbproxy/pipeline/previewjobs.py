@@ -18,10 +18,10 @@ from thumbproxy.render.thumbnail import (
 )
 from thumbproxy.support.lrumap import LruMap
 
-# Previews a worker keeps after reading them: a frame's next thumbnails tend to follow each other.
+# Previews a worker keeps after making or reading them: a frame's next thumbnails tend to follow each other.
 WORKER_PREVIEWS = 4
 
-_read_previews: LruMap[str, Preview] = LruMap(WORKER_PREVIEWS)
+_worker_previews: LruMap[str, Preview] = LruMap(WORKER_PREVIEWS)
 
 
 class PreviewPlace(NamedTuple):
@@ -63,19 +63,22 @@ def thumbnail_from_stored_preview(
 ) -> DrawnFromPreview | None:
     """The thumbnail drawn from the preview stored at place (which covers it), from its resampled pixels when
     given; None when it is stored no more. ValueError when the stored preview is damaged."""
-    preview = _read_previews.get(place.key)
+    preview = _worker_previews.get(place.key)
     if preview is None:
         stored = read_elsewhere(place.directory, place.key)
         if stored is None:
             return None
         preview = Preview.from_bytes(stored)
-        _read_previews.put(place.key, preview)
+        _worker_previews.put(place.key, preview)
     return _drawn(preview, options, resampled)
 
 
 def _stored(place: PreviewPlace, preview: Preview) -> PreviewOutline | None:
     """The preview's outline once it is stored at place; None when the disk failed."""
-    return preview.outline if write_elsewhere(place.directory, place.key, preview.to_bytes()) else None
+    if not write_elsewhere(place.directory, place.key, preview.to_bytes()):
+        return None
+    _worker_previews.put(place.key, preview)
+    return preview.outline
 
 
 def _drawn(preview: Preview, options: RenderOptions, resampled: ResampledPreview | None) -> DrawnFromPreview:

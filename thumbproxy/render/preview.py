@@ -14,7 +14,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -25,6 +25,7 @@ from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, display_orientation, orientation_cards
 from thumbproxy.render.reduce import REDUCING_GAP, output_size, reduction_factor
 from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, concatenated, joined
+from thumbproxy.render.stretch import Limits, display_limits
 
 # THUMBPROXY_PREVIEW_SIZE's default (see config.py), for renders outside the service too.
 DEFAULT_PREVIEW_SIZE = 1024
@@ -86,6 +87,12 @@ class Preview:
     def orientation(self, spectrum: bool) -> Orientation:
         """How the frame is turned for display (see display_orientation)."""
         return display_orientation(self.cards, spectrum=spectrum)
+
+    @cached_property
+    def sample_limits(self) -> Limits | None:
+        """The display limits of the samples, measured once for every thumbnail size drawn from the preview;
+        None without samples (each size then measures its own pixels)."""
+        return display_limits(self.samples.limit_samples) if self.samples.limit_samples.size else None
 
     @property
     def outline(self) -> PreviewOutline:

@@ -113,7 +113,9 @@ def preview_at_size(preview: Preview, options: RenderOptions) -> ResampledPrevie
     reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
     limit_samples = limit_samples_of(preview.samples, reduced)
     noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
-    limits = display_limits(limit_samples)
+    limits = preview.sample_limits
+    if limits is None:
+        limits = display_limits(limit_samples)
     return ResampledPreview(_display_resampled(reduced, limits, noise, size), limit_samples, limits, noise)
 
 
