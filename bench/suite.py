@@ -52,6 +52,9 @@ NEXT_QUERIES = {
     "label": f"?image=true&width={BOX}&height={BOX}&label=M42",
     "percentile": f"?image=true&width={BOX}&height={BOX}&median=true&percentile=98",
 }
+# Asked last, once the preview the first thumbnail made has long been stored: the stored path, to compare
+# with "other size", asked right after the first answer.
+LATER_SIZE_QUERY = "?image=true&width=200&height=200"
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=120)
 # bench.render's contenders, by the names the suite reports them under.
 RENDER_CONTENDERS = {"decompress": "floor", "render": "thumbproxy", "fits2image": "fits2image"}
@@ -175,6 +178,7 @@ async def thumbnails_of_frames(base_url: str, basenames: Sequence[str]) -> dict[
         "cold first byte": [],
         "cold total": [],
         **{f"next {kind}": [] for kind in NEXT_QUERIES},
+        "later size": [],
     }
     async with aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session:
         await get(session, f"{base_url}/{basenames[0]}/{FIRST_QUERY}")
@@ -184,6 +188,7 @@ async def thumbnails_of_frames(base_url: str, basenames: Sequence[str]) -> dict[
             seconds["cold total"].append(first.total)
             for kind, query in NEXT_QUERIES.items():
                 seconds[f"next {kind}"].append((await get(session, f"{base_url}/{basename}/{query}")).total)
+            seconds["later size"].append((await get(session, f"{base_url}/{basename}/{LATER_SIZE_QUERY}")).total)
     seconds["next all"] = [value for kind in NEXT_QUERIES for value in seconds[f"next {kind}"]]
     return seconds
 
@@ -489,6 +494,7 @@ def print_report(figures: dict, plan: Plan) -> None:
             "service/cold total": "first thumbnail (cold: record, download, render)",
             **{f"service/next {kind}": f"next thumbnail, {kind}" for kind in NEXT_QUERIES},
             "service/next all": "next thumbnails, all of the above",
+            "service/later size": "a later size, from the stored preview",
         },
         "service/cold total",
         "first",
