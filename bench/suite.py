@@ -53,8 +53,8 @@ NEXT_QUERIES = {
     "percentile": f"?image=true&width={BOX}&height={BOX}&median=true&percentile=98",
 }
 # Asked last, once the preview the first thumbnail made has long been stored: the stored path, to compare
-# with "other size", asked right after the first answer.
-LATER_SIZE_QUERY = "?image=true&width=200&height=200"
+# with "other size", asked right after the first answer; drawn from the whole preview, as that one is.
+LATER_SIZE_QUERY = "?image=true&width=310&height=310"
 CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=120)
 # bench.render's contenders, by the names the suite reports them under.
 RENDER_CONTENDERS = {"decompress": "floor", "render": "thumbproxy", "fits2image": "fits2image"}
