@@ -13,6 +13,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
+import thumbproxy.render.preview as preview_module
+import thumbproxy.render.thumbnail as thumbnail_module
 from conftest import WIDE, Service, ServiceFactory, write_fits_file
 from fakearchive import FakeArchive
 from test_bad_fits import BAD_FILES, assert_cannot_render
@@ -145,6 +147,18 @@ def test_a_stored_preview_makes_the_same_bytes_as_the_one_just_built(big_field: 
     assert thumbnail_from_preview(built, RenderOptions(width=500, height=500)) == thumbnail_from_file(
         big_field, RenderOptions(width=500, height=500)
     )
+
+
+def test_a_stored_preview_keeps_its_display_limits(big_field: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    built = whole_preview(big_field, 1024)
+    options = RenderOptions(width=300, height=300)
+    expected = thumbnail_from_preview(built, options)
+    stored = Preview.from_bytes(built.to_bytes())
+    # A worker reading it draws its first size without measuring them again.
+    monkeypatch.setattr(preview_module, "display_limits", refused)
+    monkeypatch.setattr(thumbnail_module, "display_limits", refused)
+    assert stored.sample_limits == built.sample_limits
+    assert thumbnail_from_preview(stored, options) == expected
 
 
 def test_thumbnails_of_one_size_share_the_preview_resampled_to_it(big_field: Path) -> None:

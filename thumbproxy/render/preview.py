@@ -103,9 +103,16 @@ class Preview:
         return self.outline.covers(options)
 
     def to_bytes(self) -> bytes:
-        """The preview as .npy records one after another: its other fields as a JSON document (uint8),
-        the image, the limit samples and the median samples. No pickled objects."""
-        fields = {"shape": self.shape, "factor": self.factor, "noise": self.samples.noise, "cards": dict(self.cards)}
+        """The preview as .npy records one after another: its other fields (with the samples' display limits)
+        as a JSON document (uint8), the image, the limit samples and the median samples. No pickled objects."""
+        limits = self.sample_limits
+        fields = {
+            "shape": self.shape,
+            "factor": self.factor,
+            "noise": self.samples.noise,
+            "cards": dict(self.cards),
+            "limits": None if limits is None else [limits.lower, limits.upper],
+        }
         stored = io.BytesIO()
         for array in (
             np.frombuffer(json.dumps(fields).encode(), np.uint8),
@@ -124,13 +131,18 @@ class Preview:
         try:
             fields = json.loads(fields_record.tobytes())
             rows, columns = fields["shape"]
-            return cls(
+            preview = cls(
                 (rows, columns),
                 fields["factor"],
                 image,
                 PixelSamples(limit_samples, median_samples, fields["noise"]),
                 fields["cards"],
             )
+            # Measured when it was made: kept where cached_property keeps what it measures, so a worker
+            # reading the preview draws its first size without measuring them again. (Older previews: measured.)
+            if fields.get("limits") is not None:
+                preview.__dict__["sample_limits"] = Limits(*fields["limits"])
+            return preview
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a stored preview: {error!r}") from error
 
