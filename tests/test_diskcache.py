@@ -4,7 +4,7 @@ import os
 import shutil
 from pathlib import Path
 
-from thumbproxy.cache.disk import DiskCache
+from thumbproxy.cache.disk import DiskCache, map_elsewhere, write_elsewhere
 
 
 async def test_survives_a_restart(tmp_path: Path) -> None:
@@ -52,4 +52,19 @@ async def test_a_broken_disk_warns_once_not_per_request(tmp_path: Path, caplog) 
     for _ in range(20):
         assert await cache.put("k", os.urandom(100_000)) is False
     assert len([record for record in caplog.records if record.levelname == "WARNING"]) == 1
+    cache.close()
+
+
+async def test_another_process_maps_and_writes_values_of_the_disk_level(tmp_path: Path) -> None:
+    cache = DiskCache(tmp_path, size_limit_bytes=10 * 2**20)
+    await cache.put("k", b"preview bytes" * 10_000)
+    await cache.put("empty", b"")
+    directory = str(tmp_path)
+    # The calls a render worker makes; a second handle on the cache stands in for its process.
+    mapped = map_elsewhere(directory, "k")
+    assert mapped is not None and mapped[:] == b"preview bytes" * 10_000
+    assert map_elsewhere(directory, "empty") == b""
+    assert map_elsewhere(directory, "absent") is None
+    assert write_elsewhere(directory, "written", b"made in a worker")
+    assert await cache.get("written") == b"made in a worker"
     cache.close()

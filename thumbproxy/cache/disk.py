@@ -2,11 +2,12 @@
 
 import asyncio
 import logging
+import mmap
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from contextlib import suppress
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -163,19 +164,27 @@ def _opened_elsewhere(directory: str) -> diskcache.Cache:
 
 def open_elsewhere(directory: str) -> None:
     """Open the disk cache at directory in this process (a pool worker) before its first read or write."""
-    # On failure read_elsewhere and write_elsewhere try again, and fail as a miss or a failed write.
+    # On failure map_elsewhere and write_elsewhere try again, and fail as a miss or a failed write.
     with suppress(OSError, sqlite3.Error):
         _opened_elsewhere(directory)
 
 
-def read_elsewhere(directory: str, key: str) -> bytes | None:
-    """The value under key in the disk cache at directory, read from another process (a pool worker);
-    None when it is not there or the disk fails."""
+def map_elsewhere(directory: str, key: str) -> mmap.mmap | bytes | None:
+    """The value under key in the disk cache at directory, mapped read-only from another process (a pool
+    worker): nothing is copied, its pages are the page cache's. None when it is not there or the disk fails."""
     try:
-        value: bytes | None = _checked(directory, _opened_elsewhere(directory).get, key)
-        return value
+        found = _checked(directory, partial(_opened_elsewhere(directory).get, read=True), key)
     except (OSError, sqlite3.Error):
         return None
+    if found is None:
+        return None
+    # Every value has a file of its own (MIN_FILE_SIZE); the mapping outlives the file's descriptor.
+    with found:
+        try:
+            return mmap.mmap(found.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:
+            # An empty file cannot be mapped: its value is empty.
+            return b""
 
 
 def write_elsewhere(directory: str, key: str, value: bytes) -> bool:

@@ -7,7 +7,7 @@ preview reads it there: the server never holds a preview's pixels, and none cros
 import os
 from typing import NamedTuple
 
-from thumbproxy.cache.disk import read_elsewhere, write_elsewhere
+from thumbproxy.cache.disk import map_elsewhere, write_elsewhere
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Preview, PreviewBand, PreviewOutline, join_bands
 from thumbproxy.render.thumbnail import (
@@ -65,7 +65,7 @@ def thumbnail_from_stored_preview(
     given; None when it is stored no more. ValueError when the stored preview is damaged."""
     preview = _worker_previews.get(place.key)
     if preview is None:
-        stored = read_elsewhere(place.directory, place.key)
+        stored = map_elsewhere(place.directory, place.key)
         if stored is None:
             return None
         preview = Preview.from_bytes(stored)

@@ -11,6 +11,7 @@ same pass as the preview.
 import io
 import json
 import math
+import mmap
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -124,9 +125,11 @@ class Preview:
         return stored.getvalue()
 
     @classmethod
-    def from_bytes(cls, stored: bytes) -> "Preview":
-        """The preview to_bytes wrote, its arrays read-only views of stored; ValueError when it is damaged."""
-        records = io.BytesIO(stored)
+    def from_bytes(cls, stored: bytes | mmap.mmap) -> "Preview":
+        """The preview to_bytes wrote, its arrays read-only views of stored (bytes, or a file mapped read-only);
+        ValueError when it is damaged."""
+        # A mapping is read in place: a BytesIO would copy it.
+        records = stored if isinstance(stored, mmap.mmap) else io.BytesIO(stored)
         fields_record, image, limit_samples, median_samples = (_next_array(stored, records) for _ in range(4))
         try:
             fields = json.loads(fields_record.tobytes())
@@ -147,7 +150,7 @@ class Preview:
             raise ValueError(f"not a stored preview: {error!r}") from error
 
 
-def _next_array(stored: bytes, records: io.BytesIO) -> np.ndarray:
+def _next_array(stored: bytes | mmap.mmap, records: io.BytesIO | mmap.mmap) -> np.ndarray:
     """The .npy record at the position of records (a reader over stored), as a view of stored; moves past it."""
     read_header = _HEADER_READERS.get(np.lib.format.read_magic(records))
     if read_header is None:
