@@ -1,7 +1,7 @@
 """The jobs a render worker runs for thumbnails made with a frame's preview, each named for what it returns.
 
-A worker that makes a preview stores it on the disk level itself, and a worker that draws from a stored
-preview reads it there: the server never holds a preview's pixels, and none crosses a pipe twice.
+A worker that makes a preview (or joins its bands) stores it on the disk level itself, and a worker that draws
+from a stored preview maps it from there: the server keeps no preview, and hands none made on to a worker.
 """
 
 import os

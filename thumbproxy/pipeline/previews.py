@@ -1,5 +1,9 @@
 """What is made once per frame version and reused by its single-frame thumbnails: the preview, stored on the
-disk level by the worker that makes it, its outline, and the preview resampled to a thumbnail's size."""
+disk level by the worker that makes it, its outline, and the preview resampled to a thumbnail's size.
+
+Previews live on the disk level alone: megabytes each, they only save this instance work, so they stay out
+of the memory level and S3.
+"""
 
 import logging
 
