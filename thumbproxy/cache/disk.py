@@ -50,7 +50,7 @@ class DiskCache:
     """
 
     def __init__(self, directory: Path, size_limit_bytes: int, open_files: int = 0) -> None:
-        # For readers in other processes (read_elsewhere).
+        # For workers, which map and write values themselves (map_elsewhere, write_elsewhere).
         self.directory = str(directory)
         self._failure_warning = ThrottledWarning(log, WARN_INTERVAL_SECONDS)
         self._held = HeldFiles(open_files, self.directory)
