@@ -120,7 +120,7 @@ class FramePreviews:
             )
             drawn, outline = await self._pool.run(thumbnail_from_bands, parts, options, place)
             if drawn is not None and outline is not None:
-                self._keep_resampled(place.key, outline, options, drawn.resampled)
+                self._keep_resampled(self._size_key(place, outline, options), drawn.resampled)
             thumbnail = None if drawn is None else drawn.image
         else:
             thumbnail, outline = await self._pool.run(self.read_file, path, options, self.size, place)
@@ -133,7 +133,8 @@ class FramePreviews:
     ) -> bytes | None:
         """The thumbnail drawn from the preview stored at place, resampled already when kept for its size; None
         when the preview is gone or damaged."""
-        kept = self._resampled.get((place.key, outline.thumbnail_size(options)))
+        size_key = self._size_key(place, outline, options)
+        kept = self._resampled.get(size_key)
         try:
             drawn = await self._pool.run(thumbnail_from_stored_preview, place, options, kept)
         except ValueError as error:
@@ -141,11 +142,14 @@ class FramePreviews:
             return None
         if drawn is None:
             return None
-        self._keep_resampled(place.key, outline, options, drawn.resampled)
+        self._keep_resampled(size_key, drawn.resampled)
         return drawn.image
 
-    def _keep_resampled(
-        self, key: str, outline: PreviewOutline, options: RenderOptions, resampled: ResampledPreview | None
-    ) -> None:
+    @staticmethod
+    def _size_key(place: PreviewPlace, outline: PreviewOutline, options: RenderOptions) -> tuple[str, tuple[int, int]]:
+        """The key of the preview at place resampled to the size of the thumbnail options ask for."""
+        return place.key, outline.thumbnail_size(options)
+
+    def _keep_resampled(self, size_key: tuple[str, tuple[int, int]], resampled: ResampledPreview | None) -> None:
         if resampled is not None:
-            self._resampled.put((key, outline.thumbnail_size(options)), resampled)
+            self._resampled.put(size_key, resampled)
