@@ -362,6 +362,20 @@ async def test_a_damaged_stored_preview_is_built_again(
     assert service.archive.downloads[frame["id"]] == 2
 
 
+async def test_a_frames_next_thumbnails_run_on_the_worker_that_keeps_its_preview(
+    start_service: ServiceFactory, frame: dict, tmp_path: Path
+) -> None:
+    service = await start_service(THUMBPROXY_WORKERS="2")
+    await image_bytes(service, f"/{frame['id']}/?image=true")
+    # Whichever worker reads the stored preview from now on finds it damaged and has the file read again.
+    key = preview_key((frame["id"], service.archive.record(frame["id"])["version_set"][0]["md5"]), 1024)
+    await DiskCache(tmp_path / "cache" / "thumbnails", 2**30).put(key, b"\x93NUMPY damaged")
+    for query in NEXT_QUERIES:
+        await image_bytes(service, f"/{frame['id']}/?image=true&{query}")
+    # The worker that made the preview drew every next thumbnail from its own copy.
+    assert service.archive.downloads[frame["id"]] == 1
+
+
 async def test_a_damaged_stored_preview_a_worker_reads_is_built_again(
     service: Service, frame: dict, fake_archive: FakeArchive, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

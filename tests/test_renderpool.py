@@ -43,6 +43,24 @@ async def test_jobs_that_shared_a_dying_worker_pool_get_their_results(pool: Rend
     assert await pool.run(add, 20, 22) == 42
 
 
+async def test_jobs_about_one_thing_run_on_the_worker_that_ran_the_last_one(pool: RenderPool) -> None:
+    first = await pool.run(sleep_then_pid, 0, about="frame 1")
+    for _ in range(3):
+        await pool.run(sleep_then_pid, 0, about="frame 2")
+        assert await pool.run(sleep_then_pid, 0, about="frame 1") == first
+
+
+async def test_a_job_whose_last_worker_is_busy_runs_on_a_free_one(pool: RenderPool) -> None:
+    first = await pool.run(sleep_then_pid, 0, about="frame 1")
+    busy = asyncio.ensure_future(pool.run(sleep_then_pid, 0.5, about="frame 1"))
+    await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    assert await pool.run(sleep_then_pid, 0, about="frame 1") != first
+    # It did not wait for the busy worker.
+    assert asyncio.get_running_loop().time() - started < 0.4
+    assert await busy == first
+
+
 async def test_worker_killed_while_idle_does_not_fail_the_next_job(pool: RenderPool) -> None:
     for pid in pool.worker_pids():
         os.kill(pid, signal.SIGKILL)

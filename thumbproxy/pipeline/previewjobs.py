@@ -1,7 +1,9 @@
 """The jobs a render worker runs for thumbnails made with a frame's preview, each named for what it returns.
 
 A worker that makes a preview (or joins its bands) stores it on the disk level itself, and a worker that draws
-from a stored preview maps it from there: the server keeps no preview, and hands none made on to a worker.
+from a stored preview maps it from there: the server keeps no preview, and hands none made on to a worker. The
+pool runs a frame's jobs on the worker that ran its last one when it is free, so what that worker keeps of the
+frame (its preview, resampled to the sizes drawn lately) is there for the next.
 """
 
 import os
@@ -20,8 +22,13 @@ from thumbproxy.support.lrumap import LruMap
 
 # Previews a worker keeps after making or reading them: a frame's next thumbnails tend to follow each other.
 WORKER_PREVIEWS = 4
+# Previews resampled to a thumbnail size a worker keeps, about 1 MiB each: thumbnails of that size differing
+# only in stretch, label or format skip the resampling, the larger part of their work.
+WORKER_RESAMPLED = 16
 
 _worker_previews: LruMap[str, Preview] = LruMap(WORKER_PREVIEWS)
+# By preview key and thumbnail size.
+_worker_resampled: LruMap[tuple[str, tuple[int, int]], ResampledPreview] = LruMap(WORKER_RESAMPLED)
 
 
 class PreviewPlace(NamedTuple):
@@ -29,14 +36,6 @@ class PreviewPlace(NamedTuple):
 
     directory: str
     key: str
-
-
-class DrawnFromPreview(NamedTuple):
-    """A thumbnail drawn from a preview, and the preview resampled to the thumbnail's size when this job
-    resampled it: the server keeps that for the size's other thumbnails."""
-
-    image: bytes
-    resampled: ResampledPreview | None
 
 
 def thumbnail_and_stored_outline(
@@ -50,19 +49,17 @@ def thumbnail_and_stored_outline(
 
 def thumbnail_from_bands(
     bands: list[PreviewBand], options: RenderOptions, place: PreviewPlace
-) -> tuple[DrawnFromPreview | None, PreviewOutline | None]:
+) -> tuple[bytes | None, PreviewOutline | None]:
     """The thumbnail drawn from the preview these bands join into (None when it needs finer pixels), and the
     outline of that preview, stored at place (None when the disk failed)."""
     preview = join_bands(bands)
     outline = _stored(place, preview)
-    return (_drawn(preview, options, None) if preview.covers(options) else None), outline
+    return (_drawn(place, preview, options) if preview.covers(options) else None), outline
 
 
-def thumbnail_from_stored_preview(
-    place: PreviewPlace, options: RenderOptions, resampled: ResampledPreview | None
-) -> DrawnFromPreview | None:
-    """The thumbnail drawn from the preview stored at place (which covers it), from its resampled pixels when
-    given; None when it is stored no more. ValueError when the stored preview is damaged."""
+def thumbnail_from_stored_preview(place: PreviewPlace, options: RenderOptions) -> bytes | None:
+    """The thumbnail drawn from the preview stored at place (which covers it); None when it is stored no more.
+    ValueError when the stored preview is damaged."""
     preview = _worker_previews.get(place.key)
     if preview is None:
         stored = map_elsewhere(place.directory, place.key)
@@ -70,7 +67,7 @@ def thumbnail_from_stored_preview(
             return None
         preview = Preview.from_bytes(stored)
         _worker_previews.put(place.key, preview)
-    return _drawn(preview, options, resampled)
+    return _drawn(place, preview, options)
 
 
 def _stored(place: PreviewPlace, preview: Preview) -> PreviewOutline | None:
@@ -81,8 +78,12 @@ def _stored(place: PreviewPlace, preview: Preview) -> PreviewOutline | None:
     return preview.outline
 
 
-def _drawn(preview: Preview, options: RenderOptions, resampled: ResampledPreview | None) -> DrawnFromPreview:
-    if resampled is not None:
-        return DrawnFromPreview(thumbnail_from_resampled(preview, resampled, options), None)
-    made = preview_at_size(preview, options)
-    return DrawnFromPreview(thumbnail_from_resampled(preview, made, options), made)
+def _drawn(place: PreviewPlace, preview: Preview, options: RenderOptions) -> bytes:
+    """The thumbnail drawn from the preview stored at place, resampled to its size once for every thumbnail
+    of that size this worker draws."""
+    size_key = (place.key, preview.outline.thumbnail_size(options))
+    resampled = _worker_resampled.get(size_key)
+    if resampled is None:
+        resampled = preview_at_size(preview, options)
+        _worker_resampled.put(size_key, resampled)
+    return thumbnail_from_resampled(preview, resampled, options)

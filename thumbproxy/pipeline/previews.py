@@ -1,5 +1,6 @@
 """What is made once per frame version and reused by its single-frame thumbnails: the preview, stored on the
-disk level by the worker that makes it, its outline, and the preview resampled to a thumbnail's size.
+disk level by the worker that makes it, and its outline. A frame version's jobs name it (`about`), so the pool
+runs them on the worker that keeps its preview when that one is free.
 
 Previews live on the disk level alone: megabytes each, they only save this instance work, so they stay out
 of the memory level and S3.
@@ -18,7 +19,6 @@ from thumbproxy.pipeline.previewjobs import (
 )
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Preview, PreviewOutline, likely_from_preview, read_band
-from thumbproxy.render.thumbnail import ResampledPreview
 from thumbproxy.support.gathering import all_or_first_failure
 from thumbproxy.support.lrumap import LruMap
 from thumbproxy.support.singleflight import SingleFlight
@@ -28,9 +28,6 @@ log = logging.getLogger(__name__)
 
 # Outlines of stored previews the server keeps, so deciding whether one covers a thumbnail reads nothing.
 OUTLINES = 4096
-# Previews resampled to a thumbnail size the server keeps, about 1 MiB each: thumbnails of that size
-# differing only in stretch, label or format need no resampling.
-RESAMPLED_KEPT = 16
 
 
 class FramePreviews:
@@ -43,8 +40,6 @@ class FramePreviews:
         self.size = preview_size
         # By preview key.
         self._outlines: LruMap[str, PreviewOutline] = LruMap(OUTLINES)
-        # By preview key and thumbnail size.
-        self._resampled: LruMap[tuple[str, tuple[int, int]], ResampledPreview] = LruMap(RESAMPLED_KEPT)
         # By preview key: the thumbnails of a version asked for while it has no preview share one making it.
         self._making: SingleFlight[str, tuple[bytes | None, PreviewOutline | None]] = SingleFlight()
         # The jobs that read a frame's file; module-level functions, pickled by name into a worker.
@@ -60,7 +55,7 @@ class FramePreviews:
         outline = await self._outline(place.key)
         if outline is None or not outline.covers(options):
             return None
-        thumbnail = await self._drawn_from_stored(place, outline, options)
+        thumbnail = await self._drawn_from_stored(place, options)
         if thumbnail is None:
             # Evicted or damaged since: the file makes it again.
             self._outlines.forget(place.key)
@@ -79,7 +74,7 @@ class FramePreviews:
                 if thumbnail is not None and not joined:
                     return thumbnail
                 if outline is not None and outline.covers(options):
-                    thumbnail = await self._drawn_from_stored(place, outline, options)
+                    thumbnail = await self._drawn_from_stored(place, options)
                     if thumbnail is not None:
                         return thumbnail
         whole, _ = await self._pool.run(self.read_file, path, options, self.size, None)
@@ -118,38 +113,17 @@ class FramePreviews:
             parts = await all_or_first_failure(
                 *(self._pool.run(self.read_band, path, band, bands, self.size) for band in range(bands))
             )
-            drawn, outline = await self._pool.run(thumbnail_from_bands, parts, options, place)
-            if drawn is not None and outline is not None:
-                self._keep_resampled(self._size_key(place, outline, options), drawn.resampled)
-            thumbnail = None if drawn is None else drawn.image
+            thumbnail, outline = await self._pool.run(thumbnail_from_bands, parts, options, place, about=place.key)
         else:
-            thumbnail, outline = await self._pool.run(self.read_file, path, options, self.size, place)
+            thumbnail, outline = await self._pool.run(self.read_file, path, options, self.size, place, about=place.key)
         if outline is not None:
             self._outlines.put(place.key, outline)
         return thumbnail, outline
 
-    async def _drawn_from_stored(
-        self, place: PreviewPlace, outline: PreviewOutline, options: RenderOptions
-    ) -> bytes | None:
-        """The thumbnail drawn from the preview stored at place, resampled already when kept for its size; None
-        when the preview is gone or damaged."""
-        size_key = self._size_key(place, outline, options)
-        kept = self._resampled.get(size_key)
+    async def _drawn_from_stored(self, place: PreviewPlace, options: RenderOptions) -> bytes | None:
+        """The thumbnail drawn from the preview stored at place; None when the preview is gone or damaged."""
         try:
-            drawn = await self._pool.run(thumbnail_from_stored_preview, place, options, kept)
+            return await self._pool.run(thumbnail_from_stored_preview, place, options, about=place.key)
         except ValueError as error:
             log.warning("stored preview %s cannot be read; building it again: %s", place.key, error)
             return None
-        if drawn is None:
-            return None
-        self._keep_resampled(size_key, drawn.resampled)
-        return drawn.image
-
-    @staticmethod
-    def _size_key(place: PreviewPlace, outline: PreviewOutline, options: RenderOptions) -> tuple[str, tuple[int, int]]:
-        """The key of the preview at place resampled to the size of the thumbnail options ask for."""
-        return place.key, outline.thumbnail_size(options)
-
-    def _keep_resampled(self, size_key: tuple[str, tuple[int, int]], resampled: ResampledPreview | None) -> None:
-        if resampled is not None:
-            self._resampled.put(size_key, resampled)

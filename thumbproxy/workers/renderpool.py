@@ -10,17 +10,21 @@ import resource
 import select
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from thumbproxy.render.errors import RenderError
+from thumbproxy.support.lrumap import LruMap
 from thumbproxy.workers.allocator import keep_freed_memory, release_freed_memory
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Subjects of jobs (frame versions) whose last worker the pool remembers.
+REMEMBERED_SUBJECTS = 4096
 
 
 def _start_worker(prepare: Callable[[], object] | None, server_pid: int, memory_bytes: int | None) -> None:
@@ -103,11 +107,14 @@ def _warm_up() -> None:
 
 
 class RenderPool:
-    """A ProcessPoolExecutor that is rebuilt when a worker dies.
+    """Worker processes, each an executor of its own, that are replaced when they die.
 
-    A dying worker (a segfault in a decoder, the OOM killer) breaks every job running beside its own.
-    Each of those jobs is run once more, alone, in a worker kept apart for it: the job that kills that
-    worker too is the cause, and raises RenderError; the others get their results as if nothing happened.
+    A job about something (a frame version) can name it: it runs on the worker that last ran a job about
+    the same thing when that worker is free, where what it made or read for that job is still in memory.
+
+    A worker that dies (a segfault in a decoder, the OOM killer) takes only its own job with it. That job
+    is run once more, alone, in a worker kept apart for it: the job that kills that worker too is the
+    cause, and raises RenderError; otherwise it gets its result as if nothing happened.
     """
 
     def __init__(
@@ -127,37 +134,53 @@ class RenderPool:
         self._prepare = prepare
         # Jobs handed to the pool and not finished: running, or waiting for a free worker.
         self.pending = 0
-        # Only as many jobs as workers are handed to the executor at a time: a dying worker breaks
-        # the executor's every job, and so fails the renders running beside it, never those queued.
+        # A job takes a slot, then a free worker: holding a slot, one is always free.
         self._slots = asyncio.Semaphore(workers)
-        self._executor = self._new_executor()
+        self._executors = [self._new_executor() for _ in range(workers)]
+        self._busy = [False] * workers
+        # By what a job was about: the worker that last ran a job about it.
+        self._last_worker: LruMap[Hashable, int] = LruMap(REMEMBERED_SUBJECTS)
         # One worker for jobs run again after a worker died, one job at a time; started when first needed.
         self._apart: ProcessPoolExecutor | None = None
         self._apart_turn = asyncio.Lock()
 
-    def _new_executor(self, workers: int | None = None) -> ProcessPoolExecutor:
+    def _new_executor(self) -> ProcessPoolExecutor:
         # forkserver: forking the threaded server is unsafe; its preload makes new workers start warm.
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["thumbproxy.render"])
         return ProcessPoolExecutor(
-            max_workers=workers or self.workers,
+            max_workers=1,
             mp_context=context,
             initializer=_start_worker,
             initargs=(self._prepare, os.getpid(), self._memory_bytes),
         )
 
-    async def run(self, function: Callable[..., T], *args: Any) -> T:
-        """Run function(*args) in a worker. When a worker dies the pool is rebuilt, and the job is run once
-        more on its own; RenderError when the worker running it alone dies too."""
+    async def run(self, function: Callable[..., T], *args: Any, about: Hashable | None = None) -> T:
+        """Run function(*args) in a worker: the one that last ran a job `about` the same thing when it is
+        free. When a worker dies it is replaced, and the job is run once more on its own; RenderError when
+        the worker running it alone dies too."""
         self.pending += 1
         try:
             async with self._slots:
-                return await self._submit(function, *args)
+                worker = self._free_worker(about)
+                self._busy[worker] = True
+                try:
+                    return await self._submit(worker, function, *args)
+                finally:
+                    self._busy[worker] = False
+                    if about is not None:
+                        self._last_worker.put(about, worker)
         finally:
             self.pending -= 1
 
-    async def _submit(self, function: Callable[..., T], *args: Any) -> T:
-        executor = self._executor
+    def _free_worker(self, about: Hashable | None) -> int:
+        last = None if about is None else self._last_worker.get(about)
+        if last is not None and not self._busy[last]:
+            return last
+        return self._busy.index(False)
+
+    async def _submit(self, worker: int, function: Callable[..., T], *args: Any) -> T:
+        executor = self._executors[worker]
         loop = asyncio.get_running_loop()
         job: tuple[Any, ...] = (_bounded, self._cpu_seconds, function, *args)
         # The job is _bounded(..., function, *args): its result is function's.
@@ -165,14 +188,14 @@ class RenderPool:
         try:
             future = loop.run_in_executor(executor, *job)
         except BrokenProcessPool:
-            # The pool broke before this job was submitted: nothing of it ran, so retry on a new one.
-            executor = self._replace(executor)
+            # The worker died before this job was submitted: nothing of it ran, so run it on a new one.
+            executor = self._replace(worker)
             future = loop.run_in_executor(executor, *job)
         try:
             return await future
         except BrokenProcessPool:
-            self._replace(executor)
-            log.error("a render worker died; the render pool was rebuilt and the jobs it was running are run again")
+            self._replace(worker)
+            log.error("a render worker died; it was replaced and the job it was running is run again")
         result: T = await self._run_apart(job)
         return result
 
@@ -180,7 +203,7 @@ class RenderPool:
         """The job run alone in the worker kept apart; RenderError when that worker dies running it."""
         async with self._apart_turn:
             if self._apart is None:
-                self._apart = self._new_executor(workers=1)
+                self._apart = self._new_executor()
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._apart, *job)
             except BrokenProcessPool:
@@ -199,16 +222,19 @@ class RenderPool:
         """Workers with no job running or waiting for them."""
         return max(0, self.workers - self.pending)
 
-    def _replace(self, broken: ProcessPoolExecutor) -> ProcessPoolExecutor:
-        # Many requests can see the same breakage; only the first replaces the executor.
-        if self._executor is broken:
-            self._executor = self._new_executor()
-            broken.shutdown(wait=False, cancel_futures=True)
-        return self._executor
+    def _replace(self, worker: int) -> ProcessPoolExecutor:
+        broken = self._executors[worker]
+        self._executors[worker] = self._new_executor()
+        broken.shutdown(wait=False, cancel_futures=True)
+        return self._executors[worker]
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live workers."""
-        return [process.pid for process in list(getattr(self._executor, "_processes", {}).values())]
+        return [
+            process.pid
+            for executor in self._executors
+            for process in list(getattr(executor, "_processes", {}).values())
+        ]
 
     async def start(self) -> None:
         """Start the workers and import the renderer in them before the first request."""
@@ -221,7 +247,7 @@ class RenderPool:
         out and take a busy but healthy instance out of service.
         """
         if self.pending >= self.workers:
-            return not getattr(self._executor, "_broken", False)
+            return not any(getattr(executor, "_broken", False) for executor in self._executors)
         try:
             await self.run(_warm_up)
         except RenderError:
@@ -229,7 +255,8 @@ class RenderPool:
         return True
 
     async def close(self) -> None:
-        """Stop the workers, waiting for renders under way (in a thread: shutdown blocks)."""
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
-        if self._apart is not None:
-            await asyncio.to_thread(self._apart.shutdown, wait=True, cancel_futures=True)
+        """Stop the workers, waiting for renders under way (in threads: shutdown blocks)."""
+        executors = [*self._executors, *([self._apart] if self._apart is not None else [])]
+        await asyncio.gather(
+            *(asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True) for executor in executors)
+        )
