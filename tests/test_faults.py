@@ -292,7 +292,7 @@ async def test_a_render_whose_worker_is_killed_is_run_again_and_answered(
     async with asyncio.timeout(10):
         while not started.exists():
             await asyncio.sleep(0.02)
-    # Work queued behind the dying render is not its victim: it runs on the rebuilt pool.
+    # Work queued behind the dying render is not its victim: it runs on a worker that replaced a dead one.
     queued = asyncio.create_task(pool.run(add, 2, 3))
     await asyncio.sleep(0.1)
     killed = pool.worker_pids()
