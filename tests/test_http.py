@@ -57,6 +57,38 @@ async def test_if_none_match_answers_304_without_download_or_render(
     assert other.status == 200 and other.headers["ETag"] != tag
 
 
+# Each display parameter's own picture; the display parameters spelled as their defaults ask for the picture
+# of the query they are left out of.
+DISPLAY_QUERIES = {
+    "": ["stretch=zscale", "contrast=0.1", "gamma=2.5", "cmap=gray", "invert=false", "cmap=GREY"],
+    "stretch=log": ["stretch=log&gamma=1", "stretch=LOG&min_percent=0.5&max_percent=99.5"],
+    "zmin=90": ["zmin=9e1", "zmin=90.000"],
+    "zmax=130": [],
+    "min_percent=5": [],
+    "max_percent=99": [],
+    "contrast=0.3": [],
+    "gamma=1.5": [],
+    "invert=true": ["invert=yes"],
+    "cmap=magma": ["cmap=Magma"],
+}
+
+
+async def test_each_display_parameter_is_its_own_etag_and_a_default_spelled_out_is_none(
+    service: Service, frame: dict
+) -> None:
+    tags = {}
+    for query, same in DISPLAY_QUERIES.items():
+        response = await service.get(f"/{frame['id']}/?image=true&{query}")
+        assert response.status == 200, query
+        tags[query] = response.headers["ETag"]
+        rendered = renders(service)
+        for spelled in same:
+            again = await service.get(f"/{frame['id']}/?image=true&{spelled}")
+            assert again.headers["ETag"] == tags[query], spelled
+        assert renders(service) == rendered, same
+    assert len(set(tags.values())) == len(DISPLAY_QUERIES)
+
+
 async def test_head_works_on_every_get_route(service: Service, frame: dict) -> None:
     full = await service.get(f"/{frame['basename']}/?image=true")
     body = await full.read()

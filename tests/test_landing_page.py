@@ -7,12 +7,14 @@ from pathlib import Path
 from chromium import Chromium
 from conftest import Demo, ServiceFactory
 from thumbproxy.demo import sampledata
+from thumbproxy.web.pages import EXAMPLE_SIZE, PARAMETERS
 from thumbproxy.web.query import KNOWN_PARAMETERS
 
 SCREENSHOT = Path(__file__).resolve().parent / "artifacts" / "landing_page.png"
 # The demo archive: six frames, each plain, labelled and median; the red frame of the R/V/B set in colour too.
 DEMO_FRAMES = 6
-DEMO_IMAGES = DEMO_FRAMES * 3 + 1
+# Three thumbnails a frame, a colour one, and one example picture a parameter.
+DEMO_IMAGES = DEMO_FRAMES * 3 + 1 + len(PARAMETERS)
 # Every image loaded or failed, or 30 s gone: then each image's alt, src and decoded width (0: not shown).
 WAIT_FOR_IMAGES = """
 new Promise(done => {
@@ -78,9 +80,12 @@ async def test_local_archive_gallery_shows_working_thumbnails(
 
     assert "<b>odd" not in html and "&lt;b&gt;odd&amp;name" in html
     assert sorted(caption.split()[0] for caption in page.captions) == sorted(["<b>odd&name", *rvb])
-    colour = [image for image in page.images if "color=true" in (image["src"] or "")]
-    assert [image["alt"] for image in colour] == [f"{rvb[0]}, colour"]
-    assert len(page.images) == 4 * 3 + 1
+    colour = [image["alt"] for image in page.images if "color=true" in (image["src"] or "")]
+    # The gallery's colour composite, and the colour parameter's example picture.
+    assert colour == [f"{rvb[0]}, colour", f"{rvb[0]}, color"]
+    examples = [image["alt"] for image in page.images if image["width"] == str(EXAMPLE_SIZE)]
+    assert [alt.split(", ")[1] for alt in examples] == [parameter.name for parameter in PARAMETERS]
+    assert len(page.images) == 4 * 3 + 1 + len(PARAMETERS)
     for image in page.images:
         assert image["loading"] == "lazy" and image["width"] and image["height"]
         await service.image(image["src"] or "")

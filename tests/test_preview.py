@@ -13,8 +13,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
+import thumbproxy.render.display as display_module
 import thumbproxy.render.preview as preview_module
-import thumbproxy.render.thumbnail as thumbnail_module
 from conftest import WIDE, Service, ServiceFactory, write_fits_file
 from fakearchive import FakeArchive
 from test_bad_fits import BAD_FILES, assert_cannot_render
@@ -156,7 +156,7 @@ def test_a_stored_preview_keeps_its_display_limits(big_field: Path, monkeypatch:
     stored = Preview.from_bytes(built.to_bytes())
     # A worker reading it draws its first size without measuring them again.
     monkeypatch.setattr(preview_module, "display_limits", refused)
-    monkeypatch.setattr(thumbnail_module, "display_limits", refused)
+    monkeypatch.setattr(display_module, "display_limits", refused)
     assert stored.sample_limits == built.sample_limits
     assert thumbnail_from_preview(stored, options) == expected
 
@@ -391,3 +391,35 @@ async def test_a_damaged_stored_preview_a_worker_reads_is_built_again(
     assert f"stored preview {key} cannot be read" in caplog.text
     assert Image.open(io.BytesIO(later)).width == 90
     assert service.archive.downloads[frame["id"]] == 2
+
+
+# Display parameters whose cuts differ from the default look's, after which the next query reuses the worker's
+# resampled preview when the cuts agree.
+DISPLAY_QUERIES = (
+    "stretch=linear&zmax=60000",
+    "stretch=log&cmap=viridis",
+    "stretch=histeq&invert=true",
+    "min_percent=1&max_percent=99.99&gamma=1",
+    "contrast=0.3",
+)
+
+
+async def test_display_parameters_draw_from_the_stored_preview_as_a_fresh_service_draws_them(
+    start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path
+) -> None:
+    frame = fake_archive.add_frame(star_field(tmp_path / "ogg0m404-kb82-20190321-0274-e91.fits.fz", 1536))
+    service = await start_service()
+    # The default look first: the worker keeps the preview resampled to this size, clipped to its limits.
+    await image_bytes(service, f"/{frame['id']}/?image=true")
+    previews = service.app[THUMBNAILER].previews
+    previews.read_file = refused
+    previews.read_band = refused
+    drawn = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in DISPLAY_QUERIES]
+    assert service.archive.downloads[frame["id"]] == 1
+    # White far above the default look's: star cores keep their shape instead of a flat white top.
+    linear = np.asarray(Image.open(io.BytesIO(drawn[0])))
+    assert 64 < linear.max() < 255
+
+    fresh = await start_service(THUMBPROXY_CACHE_DIR=str(tmp_path / "fresh-cache"))
+    for query, seen in zip(DISPLAY_QUERIES, drawn):
+        assert await image_bytes(fresh, f"/{frame['id']}/?image=true&{query}") == seen, query

@@ -10,6 +10,7 @@ import os
 from typing import NamedTuple
 
 from thumbproxy.cache.disk import map_elsewhere, write_elsewhere
+from thumbproxy.render.display import cut_options
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.preview import Preview, PreviewBand, PreviewOutline, join_bands
 from thumbproxy.render.thumbnail import (
@@ -22,13 +23,13 @@ from thumbproxy.support.lrumap import LruMap
 
 # Previews a worker keeps after making or reading them: a frame's next thumbnails tend to follow each other.
 WORKER_PREVIEWS = 4
-# Previews resampled to a thumbnail size a worker keeps, about 1 MiB each: thumbnails of that size differing
-# only in stretch, label or format skip the resampling, the larger part of their work.
+# Previews resampled to a thumbnail size a worker keeps, about 1 MiB each: thumbnails of that size and display
+# limits differing only in curve, gamma, colours, label or format skip the resampling, the larger part of their work.
 WORKER_RESAMPLED = 16
 
 _worker_previews: LruMap[str, Preview] = LruMap(WORKER_PREVIEWS)
-# By preview key and thumbnail size.
-_worker_resampled: LruMap[tuple[str, tuple[int, int]], ResampledPreview] = LruMap(WORKER_RESAMPLED)
+# By preview key, thumbnail size and the options deciding the display limits, which the resampled pixels are clipped to.
+_worker_resampled: LruMap[tuple[str, tuple[int, int], tuple[object, ...]], ResampledPreview] = LruMap(WORKER_RESAMPLED)
 
 
 class PreviewPlace(NamedTuple):
@@ -80,8 +81,8 @@ def _stored(place: PreviewPlace, preview: Preview) -> PreviewOutline | None:
 
 def _drawn(place: PreviewPlace, preview: Preview, options: RenderOptions) -> bytes:
     """The thumbnail drawn from the preview stored at place, resampled to its size once for every thumbnail
-    of that size this worker draws."""
-    size_key = (place.key, preview.outline.thumbnail_size(options))
+    of that size and display limits this worker draws."""
+    size_key = (place.key, preview.outline.thumbnail_size(options), cut_options(options))
     resampled = _worker_resampled.get(size_key)
     if resampled is None:
         resampled = preview_at_size(preview, options)

@@ -15,7 +15,6 @@ from astropy.visualization import (
     AsymmetricPercentileInterval,
     BaseTransform,
     ManualInterval,
-    PowerStretch,
     ZScaleInterval,
 )
 
@@ -44,8 +43,8 @@ def noise_averaged_away(noise: float, pixels_per_output_pixel: float) -> float:
     return noise * math.sqrt(max(0.0, 1.0 - 1.0 / pixels_per_output_pixel))
 
 
-def display_limits(samples: np.ndarray) -> Limits:
-    """Black at the median of the samples, white at the zscale upper limit.
+def display_limits(samples: np.ndarray, contrast: float = ZSCALE_CONTRAST) -> Limits:
+    """Black at the median of the samples, white at the zscale upper limit (ZScaleInterval's contrast).
 
     Equal limits are spread by one unit either side, as fits2image does, so a constant
     image comes out flat mid-grey instead of dividing by zero. Without samples there is
@@ -54,17 +53,11 @@ def display_limits(samples: np.ndarray) -> Limits:
     if samples.size == 0:
         return Limits(0.0, 1.0)
     lower = float(np.median(samples))
-    _, upper = ZScaleInterval(n_samples=samples.size, contrast=ZSCALE_CONTRAST, max_iterations=1).get_limits(samples)
+    _, upper = ZScaleInterval(n_samples=samples.size, contrast=contrast, max_iterations=1).get_limits(samples)
     upper = float(upper)
     if upper <= lower:
         return Limits(lower - 1.0, upper + 1.0)
     return Limits(lower, upper)
-
-
-def pixel_stretch(limits: Limits, gamma: float = GAMMA) -> BaseTransform:
-    """The map from a full-resolution pixel value to a grey level in [0, 1] fits2image applies:
-    clip to limits, scale linearly, apply 1 / gamma."""
-    return PowerStretch(1.0 / gamma) + ManualInterval(limits.lower, limits.upper)
 
 
 def subtract_median(stretch: BaseTransform, samples: np.ndarray, percentile: float) -> BaseTransform:

@@ -8,22 +8,21 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.visualization import BaseTransform
 from PIL import Image
 
+from thumbproxy.render.display import display_limits_for, display_stretch, equalizes, uses_default_cuts
 from thumbproxy.render.encode import encode
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
+from thumbproxy.render.palette import painted
 from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, read_reduced
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample
 from thumbproxy.render.samples import PixelSamples
 from thumbproxy.render.stretch import (
     Limits,
     black_value,
-    display_limits,
     noise_averaged_away,
-    pixel_stretch,
     subtract_median,
     to_grey,
     white_value,
@@ -34,18 +33,29 @@ from thumbproxy.render.stretch import (
 class Tone:
     """How a frame's pixel values map to grey levels, measured on its full-resolution pixels."""
 
-    # The per-pixel map to grey levels, and the limits it clips to.
-    stretch: BaseTransform
+    # The pixel values drawn black and white.
     limits: Limits
     # Standard deviation of one full-resolution pixel's noise.
     pixel_noise: float
+    # The stretch, gamma and median subtraction asked for, and the pixels median subtraction measures.
+    options: RenderOptions
+    median_samples: np.ndarray
+
+    def grey(self, pixels: np.ndarray, noise: float) -> np.ndarray:
+        """uint8 grey levels of pixels, block means whose averaging removed noise of this deviation."""
+        equalized = equalizes(self.options)
+        stretch = display_stretch(self.options, self.limits, pixels if equalized else None)
+        if self.options.median:
+            stretch = subtract_median(stretch, self.median_samples, self.options.percentile)
+        # Equalisation measures the pixels drawn, averaged already: its curve needs no allowance for noise.
+        return to_grey(pixels, stretch, self.limits, 0.0 if equalized else noise)
 
 
 def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
-    """The tone curve fits2image would give the full-resolution frame these samples are of;
-    reduced is its block mean, measured when the sampling stride misses every finite pixel."""
+    """The tone of the full-resolution frame these samples are of, as options ask; reduced is its block mean,
+    measured when the sampling stride misses every finite pixel."""
     limit_samples = limit_samples_of(samples, reduced)
-    return tone_of(samples, limit_samples, display_limits(limit_samples), options)
+    return tone_of(samples, limit_samples, limits_of(samples, limit_samples, options), options)
 
 
 def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
@@ -53,13 +63,17 @@ def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
     return samples.limit_samples if samples.limit_samples.size else reduced[np.isfinite(reduced)]
 
 
+def limits_of(samples: PixelSamples, limit_samples: np.ndarray, options: RenderOptions) -> Limits:
+    """The display limits options ask for, measured on limit_samples (limit_samples_of) and, for percentile
+    cuts, the larger sample of the frame when it has one."""
+    median_samples = samples.median_samples
+    return display_limits_for(options, limit_samples, median_samples if median_samples.size else limit_samples)
+
+
 def tone_of(samples: PixelSamples, limit_samples: np.ndarray, limits: Limits, options: RenderOptions) -> Tone:
     """measure_tone with the limit samples already chosen (limit_samples_of) and their display limits."""
-    stretch = pixel_stretch(limits)
-    if options.median:
-        median_samples = samples.median_samples
-        stretch = subtract_median(stretch, median_samples if median_samples.size else limit_samples, options.percentile)
-    return Tone(stretch, limits, samples.noise)
+    median_samples = samples.median_samples
+    return Tone(limits, samples.noise, options, median_samples if median_samples.size else limit_samples)
 
 
 def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int], pixels_per_output_pixel: float) -> np.ndarray:
@@ -69,7 +83,7 @@ def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int], pixels_p
     pixel covers: the noise averaged over it no longer shows, so the tone curve allows for it.
     """
     noise = noise_averaged_away(tone.pixel_noise, pixels_per_output_pixel)
-    return to_grey(_display_resampled(reduced, tone.limits, noise, size), tone.stretch, tone.limits, noise)
+    return tone.grey(_display_resampled(reduced, tone.limits, noise, size), noise)
 
 
 def _display_resampled(reduced: np.ndarray, limits: Limits, noise: float, size: tuple[int, int]) -> np.ndarray:
@@ -87,7 +101,7 @@ def _display_resampled(reduced: np.ndarray, limits: Limits, noise: float, size: 
 def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions) -> bytes:
     """Image bytes of grey (rows, columns) or RGB (rows, columns, 3) uint8 pixels in data
     orientation: turned for display, captioned, encoded as options ask."""
-    image = Image.fromarray(orient(pixels, orientation))
+    image = Image.fromarray(orient(painted(pixels, options), orientation))
     if options.label:
         image = add_label(image, options.label)
     return encode(image, options)
@@ -96,8 +110,8 @@ def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions)
 @dataclass(frozen=True)
 class ResampledPreview:
     """A preview's pixels at one thumbnail size before the tone curve: block-reduced, clipped to the
-    drawn range and resampled. Thumbnails of that size differing only in stretch, label or format
-    share it, and skip the resampling, the larger part of their work."""
+    drawn range and resampled. Thumbnails of that size and display limits differing only in curve, gamma,
+    colours, label or format share it, and skip the resampling, the larger part of their work."""
 
     pixels: np.ndarray
     # The pixels the display limits are measured on (limit_samples_of), those limits, and the pixel noise
@@ -113,17 +127,17 @@ def preview_at_size(preview: Preview, options: RenderOptions) -> ResampledPrevie
     reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
     limit_samples = limit_samples_of(preview.samples, reduced)
     noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
-    limits = preview.sample_limits
+    # The default limits are measured once per preview, not once per size.
+    limits = preview.sample_limits if uses_default_cuts(options) else None
     if limits is None:
-        limits = display_limits(limit_samples)
+        limits = limits_of(preview.samples, limit_samples, options)
     return ResampledPreview(_display_resampled(reduced, limits, noise, size), limit_samples, limits, noise)
 
 
 def thumbnail_from_resampled(preview: Preview, resampled: ResampledPreview, options: RenderOptions) -> bytes:
     """Image bytes of the thumbnail options ask for, from the preview resampled to its size (preview_at_size)."""
     tone = tone_of(preview.samples, resampled.limit_samples, resampled.limits, options)
-    grey = to_grey(resampled.pixels, tone.stretch, tone.limits, resampled.noise)
-    return finish(grey, preview.orientation(options.spectrum), options)
+    return finish(tone.grey(resampled.pixels, resampled.noise), preview.orientation(options.spectrum), options)
 
 
 def thumbnail_from_preview(preview: Preview, options: RenderOptions) -> bytes:

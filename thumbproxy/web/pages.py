@@ -14,7 +14,10 @@ from thumbproxy.archive.local import LocalArchive
 from thumbproxy.errors import ThumbproxyError
 from thumbproxy.pipeline.colorframes import COLOR_REDUCTION_LEVEL, select_rvb
 from thumbproxy.pipeline.framechecks import FramePolicy, check_frame
+from thumbproxy.render.display import DEFAULT_CONTRAST, DEFAULT_MAX_PERCENT, DEFAULT_MIN_PERCENT
 from thumbproxy.render.options import DEFAULT_PERCENTILE, DEFAULT_QUALITY, DEFAULT_SIZE
+from thumbproxy.render.palette import COLORMAPS
+from thumbproxy.render.stretch import GAMMA
 from thumbproxy.web.query import MAX_LABEL_LENGTH, MAX_QUALITY
 
 # The demo's star field: the examples work as written against `thumbproxy demo`.
@@ -23,6 +26,8 @@ GALLERY_LIMIT = 24
 # Thumbnails at the default size, shown pixel for pixel.
 TILE_SIZE = DEFAULT_SIZE
 LARGE_SIZE = 1000
+# The parameters' example pictures, small beside their table rows.
+EXAMPLE_SIZE = 120
 
 
 @dataclass(frozen=True)
@@ -37,56 +42,115 @@ class Gallery:
 # Set only when the archive is a local directory: a remote archive is never listed.
 GALLERY = web.AppKey("gallery", Gallery)
 
-# name, meaning, default, example query
+
+@dataclass(frozen=True)
+class Parameter:
+    """A query parameter as the page documents it: what it does, its default, and an example query."""
+
+    name: str
+    meaning: str
+    default: str
+    example: Mapping[str, str]
+    # The example asks for a colour composite, so it is shown on a frame that has one.
+    colour: bool = False
+
+
 PARAMETERS = (
-    (
+    Parameter(
         "width",
         "Largest width in pixels; the aspect ratio is kept and frames are never upscaled.",
         str(DEFAULT_SIZE),
-        "width=500",
+        {"width": "120"},
     ),
-    ("height", "Largest height in pixels, likewise.", str(DEFAULT_SIZE), "height=500"),
-    (
+    Parameter("height", "Largest height in pixels, likewise.", str(DEFAULT_SIZE), {"height": "120"}),
+    Parameter(
         "label",
         f"White text in the lower-left corner, shrunk to fit; up to {MAX_LABEL_LENGTH} characters.",
         "none",
-        "label=M42",
+        {"label": "M42"},
     ),
-    ("image", "Answer with the JPEG itself instead of JSON.", "JSON", "image=true"),
-    (
+    Parameter("image", "Answer with the JPEG itself instead of JSON.", "JSON", {"image": "true"}),
+    Parameter(
+        "stretch",
+        "<code>zscale</code> (fits2image&rsquo;s look), <code>linear</code>, <code>sqrt</code>, <code>log</code>, "
+        "<code>asinh</code> or <code>histeq</code>; colour composites also take <code>lupton</code>, an asinh "
+        "composite that keeps star colours.",
+        "zscale",
+        {"stretch": "asinh"},
+    ),
+    Parameter(
+        "zmin",
+        "Pixel value drawn black, in data units; given alone, white comes from the stretch.",
+        "the stretch&rsquo;s",
+        {"zmin": "1020"},
+    ),
+    Parameter(
+        "zmax",
+        "Pixel value drawn white, in data units; above <code>zmin</code>.",
+        "the stretch&rsquo;s",
+        {"zmax": "1200"},
+    ),
+    Parameter(
+        "min_percent",
+        "Black at this percentile of the frame&rsquo;s pixels, 0 to 100 (instead of <code>zmin</code>).",
+        f"zscale: the median; others: {DEFAULT_MIN_PERCENT:g}",
+        {"stretch": "log", "min_percent": "50"},
+    ),
+    Parameter(
+        "max_percent",
+        "White at this percentile, above <code>min_percent</code> (instead of <code>zmax</code>).",
+        f"zscale&rsquo;s; others: {DEFAULT_MAX_PERCENT:g}",
+        {"stretch": "sqrt", "max_percent": "99.9"},
+    ),
+    Parameter(
+        "contrast",
+        "zscale&rsquo;s contrast, 0 &lt; c &lt; 1: larger brings white down toward the sky.",
+        f"{DEFAULT_CONTRAST:g}",
+        {"contrast": "0.3"},
+    ),
+    Parameter(
+        "gamma",
+        "Grey levels raised to 1/gamma last, 0 &lt; gamma &le; 10: larger lifts faint light.",
+        f"zscale: {GAMMA:g}; others: 1",
+        {"gamma": "4"},
+    ),
+    Parameter("invert", "White sky and black stars, as on printed charts.", "false", {"invert": "true"}),
+    Parameter(
+        "cmap",
+        "A colour map for single frames: "
+        + ", ".join(f"<code>{name}</code>" for name in ("gray", *COLORMAPS))
+        + "; the answer is then RGB.",
+        "gray",
+        {"cmap": "inferno"},
+    ),
+    Parameter(
         "median",
         "Subtract the median and stretch to <code>percentile</code>: faint structure stands out.",
         "false",
-        "median=true",
+        {"median": "true"},
     ),
-    (
+    Parameter(
         "percentile",
         "Upper percentile of the <code>median</code> stretch, 0 &lt; p &le; 100.",
         str(DEFAULT_PERCENTILE),
-        "median=true&amp;percentile=98",
+        {"median": "true", "percentile": "98"},
     ),
-    (
+    Parameter(
         "format",
         "<code>jpeg</code>, <code>png</code>, <code>webp</code>, or <code>auto</code>: WebP for "
         "clients whose <code>Accept</code> names it, JPEG for the others.",
         "jpeg",
-        "format=auto",
+        {"format": "auto"},
     ),
-    ("quality", f"JPEG and WebP quality, 1 to {MAX_QUALITY}.", str(DEFAULT_QUALITY), "quality=90"),
-    ("progressive", "Progressive JPEG.", "false", "progressive=true"),
-    (
+    Parameter("quality", f"JPEG and WebP quality, 1 to {MAX_QUALITY}.", str(DEFAULT_QUALITY), {"quality": "10"}),
+    Parameter("progressive", "Progressive JPEG.", "false", {"progressive": "true"}),
+    Parameter(
         "color",
         "Colour composite of the R, V and B frames of the frame&rsquo;s observing request "
         f"(reduction level {COLOR_REDUCTION_LEVEL}).",
         "false",
-        "color=true",
-    ),
-    (
-        "stretch",
-        "Colour only: <code>zscale</code> scales each channel like a single frame; "
-        "<code>lupton</code> is an asinh composite that keeps star colours.",
-        "zscale",
-        "color=true&amp;stretch=lupton",
+        {"color": "true"},
+        colour=True,
     ),
 )
 
@@ -134,12 +198,26 @@ footer { margin-top: 48px; padding-top: 16px; border-top: 1px solid var(--line);
 """
 
 
-def _parameter_rows() -> str:
-    return "\n".join(
-        f"<tr><td><code>{name}</code></td><td>{meaning}</td><td><code>{default}</code></td>"
-        f"<td><code>?{example}</code></td></tr>"
-        for name, meaning, default, example in PARAMETERS
-    )
+@dataclass(frozen=True)
+class Examples:
+    """The frames the parameters' example pictures show: a single frame, and one with a colour composite."""
+
+    single: Frame | None
+    colour: Frame | None
+
+
+def _parameter_rows(examples: Examples | None) -> str:
+    """The parameters' table rows, each example drawn on examples' frames when there are any."""
+    rows = []
+    for parameter in PARAMETERS:
+        query = escape(urlencode(parameter.example, quote_via=quote))
+        frame = None if examples is None else examples.colour if parameter.colour else examples.single
+        picture = "" if frame is None else _shot(frame, parameter.name, query, parameter.example, EXAMPLE_SIZE)
+        rows.append(
+            f"<tr><td><code>{parameter.name}</code></td><td>{parameter.meaning}</td>"
+            f"<td><code>{parameter.default}</code></td><td>{picture or f'<code>?{query}</code>'}</td></tr>"
+        )
+    return "\n".join(rows)
 
 
 ENDPOINTS = f"""
@@ -164,11 +242,16 @@ GET /{EXAMPLE_BASENAME}/?image=true&amp;label=M42
 to see proprietary frames; it is passed to the archive unchanged and never logged.</p>
 """
 
-REFERENCE = f"""
-<h2 id="parameters">Query parameters <small>a bad value answers 400 naming it; unknown ones are ignored</small></h2>
+
+def _reference(examples: Examples | None) -> str:
+    """The parameters, errors and what a bad request answers; with example pictures of examples' frames."""
+    click = "; click an example for a larger one" if examples else ""
+    return f"""
+<h2 id="parameters">Query parameters
+<small>a bad value answers 400 naming it; unknown ones are ignored{click}</small></h2>
 <table>
 <tr><th>parameter</th><th>meaning</th><th>default</th><th>example</th></tr>
-{_parameter_rows()}
+{_parameter_rows(examples)}
 </table>
 <p class="muted">Booleans accept <code>true/false</code>, <code>1/0</code>, <code>yes/no</code>, <code>on/off</code>
 in any case. Sizes go from 1 to the server&rsquo;s <code>THUMBPROXY_MAX_SIZE</code>.</p>
@@ -181,7 +264,7 @@ in any case. Sizes go from 1 to the server&rsquo;s <code>THUMBPROXY_MAX_SIZE</co
 """
 
 
-def _page(gallery_html: str) -> str:
+def _page(gallery_html: str, examples: Examples | None) -> str:
     frames_link = '<a href="#frames">Frames</a>' if gallery_html else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -195,14 +278,14 @@ def _page(gallery_html: str) -> str:
 <nav><a href="#endpoints">Endpoints</a>{frames_link}<a href="#parameters">Parameters</a>
 <a href="#errors">Errors</a></nav>
 </header>
-{ENDPOINTS}{gallery_html}{REFERENCE}
+{ENDPOINTS}{gallery_html}{_reference(examples)}
 <footer><a href="/healthz">/healthz</a> &middot; <a href="/readyz">/readyz</a> &middot; <a href="/metrics">/metrics</a>
 </footer>
 </main></body></html>
 """
 
 
-INDEX_HTML = _page("")
+INDEX_HTML = _page("", None)
 
 
 def _image_url(frame: Frame, parameters: Mapping[str, str]) -> str:
@@ -210,13 +293,13 @@ def _image_url(frame: Frame, parameters: Mapping[str, str]) -> str:
     return f"/{frame.id}/?" + urlencode({"image": "true", **parameters}, quote_via=quote)
 
 
-def _shot(frame: Frame, name: str, query: str, parameters: Mapping[str, str]) -> str:
+def _shot(frame: Frame, name: str, query: str, parameters: Mapping[str, str], size: int = TILE_SIZE) -> str:
     """One thumbnail, the query that made it under it, linked to a large rendering of the same."""
     large = {**parameters, "width": str(LARGE_SIZE), "height": str(LARGE_SIZE)}
     return (
         f'<a class="shot" href="{escape(_image_url(frame, large))}">'
         f'<img src="{escape(_image_url(frame, parameters))}" alt="{escape(frame.basename)}, {name}"'
-        f' width="{TILE_SIZE}" height="{TILE_SIZE}" loading="lazy"><code>{query}</code></a>'
+        f' width="{size}" height="{size}" loading="lazy"><code>{query}</code></a>'
     )
 
 
@@ -270,28 +353,35 @@ def _frame_figure(frame: Frame, colour: bool) -> str:
     )
 
 
-async def _gallery_html(gallery: Gallery) -> str:
-    """The archive's frames as thumbnails; a note instead when the directory cannot be listed."""
+async def _gallery_page(gallery: Gallery) -> str:
+    """The page with the archive's frames as thumbnails, and the parameters' examples drawn from them; a note
+    instead of the frames when the directory cannot be listed."""
     heading = '<h2 id="frames">Frames in this archive'
     try:
         frames = await gallery.archive.frames({}, None)
     except ThumbproxyError as error:
-        return f'{heading}</h2>\n<p class="muted">{escape(error.message)}</p>\n'
+        return _page(f'{heading}</h2>\n<p class="muted">{escape(error.message)}</p>\n', None)
     usable = [frame for frame in frames if _makes_thumbnail(frame, gallery.policy, color=False)]
     shown = usable[:GALLERY_LIMIT]
     colour = _colour_frames(frames, gallery)
     count = f"{len(shown)} of {len(usable)}" if len(shown) < len(usable) else str(len(usable))
     figures = "\n".join(_frame_figure(frame, frame.id in colour) for frame in shown)
-    return (
+    named = [frame for frame in usable if frame.basename == EXAMPLE_BASENAME]
+    examples = Examples(
+        single=next(iter(named or usable), None),
+        colour=next((frame for frame in frames if frame.id in colour), None),
+    )
+    return _page(
         f"{heading} <small>{count}; click a thumbnail for a {LARGE_SIZE} px one</small></h2>\n"
-        f'<div class="frames">\n{figures}\n</div>\n'
+        f'<div class="frames">\n{figures}\n</div>\n',
+        examples,
     )
 
 
 async def index(request: web.Request) -> web.Response:
     """What this service is and how to call it, with the frames of a local archive as examples."""
     gallery = request.app.get(GALLERY)
-    text = INDEX_HTML if gallery is None else _page(await _gallery_html(gallery))
+    text = INDEX_HTML if gallery is None else await _gallery_page(gallery)
     return web.Response(text=text, content_type="text/html")
 
 

@@ -3,15 +3,23 @@
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from urllib.parse import parse_qsl
 
 from multidict import MultiDict, MultiMapping
 
 from thumbproxy.errors import ThumbproxyError
+from thumbproxy.render.display import (
+    DEFAULT_CONTRAST,
+    DEFAULT_MAX_PERCENT,
+    DEFAULT_MIN_PERCENT,
+    ZSCALE_STRETCHES,
+    gamma_of,
+)
 from thumbproxy.render.label import single_line
-from thumbproxy.render.options import FORMATS, STRETCHES, RenderOptions
+from thumbproxy.render.options import COLOR_STRETCHES, FORMATS, STRETCHES, RenderOptions
+from thumbproxy.render.palette import COLORMAPS
 
 MAX_LABEL_LENGTH = 200
 MAX_QUALITY = 95
@@ -30,8 +38,20 @@ KNOWN_PARAMETERS = frozenset(
         "progressive",
         "stretch",
         "format",
+        "zmin",
+        "zmax",
+        "min_percent",
+        "max_percent",
+        "contrast",
+        "gamma",
+        "invert",
+        "cmap",
     }
 )
+# The largest gamma taken: past it every pixel above black is drawn nearly white.
+MAX_GAMMA = 10.0
+# Names of the default grey look, which needs no colour map.
+GREY_NAMES = frozenset({"gray", "grey"})
 # format=auto: WebP for clients whose Accept header names it, JPEG for the others.
 NEGOTIATED_FORMAT = "auto"
 FORMAT_ALIASES = {"jpg": "jpeg"}
@@ -74,15 +94,32 @@ def _whole_number(name: str, value: str, low: int, high: int) -> int:
     return number
 
 
-def _percentile(value: str) -> float:
+def _number(
+    name: str,
+    value: str,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    open_low: bool = False,
+    open_high: bool = False,
+) -> float:
+    """A finite decimal number from low to high, each end excluded when open."""
     text = value.strip()
     # float() alone would also take "1_0" and other scripts' digits ("\u0665"), which no URL should carry.
-    if not DECIMAL_NUMBER.fullmatch(text):
-        raise _bad("percentile", "must be a number greater than 0 and at most 100")
-    number = float(text)
-    if not (math.isfinite(number) and 0 < number <= 100):
-        raise _bad("percentile", "must be a number greater than 0 and at most 100")
+    number = float(text) if DECIMAL_NUMBER.fullmatch(text) else math.nan
+    above = low < number if open_low else low <= number
+    below = number < high if open_high else number <= high
+    if not (math.isfinite(number) and above and below):
+        if math.isinf(low) and math.isinf(high):
+            raise _bad(name, "must be a finite decimal number")
+        lower = f"greater than {low:g}" if open_low else f"at least {low:g}"
+        upper = f"less than {high:g}" if open_high else f"at most {high:g}"
+        raise _bad(name, f"must be a number {lower} and {upper}")
     return number
+
+
+def _percentile(value: str) -> float:
+    return _number("percentile", value, 0.0, 100.0, open_low=True)
 
 
 def _label(value: str) -> str:
@@ -94,11 +131,72 @@ def _label(value: str) -> str:
 
 def _stretch(value: str, color: bool) -> str:
     stretch = value.strip().lower()
-    if stretch not in STRETCHES:
-        raise _bad("stretch", f"must be one of {', '.join(STRETCHES)}")
-    if stretch != RenderOptions.stretch and not color:
-        raise _bad("stretch", "applies to colour thumbnails (color=true)")
+    if stretch not in COLOR_STRETCHES:
+        raise _bad("stretch", f"must be one of {', '.join(COLOR_STRETCHES)}")
+    if stretch not in STRETCHES and not color:
+        raise _bad("stretch", f"{stretch} applies to colour thumbnails (color=true)")
     return stretch
+
+
+def _cmap(value: str, color: bool) -> str:
+    name = value.strip().lower()
+    if name in GREY_NAMES:
+        return ""
+    if name not in COLORMAPS:
+        raise _bad("cmap", f"must be one of gray, {', '.join(COLORMAPS)}")
+    if color:
+        raise _bad("cmap", "applies to single frames, not colour thumbnails (color=true)")
+    return name
+
+
+def _cuts(given: Mapping[str, str]) -> dict[str, float | None]:
+    """zmin, zmax, min_percent and max_percent: the cuts given, each end once, lower below upper."""
+    cuts: dict[str, float | None] = {
+        "zmin": _number("zmin", given["zmin"]) if "zmin" in given else None,
+        "zmax": _number("zmax", given["zmax"]) if "zmax" in given else None,
+        "min_percent": _number("min_percent", given["min_percent"], 0.0, 100.0) if "min_percent" in given else None,
+        "max_percent": _number("max_percent", given["max_percent"], 0.0, 100.0) if "max_percent" in given else None,
+    }
+    for value, percent in (("zmin", "min_percent"), ("zmax", "max_percent")):
+        if cuts[value] is not None and cuts[percent] is not None:
+            raise _bad(percent, f"give {value} or {percent}, not both")
+    for lower, upper in (("zmin", "zmax"), ("min_percent", "max_percent")):
+        low, high = cuts[lower], cuts[upper]
+        if low is not None and high is not None and low >= high:
+            raise _bad(upper, f"must be greater than {lower}")
+    return cuts
+
+
+def _display(given: Mapping[str, str], color: bool) -> RenderOptions:
+    """Default options but for the display options given (stretch, cuts, contrast, gamma, invert, cmap), a
+    default given explicitly normalised to what leaving it out means."""
+    stretch = _stretch(given["stretch"], color) if "stretch" in given else RenderOptions.stretch
+    cuts = _cuts(given)
+    if stretch not in ZSCALE_STRETCHES:
+        # The stretch's own percentile cuts, given explicitly.
+        for name, default in (("min_percent", DEFAULT_MIN_PERCENT), ("max_percent", DEFAULT_MAX_PERCENT)):
+            if cuts[name] == default:
+                cuts[name] = None
+    contrast = None
+    if "contrast" in given:
+        if stretch != RenderOptions.stretch:
+            raise _bad("contrast", "applies to stretch=zscale")
+        contrast = _number("contrast", given["contrast"], 0.0, 1.0, open_low=True, open_high=True)
+    gamma = _number("gamma", given["gamma"], 0.0, MAX_GAMMA, open_low=True) if "gamma" in given else None
+    display = RenderOptions(
+        stretch=stretch,
+        zmin=cuts["zmin"],
+        zmax=cuts["zmax"],
+        min_percent=cuts["min_percent"],
+        max_percent=cuts["max_percent"],
+    )
+    return replace(
+        display,
+        contrast=None if contrast == DEFAULT_CONTRAST else contrast,
+        gamma=None if gamma == gamma_of(display) else gamma,
+        invert=_flag("invert", given["invert"]) if "invert" in given else False,
+        cmap=_cmap(given["cmap"], color) if "cmap" in given else "",
+    )
 
 
 def _format(value: str) -> str:
@@ -126,7 +224,8 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
     color = _flag("color", given["color"]) if "color" in given else False
     image_format = _format(given["format"]) if "format" in given else defaults.format
     negotiate_format = image_format == NEGOTIATED_FORMAT
-    options = RenderOptions(
+    options = replace(
+        _display(given, color),
         width=_whole_number("width", given["width"], 1, max_size) if "width" in given else defaults.width,
         height=_whole_number("height", given["height"], 1, max_size) if "height" in given else defaults.height,
         label=_label(given.get("label", "")),
@@ -136,7 +235,6 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
             _whole_number("quality", given["quality"], 1, MAX_QUALITY) if "quality" in given else defaults.quality
         ),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
-        stretch=_stretch(given["stretch"], color) if "stretch" in given else defaults.stretch,
         format=defaults.format if negotiate_format else image_format,
     )
     return ThumbnailQuery(
