@@ -8,7 +8,8 @@
 5. hit-path throughput and latency against a minimal aiohttp app at 1, 8, 32 and 128 connections;
 6. 100 concurrent identical cold requests: renders, downloads and archive calls performed;
 7. peak RSS of a render worker and of the server process;
-8. the archive API calls of an idle service asked /readyz every 5 s, as by the kubelet.
+8. the archive API calls of an idle service asked /readyz every 5 s, as by the kubelet;
+9. each stretch, colour map and invert against the default look, cold and from a kept preview, in one process.
 
 Prints the tables (medians and spread) and the targets as PASS/FAIL, writes
 bench/results/suite-<UTC>.json with every figure and PNG plots next to it, exits 1 if a target is missed.
@@ -35,7 +36,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.samples import Sample as MetricSample
 
-from bench import archivecalls, color, hitpath, plots, render
+from bench import archivecalls, color, display, hitpath, plots, render
 from bench.render import BOX, FRAME_BYTES, FRAME_SIZE, MIB, _check, _summary, reset_peak_rss, status_bytes
 from bench.soak import fake_archive, render_workers, scrape, server_pid
 
@@ -346,6 +347,9 @@ def measure(plan: Plan, work: Path) -> dict:
         )
         hit_path += hitpath.hit_throughput(work, archive_url, plan.wrk_rounds, plan.wrk_seconds, CONNECTIONS, level)
 
+    progress(f"9. display parameters against the default look, {plan.rounds} interleaved rounds")
+    seconds |= {f"display/{name}": values for name, values in display.time_interleaved(frame, plan.rounds).items()}
+
     progress(f"8. archive API calls of an idle service under a readiness prober: {IDLE_PROBED_SECONDS:g} s")
     idle_archive_calls = measure_idle_archive_calls(work)
 
@@ -392,6 +396,15 @@ def _timing_check(figures: dict, numerator: str, denominator: str, relation: str
     )
 
 
+def _slowest_display(figures: dict) -> dict:
+    """The display variant furthest over the default look, cold render against cold render."""
+    ratios = {
+        name: _timing_check(figures, f"display/{name}", "display/default", "<=", display.MAX_DISPLAY_OVER_DEFAULT)
+        for name in display.VARIANTS
+    }
+    return max(ratios.values(), key=lambda check: check["measured"])
+
+
 def checks(figures: dict) -> dict[str, dict]:
     """Each target of the issue: the measured ratio, its limit and whether it is met."""
     disk_hits = next(
@@ -426,6 +439,7 @@ def checks(figures: dict) -> dict[str, dict]:
         "render worker peak RSS growth / frame": _check(
             max(figures["memory_bytes"]["worker peak growth"]) / FRAME_BYTES, "<=", MAX_WORKER_PEAK_OVER_FRAME
         ),
+        "slowest display parameter / default look, cold": _slowest_display(figures),
         "idle service's archive API calls per hour": _check(
             figures["idle_archive_calls"]["per_hour"], "<=", MAX_IDLE_API_CALLS_PER_HOUR
         ),
@@ -571,6 +585,15 @@ def print_report(figures: dict, plan: Plan) -> None:
         f"{idle_calls['seconds']:.0f} s from its start: archive API calls {idle_calls['calls']}, "
         f"{idle_calls['per_hour']:.0f} per hour; prober answered {dict(idle_calls['prober'])}"
     )
+
+    for kind, suffix in (("cold", ""), ("from the preview kept in memory", " from preview")):
+        print_times(
+            f"9. display parameters, {frame} -> {BOX}x{BOX} JPEG, {kind}, one process, {plan.rounds} rounds",
+            figures,
+            {f"display/{name}{suffix}": name for name in display.VARIANTS},
+            f"display/default{suffix}",
+            "default",
+        )
 
     print(f"\n{'target (ratios of medians; best: of the best runs)':<52}{'measured':>9}{'best':>7}{'limit':>9}  result")
     for name, check in figures["checks"].items():

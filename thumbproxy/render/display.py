@@ -28,6 +28,8 @@ DEFAULT_CONTRAST = 0.1
 # The other stretches' cuts unless given: hips2fits' and astrocut's default percentiles.
 DEFAULT_MIN_PERCENT = 0.5
 DEFAULT_MAX_PERCENT = 99.5
+# About this many of the pixels drawn make histeq's histogram.
+EQUALIZED_PIXELS = 16384
 
 
 def gamma_of(options: RenderOptions) -> float:
@@ -112,8 +114,11 @@ def display_stretch(options: RenderOptions, limits: Limits, drawn: np.ndarray | 
     if equalizes(options):
         if drawn is None:
             raise ValueError("histeq equalises the pixels drawn: give them")
+        # Every k-th pixel drawn is as good a histogram for 256 grey levels, and astropy then interpolates
+        # each pixel in a table of EQUALIZED_PIXELS instead of all of them: a tenth of the time.
+        pixels = drawn.ravel()[:: max(1, drawn.size // EQUALIZED_PIXELS)]
         # astropy composes right to left: a + b applies b first.
-        transform = HistEqStretch(transform(drawn[np.isfinite(drawn)])) + transform
+        transform = HistEqStretch(transform(pixels[np.isfinite(pixels)])) + transform
     elif options.stretch in CURVES:
         transform = CURVES[options.stretch]() + transform
     gamma = gamma_of(options)

@@ -101,7 +101,7 @@ def _display_resampled(reduced: np.ndarray, limits: Limits, noise: float, size: 
 def finish(pixels: np.ndarray, orientation: Orientation, options: RenderOptions) -> bytes:
     """Image bytes of grey (rows, columns) or RGB (rows, columns, 3) uint8 pixels in data
     orientation: turned for display, captioned, encoded as options ask."""
-    image = Image.fromarray(orient(painted(pixels, options), orientation))
+    image = painted(Image.fromarray(orient(pixels, orientation)), options)
     if options.label:
         image = add_label(image, options.label)
     return encode(image, options)
