@@ -117,8 +117,11 @@ def display_stretch(options: RenderOptions, limits: Limits, drawn: np.ndarray | 
         # Every k-th pixel drawn is as good a histogram for 256 grey levels, and astropy then interpolates
         # each pixel in a table of EQUALIZED_PIXELS instead of all of them: a tenth of the time.
         pixels = drawn.ravel()[:: max(1, drawn.size // EQUALIZED_PIXELS)]
+        # HistEqStretch rescales its data to the data's own range, which must therefore be the range it is
+        # applied to, [0, 1]: the cuts, not the pixels drawn, decide black and white.
+        histogram = np.concatenate([[0.0, 1.0], transform(pixels[np.isfinite(pixels)])])
         # astropy composes right to left: a + b applies b first.
-        transform = HistEqStretch(transform(pixels[np.isfinite(pixels)])) + transform
+        transform = HistEqStretch(histogram) + transform
     elif options.stretch in CURVES:
         transform = CURVES[options.stretch]() + transform
     gamma = gamma_of(options)
