@@ -17,12 +17,14 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 
+import thumbproxy.render.preview as preview_module
 from conftest import Service
 from fakearchive import FakeArchive
 from hostilefits import with_card
 from test_render import brightest_spot, noisy, render
 from thumbproxy.render import RenderOptions, color_thumbnail_from_files
 from thumbproxy.render.orient import FLIP_VERTICAL, display_orientation
+from thumbproxy.render.preview import Preview, read_reduced
 
 # 0.5 arcsec per pixel, and a landscape frame (rows, columns) that fits a 200 px box unscaled.
 SCALE = 0.5 / 3600.0
@@ -256,6 +258,22 @@ def test_colour_composite_turns_by_the_first_frame_with_a_usable_wcs(tmp_path):
     image = np.asarray(Image.open(io.BytesIO(color_thumbnail_from_files(paths, RenderOptions()).image)).convert("L"))
     assert image.shape == portrait(True)
     assert_upper_left(image)
+
+
+def test_a_stored_preview_knows_its_orientation_without_reading_the_wcs(tmp_path, monkeypatch):
+    path = star_frame(tmp_path / "f.fits", sky_cards("CROTA", 270, mirrored=True))
+    _, preview = read_reduced(path, RenderOptions(), 64)
+    assert preview is not None
+    stored = preview.to_bytes()
+
+    def no_wcs(header: Any) -> None:
+        raise AssertionError("the WCS was read again")
+
+    monkeypatch.setattr(preview_module, "header_orientation", no_wcs)
+    outline = Preview.from_bytes(stored).outline
+    assert outline.orientation == preview.frame_orientation
+    # A quarter turn: the 160 x 100 frame fits a 100 px box as 62 x 100, drawn from 100 x 62 data pixels.
+    assert outline.thumbnail_size(RenderOptions(width=100, height=100)) == (100, 62)
 
 
 async def test_the_service_draws_north_up_from_a_pc_wcs(
