@@ -6,16 +6,15 @@ the maps it returns act on those, and a failure to align only ever means less al
 """
 
 import logging
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 
+from thumbproxy.render.celestial import celestial_wcs
 from thumbproxy.render.register import phase_correlation
 from thumbproxy.render.warp import Affine, Box, overlap
 
@@ -52,23 +51,10 @@ class Alignment:
 
 
 def _celestial_wcs(header: Mapping[str, Any]) -> WCS | None:
-    """The header's celestial WCS, or None when it has none astropy can use."""
+    """The header's celestial WCS, or None when it has none astropy can use or its astrometry failed."""
     if header.get(WCS_ERROR, 0) not in (0, "0"):
         return None
-    cards = fits.Header([(key, header[key]) for key in header if key not in COMMENTARY])
-    try:
-        with warnings.catch_warnings():
-            # Headers are "fixed" (dates, units) all the time; none of it matters here.
-            warnings.simplefilter("ignore", FITSFixedWarning)
-            celestial = WCS(cards).celestial
-    except Exception as err:
-        log.debug("unusable WCS: %s", err)
-        return None
-    if celestial.naxis != 2 or not celestial.has_celestial:
-        return None
-    if not np.all(np.isfinite(celestial.pixel_scale_matrix)) or np.linalg.det(celestial.pixel_scale_matrix) == 0.0:
-        return None
-    return celestial
+    return celestial_wcs({key: header[key] for key in header if key not in COMMENTARY})
 
 
 def _plausible(image_map: Affine) -> bool:

@@ -14,7 +14,7 @@ from thumbproxy.render.errors import RenderError
 from thumbproxy.render.fitsread import FitsImage
 from thumbproxy.render.lupton import lupton_rgb
 from thumbproxy.render.options import RenderOptions
-from thumbproxy.render.orient import Orientation, cd_matrix, display_orientation
+from thumbproxy.render.orient import Orientation, display_orientation, wcs_orientation
 from thumbproxy.render.preview import read_reductions, thumbnail_factor
 from thumbproxy.render.reduce import output_size
 from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone
@@ -53,7 +53,7 @@ def _read_channel(
 def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) -> Orientation:
     """One orientation for every channel, as fits2image chooses it: from the first frame with
     a usable WCS, else the fallback flip."""
-    usable = [header for header in headers if cd_matrix(header) is not None]
+    usable = [header for header in headers if wcs_orientation(header) is not None]
     return display_orientation(usable[0] if usable else headers[0], spectrum=spectrum)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from thumbproxy.render.errors import refused_as_render_error
 from thumbproxy.render.fitsread import FitsImage, open_image
 from thumbproxy.render.options import RenderOptions
-from thumbproxy.render.orient import Orientation, display_orientation, orientation_cards
+from thumbproxy.render.orient import Orientation, as_drawn, header_orientation, orientation_cards
 from thumbproxy.render.reduce import REDUCING_GAP, output_size, reduction_factor
 from thumbproxy.render.samples import BandSamples, PixelSamples, band_samples, concatenated, joined
 from thumbproxy.render.stretch import Limits, display_limits
@@ -57,7 +57,8 @@ class PreviewOutline:
 
     shape: tuple[int, int]
     factor: int
-    cards: Mapping[str, Any]
+    # How the frame's header says to turn it (see header_orientation): read once where the header is.
+    orientation: Orientation
 
     def covers(self, options: RenderOptions) -> bool:
         """Whether the thumbnail options ask for is made from the preview: it needs no finer pixels."""
@@ -65,7 +66,7 @@ class PreviewOutline:
 
     def thumbnail_size(self, options: RenderOptions) -> tuple[int, int]:
         """(width, height) in data orientation of the thumbnail options ask for."""
-        return output_size(self.shape, display_orientation(self.cards, spectrum=options.spectrum), options)
+        return output_size(self.shape, as_drawn(self.orientation, options.spectrum), options)
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,12 @@ class Preview:
 
     def orientation(self, spectrum: bool) -> Orientation:
         """How the frame is turned for display (see display_orientation)."""
-        return display_orientation(self.cards, spectrum=spectrum)
+        return as_drawn(self.frame_orientation, spectrum)
+
+    @cached_property
+    def frame_orientation(self) -> Orientation:
+        """How the cards say to turn the frame, read once (see header_orientation)."""
+        return header_orientation(self.cards)
 
     @cached_property
     def sample_limits(self) -> Limits | None:
@@ -97,7 +103,7 @@ class Preview:
 
     @property
     def outline(self) -> PreviewOutline:
-        return PreviewOutline(self.shape, self.factor, self.cards)
+        return PreviewOutline(self.shape, self.factor, self.frame_orientation)
 
     def covers(self, options: RenderOptions) -> bool:
         """Whether the thumbnail options ask for is made from this preview: it needs no finer pixels."""
@@ -107,12 +113,14 @@ class Preview:
         """The preview as .npy records one after another: its other fields (with the samples' display limits)
         as a JSON document (uint8), the image, the limit samples and the median samples. No pickled objects."""
         limits = self.sample_limits
+        orientation = self.frame_orientation
         fields = {
             "shape": self.shape,
             "factor": self.factor,
             "noise": self.samples.noise,
             "cards": dict(self.cards),
             "limits": None if limits is None else [limits.lower, limits.upper],
+            "orientation": [orientation.mirror, orientation.quarter_turns],
         }
         stored = io.BytesIO()
         for array in (
@@ -145,6 +153,9 @@ class Preview:
             # reading the preview draws its first size without measuring them again. (Older previews: measured.)
             if fields.get("limits") is not None:
                 preview.__dict__["sample_limits"] = Limits(*fields["limits"])
+            # Read with astropy when it was made: the server reads outlines on its event loop. (Older: read now.)
+            if fields.get("orientation") is not None:
+                preview.__dict__["frame_orientation"] = Orientation(*fields["orientation"])
             return preview
         except (KeyError, TypeError) as error:
             raise ValueError(f"not a stored preview: {error!r}") from error
@@ -253,7 +264,8 @@ def read_band(path: str | os.PathLike[str], band: int, bands: int, preview_size:
 
 def thumbnail_factor(image: FitsImage, options: RenderOptions) -> int:
     """The block size the thumbnail options ask for averages the image over before resampling."""
-    return reduction_factor(image.shape, PreviewOutline(image.shape, 1, image.header).thumbnail_size(options))
+    outline = PreviewOutline(image.shape, 1, header_orientation(image.header))
+    return reduction_factor(image.shape, outline.thumbnail_size(options))
 
 
 def read_reductions(
