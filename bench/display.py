@@ -33,12 +33,12 @@ def time_interleaved(path: Path, rounds: int) -> dict[str, list[float]]:
     """Seconds per run of each variant, cold ("<variant>") and from the kept preview ("<variant> from preview"),
     one run of each per round after a warm-up round."""
     from thumbproxy.render import RenderOptions, thumbnail_from_file
-    from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, read_reduced
-    from thumbproxy.render.thumbnail import thumbnail_from_preview
+    from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE
+    from thumbproxy.render.thumbnail import thumbnail_and_preview_from_file, thumbnail_from_preview
 
     as_render_worker()
     options = {name: RenderOptions(width=BOX, height=BOX, **variant) for name, variant in VARIANTS.items()}
-    _, preview = read_reduced(path, options["default"], DEFAULT_PREVIEW_SIZE)
+    _, preview = thumbnail_and_preview_from_file(path, options["default"], DEFAULT_PREVIEW_SIZE)
     assert preview is not None
     contenders: dict[str, Callable[[], object]] = {}
     for name, asked in options.items():

@@ -78,11 +78,6 @@ def table_only(path: Path) -> Path:
     return path
 
 
-def one_dimensional(path: Path) -> Path:
-    fits.PrimaryHDU(np.ones(100, np.float32)).writeto(path)
-    return path
-
-
 def zeroed_tiles(path: Path) -> Path:
     """Tile-compressed, with the middle of the compressed tiles zeroed: decompression fails."""
     write_compressed(path, pixels())
@@ -113,8 +108,7 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "zero bytes": (zero_bytes, "the file is empty"),
     "truncated": (truncated, "the file is truncated"),
     "HTML page": (html_page, "not a FITS file but an HTML or XML page"),
-    "table only": (table_only, "no HDU holds a 2-D image"),
-    "1-D array": (one_dimensional, "no HDU holds a 2-D image"),
+    "table only": (table_only, "no HDU holds an image or a 1-D spectrum"),
     "zeroed tiles": (zeroed_tiles, "the compressed image data are corrupt ("),
     "flipped tile bit": (flipped_tile_bit, "the compressed image data are corrupt: their checksum"),
     "oversized": (oversized, "the image is too large to render (20000 x 20000 pixels)"),
@@ -236,8 +230,9 @@ async def test_odd_but_whole_images_render(service: Service, fake_archive: FakeA
     cases = {
         # Every pixel masked: masked pixels are drawn black.
         "all NaN": (write_primary(np.full(SHAPE, np.nan, np.float32)), "", (48, 48)),
-        "one pixel": (write_primary(np.ones((1, 1), np.float32)), "", (1, 1)),
-        "one row": (write_primary(pixels((1, 40))), "", (40, 1)),
+        # A single row is a 1-D spectrum: plotted, filling the box.
+        "one pixel": (write_primary(np.ones((1, 1), np.float32)), "", (200, 200)),
+        "one row": (write_primary(pixels((1, 40))), "", (200, 200)),
         # The first plane of a cube, as thumbnail_from_file documents.
         "cube": (write_primary(pixels((3, 30, 40))), "", (40, 30)),
         # Shrunk 4x, block sums overflow float32: numpy warns in the worker, and the answer is still a thumbnail.

@@ -91,7 +91,7 @@ async def test_a_colour_composite_of_frames_too_small_to_overlap_is_a_422(
             request_id=1766530,
         )
         for seed, (name, filter_name, shape) in enumerate(
-            (("red", "rp", (1, 1)), ("visual", "V", (1, 2)), ("blue", "B", (2, 1)))
+            (("red", "rp", (2, 1)), ("visual", "V", (3, 1)), ("blue", "B", (2, 1)))
         )
     ]
 
@@ -179,7 +179,8 @@ async def test_an_image_behind_too_many_hdus_is_not_looked_for(
 
     assert response.status == 422
     assert (await response.json())["message"] == (
-        f"cannot render {hostile['filename']}: no HDU holds a 2-D image among its first {fitsread.MAX_HDUS}"
+        f"cannot render {hostile['filename']}: no HDU holds an image or a 1-D spectrum "
+        f"among its first {fitsread.MAX_HDUS}"
     )
     assert await answers_normally(service, normal_frame)
 

@@ -24,7 +24,8 @@ from hostilefits import with_card
 from test_render import brightest_spot, noisy, render
 from thumbproxy.render import RenderOptions, color_thumbnail_from_files
 from thumbproxy.render.orient import FLIP_VERTICAL, display_orientation
-from thumbproxy.render.preview import Preview, read_reduced
+from thumbproxy.render.preview import Preview
+from thumbproxy.render.thumbnail import thumbnail_and_preview_from_file
 
 # 0.5 arcsec per pixel, and a landscape frame (rows, columns) that fits a 200 px box unscaled.
 SCALE = 0.5 / 3600.0
@@ -262,7 +263,7 @@ def test_colour_composite_turns_by_the_first_frame_with_a_usable_wcs(tmp_path):
 
 def test_a_stored_preview_knows_its_orientation_without_reading_the_wcs(tmp_path, monkeypatch):
     path = star_frame(tmp_path / "f.fits", sky_cards("CROTA", 270, mirrored=True))
-    _, preview = read_reduced(path, RenderOptions(), 64)
+    _, preview = thumbnail_and_preview_from_file(path, RenderOptions(), 64)
     assert preview is not None
     stored = preview.to_bytes()
 

@@ -414,10 +414,6 @@ def table_only(path: Path) -> Path:
     return path
 
 
-def one_dimensional(path: Path) -> Path:
-    return write_image(path, np.ones(100, np.float32))
-
-
 def zero_bytes(path: Path) -> Path:
     path.touch()
     return path
@@ -429,7 +425,7 @@ def html(path: Path) -> Path:
 
 
 @pytest.mark.filterwarnings("ignore:File may have been truncated")
-@pytest.mark.parametrize("make", [zero_bytes, truncated, html, table_only, one_dimensional, corrupt_tiles])
+@pytest.mark.parametrize("make", [zero_bytes, truncated, html, table_only, corrupt_tiles])
 def test_unrenderable_files_raise_render_error(tmp_path, make: Callable[[Path], Path]):
     path = make(tmp_path / "bad.fits.fz")
     with pytest.raises(RenderError, match=r"^cannot render bad\.fits\.fz: "):

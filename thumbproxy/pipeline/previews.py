@@ -18,7 +18,7 @@ from thumbproxy.pipeline.previewjobs import (
     thumbnail_from_stored_preview,
 )
 from thumbproxy.render.options import RenderOptions
-from thumbproxy.render.preview import Preview, PreviewOutline, likely_from_preview, read_band
+from thumbproxy.render.preview import Preview, PreviewBand, PreviewOutline, likely_from_preview, read_band
 from thumbproxy.support.gathering import all_or_first_failure
 from thumbproxy.support.lrumap import LruMap
 from thumbproxy.support.singleflight import SingleFlight
@@ -107,18 +107,28 @@ class FramePreviews:
         self, place: PreviewPlace, path: str, options: RenderOptions
     ) -> tuple[bytes | None, PreviewOutline | None]:
         """The preview of the file at path, stored at place, and the thumbnail drawn on the way (None when it needs
-        finer pixels). With idle workers the file is read in bands, one per worker; else one job reads it."""
-        bands = self._pool.idle
-        if bands >= 2 and likely_from_preview(options, self.size):
-            parts = await all_or_first_failure(
-                *(self._pool.run(self.read_band, path, band, bands, self.size) for band in range(bands))
-            )
+        finer pixels). With idle workers the file is read in bands, one per worker; else one job reads it (and plots
+        a 1-D spectrum, which has no preview: outline None)."""
+        parts = await self._bands(path, options)
+        if parts is not None:
             thumbnail, outline = await self._pool.run(thumbnail_from_bands, parts, options, place, about=place.key)
         else:
             thumbnail, outline = await self._pool.run(self.read_file, path, options, self.size, place, about=place.key)
         if outline is not None:
             self._outlines.put(place.key, outline)
         return thumbnail, outline
+
+    async def _bands(self, path: str, options: RenderOptions) -> list[PreviewBand] | None:
+        """The preview's bands of the file at path, one per idle worker, when two or more are idle and the thumbnail
+        is likely drawn from the preview; else None, as for a 1-D spectrum, which has no bands."""
+        bands = self._pool.idle
+        if bands < 2 or not likely_from_preview(options, self.size):
+            return None
+        parts = await all_or_first_failure(
+            *(self._pool.run(self.read_band, path, band, bands, self.size) for band in range(bands))
+        )
+        read = [part for part in parts if part is not None]
+        return read if len(read) == len(parts) else None
 
     async def _drawn_from_stored(self, place: PreviewPlace, options: RenderOptions) -> bytes | None:
         """The thumbnail drawn from the preview stored at place; None when the preview is gone or damaged."""

@@ -1,4 +1,5 @@
-"""Find the image a user means in a FITS file and read it, whole or some rows at a time, refusing damaged files."""
+"""Find the image (or 1-D spectrum) a user means in a FITS file and read it, whole or some rows at a time, refusing
+damaged files."""
 
 import errno
 import math
@@ -16,6 +17,7 @@ from astropy.io import fits
 from thumbproxy.render.errors import UnreadableFrame
 from thumbproxy.render.pixelrows import FloatRows, PixelRows
 from thumbproxy.render.rowtiles import RowTiles
+from thumbproxy.render.spectrum import Spectrum
 from thumbproxy.render.tilechecks import check_tiles
 
 SCIENCE_EXTENSION = "SCI"
@@ -41,14 +43,27 @@ HDU: TypeAlias = fits.PrimaryHDU | fits.hdu.base.ExtensionHDU
 Read = TypeVar("Read")
 
 
+def _data_shape(hdu: HDU) -> tuple[int, ...]:
+    """The shape of the image hdu's header declares, () for none; decided from its header alone."""
+    return tuple(getattr(hdu, "shape", ())) if hdu.is_image else ()
+
+
 def _holds_image(hdu: HDU) -> bool:
-    """Whether hdu declares at least two non-empty axes; decided from its header alone."""
-    shape = getattr(hdu, "shape", ()) if hdu.is_image else ()
-    return len(shape) >= 2 and all(shape)
+    """Whether hdu declares at least two non-empty axes, its planes not a single row."""
+    shape = _data_shape(hdu)
+    return len(shape) >= 2 and all(shape) and shape[-2] != 1
+
+
+def _holds_spectrum(hdu: HDU) -> bool:
+    """Whether hdu declares a 1-D spectrum: one non-empty axis, or planes of one row (a cube such as FLOYDS'
+    4 x 1 x N, its first plane the flux)."""
+    shape = _data_shape(hdu)
+    return len(shape) >= 1 and all(shape) and (len(shape) == 1 or shape[-2] == 1)
 
 
 def pick_image_hdu(hdul: fits.HDUList) -> HDU:
-    """The SCI extension when it holds an image, else the first HDU that does, among the first MAX_HDUS."""
+    """Among the first MAX_HDUS: the SCI extension when it holds an image, else the first HDU that does; without
+    an image, the SCI extension when it holds a 1-D spectrum, else the first HDU that does."""
     first: list[HDU] = []
     # Headers are read one HDU at a time as they are asked for: thousands of them would cost seconds.
     for index in range(MAX_HDUS):
@@ -56,12 +71,13 @@ def pick_image_hdu(hdul: fits.HDUList) -> HDU:
             first.append(hdul[index])
         except IndexError:
             break
-    images = [hdu for hdu in first if _holds_image(hdu)]
-    science = [hdu for hdu in images if hdu.name == SCIENCE_EXTENSION]
-    if science or images:
-        return (science or images)[0]
+    for holds in (_holds_image, _holds_spectrum):
+        found = [hdu for hdu in first if holds(hdu)]
+        science = [hdu for hdu in found if hdu.name == SCIENCE_EXTENSION]
+        if science or found:
+            return (science or found)[0]
     beyond = f" among its first {MAX_HDUS}" if len(first) == MAX_HDUS else ""
-    raise UnreadableFrame(f"no HDU holds a 2-D image{beyond}")
+    raise UnreadableFrame(f"no HDU holds an image or a 1-D spectrum{beyond}")
 
 
 def _check_layout(hdu: HDU) -> None:
@@ -69,7 +85,8 @@ def _check_layout(hdu: HDU) -> None:
     compressed in tiles without pixels: checked before any pixel is read or any buffer made for them."""
     if any(length < 1 for length in hdu.shape):
         raise UnreadableFrame(f"the image has no pixels (axes of {' x '.join(map(str, hdu.shape[::-1]))})")
-    rows, columns = hdu.shape[-2:]
+    # A 1-D spectrum is one row.
+    rows, columns = (1, *hdu.shape)[-2:]
     if rows * columns > MAX_PIXELS:
         raise UnreadableFrame(f"the image is too large to render ({columns} x {rows} pixels)")
     if isinstance(hdu, fits.CompImageHDU):
@@ -172,25 +189,38 @@ class FitsImage:
             self._tiles.close()
 
 
-def _image(
+def _frame(
     path: str | os.PathLike[str],
     file: BinaryIO,
     hdul: fits.HDUList,
     check_datasum: bool,
     refusing_damage: Callable[[], AbstractContextManager[None]],
-) -> FitsImage:
-    """The image a user means in hdul, the open FITS file at path; any exception means it cannot be read.
+) -> FitsImage | Spectrum:
+    """The image a user means in hdul, the open FITS file at path, or its 1-D spectrum, read whole; any exception
+    means it cannot be read.
 
-    Close its tiles (FitsImage.close) when done.
+    Close an image's tiles (FitsImage.close) when done.
     """
     hdu = pick_image_hdu(hdul)
     _check_layout(hdu)
     tiles = None
     if isinstance(hdu, fits.CompImageHDU):
         tiles = _compressed_tiles(path, hdu, hdul.index_of(hdu), file, check_datasum)
+    if _holds_spectrum(hdu):
+        if tiles is not None:
+            # Checked now; a spectrum's one row is read by astropy.
+            tiles.close()
+        return _spectrum(hdu)
     primary = hdul[0]
     header = hdu.header if hdu is primary else ChainMap(hdu.header, primary.header)
     return FitsImage(hdu, header, tiles, refusing_damage)
+
+
+def _spectrum(hdu: HDU) -> Spectrum:
+    """The 1-D spectrum hdu holds (_holds_spectrum): its first plane's one row, with the HDU's own header, which
+    defines its axis."""
+    first = (0,) * (len(hdu.shape) - 1)
+    return Spectrum(np.array(hdu.section[(*first, slice(None))], dtype=np.float64), hdu.header)
 
 
 def _failure_reason(start: bytes, error: Exception, caught: Sequence[warnings.WarningMessage]) -> str:
@@ -235,12 +265,13 @@ def _refusing_damage(start: bytes, caught: Sequence[warnings.WarningMessage]) ->
 
 
 @contextmanager
-def open_image(
+def open_frame(
     path: str | os.PathLike[str], check_datasum: bool = True, memory_mapped: bool = False
-) -> Iterator[FitsImage]:
-    """The image a user expects in the FITS file at path, open for reading until the context ends.
+) -> Iterator[FitsImage | Spectrum]:
+    """The image a user expects in the FITS file at path, open for reading until the context ends, or its 1-D
+    spectrum, read whole.
 
-    Raises UnreadableFrame for anything that is not a readable FITS image: an empty,
+    Raises UnreadableFrame for anything that is neither a readable FITS image nor a spectrum: an empty,
     truncated or non-FITS file, a table-only file, or (on reading) corrupt compressed tiles;
     with check_datasum, also compressed data that disagree with their DATASUM card. A path
     that cannot be opened raises OSError (FileNotFoundError, ...) as open() does.
@@ -264,8 +295,20 @@ def open_image(
                 hdul = fits.open(file, memmap=None if memory_mapped else False)
             with hdul:
                 with refusing_damage():
-                    image = _image(path, file, hdul, check_datasum, refusing_damage)
+                    frame = _frame(path, file, hdul, check_datasum, refusing_damage)
                 try:
-                    yield image
+                    yield frame
                 finally:
-                    image.close()
+                    if isinstance(frame, FitsImage):
+                        frame.close()
+
+
+@contextmanager
+def open_image(
+    path: str | os.PathLike[str], check_datasum: bool = True, memory_mapped: bool = False
+) -> Iterator[FitsImage]:
+    """open_frame's image; a 1-D spectrum raises UnreadableFrame, as it has no rows to read (or to compose)."""
+    with open_frame(path, check_datasum, memory_mapped) as frame:
+        if isinstance(frame, Spectrum):
+            raise UnreadableFrame("it holds a 1-D spectrum, not an image")
+        yield frame

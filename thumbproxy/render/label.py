@@ -15,14 +15,27 @@ def single_line(text: str) -> str:
     return " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
 
 
-def _font(size: int) -> Font:
+def font(size: int) -> Font:
+    """The font of this size in pixels."""
     # Pillow's built-in scalable font: no font file has to exist on the machine.
     return ImageFont.load_default(size=size)
 
 
-def _text_width(draw: ImageDraw.ImageDraw, text: str, font: Font) -> float:
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+def text_width(draw: ImageDraw.ImageDraw, text: str, face: Font) -> float:
+    left, _, right, _ = draw.textbbox((0, 0), text, font=face)
     return right - left
+
+
+def fitted_font(draw: ImageDraw.ImageDraw, text: str, room: float, size: int = MAX_FONT_SIZE) -> Font:
+    """The font of `size` px, shrunk until text fits in `room` px of width (or is 1 px)."""
+    fitted = font(size)
+    width = text_width(draw, text, fitted)
+    while width > room and size > 1:
+        # Text width grows in proportion to the font size: jump close to the fit, then step.
+        size = max(1, min(size - 1, int(size * room / width)))
+        fitted = font(size)
+        width = text_width(draw, text, fitted)
+    return fitted
 
 
 def add_label(image: Image.Image, text: str) -> Image.Image:
@@ -36,16 +49,8 @@ def add_label(image: Image.Image, text: str) -> Image.Image:
     if not text:
         return labelled
     draw = ImageDraw.Draw(labelled)
-    room = labelled.width - OFFSET
-    size = MAX_FONT_SIZE
-    font = _font(size)
-    width = _text_width(draw, text, font)
-    while width > room and size > 1:
-        # Text width grows in proportion to the font size: jump close to the fit, then step.
-        size = max(1, min(size - 1, int(size * room / width)))
-        font = _font(size)
-        width = _text_width(draw, text, font)
+    fitted = fitted_font(draw, text, labelled.width - OFFSET)
     # Placed from the bottom of the text box, so descenders stay inside the frame.
-    _, _, _, bottom = draw.textbbox((0, 0), text, font=font)
-    draw.text((OFFSET, labelled.height - OFFSET - bottom), text, font=font, fill=WHITE)
+    _, _, _, bottom = draw.textbbox((0, 0), text, font=fitted)
+    draw.text((OFFSET, labelled.height - OFFSET - bottom), text, font=fitted, fill=WHITE)
     return labelled

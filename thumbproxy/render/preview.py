@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from thumbproxy.render.errors import refused_as_render_error
-from thumbproxy.render.fitsread import FitsImage, open_image
+from thumbproxy.render.fitsread import FitsImage, open_frame, open_image
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, as_drawn, header_orientation, orientation_cards
 from thumbproxy.render.reduce import REDUCING_GAP, output_size, reduction_factor
@@ -73,7 +73,7 @@ class PreviewOutline:
 class Preview:
     """A frame reduced by an integer factor, and what its thumbnails take from the full-resolution frame.
 
-    A thumbnail's own reduction of the frame is one too (see read_reduced), of factor 1 when it needs
+    A thumbnail's own reduction of the frame is one too (see reduce_image), of factor 1 when it needs
     every pixel.
     """
 
@@ -249,14 +249,17 @@ def _joined(arrays: Sequence[np.ndarray]) -> np.ndarray:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def read_band(path: str | os.PathLike[str], band: int, bands: int, preview_size: int) -> PreviewBand:
-    """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed.
+def read_band(path: str | os.PathLike[str], band: int, bands: int, preview_size: int) -> PreviewBand | None:
+    """Band `band` of `bands` of the preview of the FITS frame at path; only its rows are decompressed. None when
+    the file holds a 1-D spectrum, which has neither bands nor a preview: it is plotted from the file whole.
 
     Bands are whole tile rows and whole preview blocks, so joined in order they are exactly
     the preview read in one band. The first band checks the compressed data's checksum: any
     band failing fails the preview. Raises RenderError and OSError as thumbnail_from_file does.
     """
-    with refused_as_render_error(path), open_image(path, check_datasum=band == 0, memory_mapped=True) as image:
+    with refused_as_render_error(path), open_frame(path, check_datasum=band == 0, memory_mapped=True) as image:
+        if not isinstance(image, FitsImage):
+            return None
         factor = preview_factor(image.shape, preview_size)
         [read] = _read_bands(image, band_rows(image.shape[0], math.lcm(image.tile_rows, factor), band, bands), [factor])
         return read
@@ -275,17 +278,18 @@ def read_reductions(
     at a time (the whole frame is held only for a factor of 1), and the frame's header. Raises RenderError
     and OSError as thumbnail_from_file does."""
     with refused_as_render_error(path), open_image(path, memory_mapped=True) as image:
-        bands = _read_bands(image, slice(0, image.shape[0]), factors_of(image))
-        header = image.header
-    return [join_bands([band]) for band in bands], header
+        return _reductions(image, factors_of(image)), image.header
 
 
-def read_reduced(
-    path: str | os.PathLike[str], options: RenderOptions, preview_size: int
-) -> tuple[Preview, Preview | None]:
-    """The FITS frame at path reduced for the thumbnail options ask for (a Preview covering it), and its
-    preview of preview_size (None for 0), the same one when that covers the thumbnail, read as
-    read_reductions reads. Raises RenderError and OSError as thumbnail_from_file does."""
+def _reductions(image: FitsImage, factors: Sequence[int]) -> list[Preview]:
+    """The open image reduced by each factor, all in one pass a chunk at a time."""
+    return [join_bands([band]) for band in _read_bands(image, slice(0, image.shape[0]), factors)]
+
+
+def reduce_image(image: FitsImage, options: RenderOptions, preview_size: int) -> tuple[Preview, Preview | None]:
+    """The open image reduced for the thumbnail options ask for (a Preview covering it), and its preview of
+    preview_size (None for 0), the same one when that covers the thumbnail, read as read_reductions reads. Raises
+    UnreadableFrame when its pixels cannot be read."""
 
     def factors(image: FitsImage) -> list[int]:
         own = thumbnail_factor(image, options)
@@ -294,5 +298,5 @@ def read_reduced(
         factor = preview_factor(image.shape, preview_size)
         return [factor] if own >= factor else [own, factor]
 
-    previews, _ = read_reductions(path, factors)
+    previews = _reductions(image, factors(image))
     return previews[0], previews[-1] if preview_size else None

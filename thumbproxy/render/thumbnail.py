@@ -12,13 +12,17 @@ from PIL import Image
 
 from thumbproxy.render.display import display_limits_for, display_stretch, equalizes, uses_default_cuts
 from thumbproxy.render.encode import encode
+from thumbproxy.render.errors import refused_as_render_error
+from thumbproxy.render.fitsread import open_frame
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
 from thumbproxy.render.palette import painted
-from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, read_reduced
+from thumbproxy.render.plot import spectrum_plot
+from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, reduce_image
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample
 from thumbproxy.render.samples import PixelSamples
+from thumbproxy.render.spectrum import Spectrum
 from thumbproxy.render.stretch import (
     Limits,
     black_value,
@@ -148,8 +152,12 @@ def thumbnail_from_preview(preview: Preview, options: RenderOptions) -> bytes:
 def thumbnail_and_preview_from_file(
     path: str | os.PathLike[str], options: RenderOptions, preview_size: int
 ) -> tuple[bytes, Preview | None]:
-    """thumbnail_from_file's image bytes, and the frame's preview made on the way (None when preview_size is 0)."""
-    reduced, preview = read_reduced(path, options, preview_size)
+    """thumbnail_from_file's image bytes, and the frame's preview made on the way (None when preview_size is 0, and
+    for a 1-D spectrum, which is plotted from the file each time: it is small)."""
+    with refused_as_render_error(path), open_frame(path, memory_mapped=True) as frame:
+        if isinstance(frame, Spectrum):
+            return encode(spectrum_plot(frame, (options.width, options.height), options.label), options), None
+        reduced, preview = reduce_image(frame, options, preview_size)
     return thumbnail_from_preview(reduced, options), preview
 
 
@@ -162,7 +170,9 @@ def thumbnail_from_file(
     cube); it fits inside options.width x options.height with its aspect ratio kept and is
     never enlarged; north is up and east left when the WCS allows. A thumbnail that needs no
     finer pixels than the frame's preview of preview_size (0: none) is made from that preview.
-    Raises RenderError when the file holds no readable image, and OSError when path cannot be
-    opened.
+    A file whose only data is a 1-D spectrum (fitsread.open_frame) is plotted instead, filling
+    options.width x options.height (plot.spectrum_plot), with options.label as its title.
+    Raises RenderError when the file holds no readable image or spectrum, and OSError when
+    path cannot be opened.
     """
     return thumbnail_and_preview_from_file(path, options, preview_size)[0]
