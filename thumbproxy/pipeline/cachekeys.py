@@ -3,18 +3,25 @@ names one frame version's preview."""
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import fields
+from typing import Any
 
 from thumbproxy.render.formats import EXTENSIONS
 from thumbproxy.render.options import RenderOptions
 
 # Bump when the renderer's output changes, so no cache level serves the old look.
 RENDERER_VERSION = 5
+# The render options every key has named. Any other option is named only when it differs from its default,
+# so adding an option leaves every request that does not use it with the key it had. (Changing an option's
+# default changes what leaving it out means: bump RENDERER_VERSION then.)
+ALWAYS_KEYED_OPTIONS = frozenset(
+    {"width", "height", "label", "median", "percentile", "quality", "progressive", "spectrum", "stretch", "format"}
+)
 
 
 def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions, preview_size: int) -> str:
-    """ "<first frame id>/<hex digest of the frames, their versions, every render option, the preview size and
-    the renderer>.<ext>".
+    """ "<first frame id>/<hex digest of the frames, their versions, the render options (_keyed_options), the
+    preview size and the renderer>.<ext>".
 
     `frames` are (id, version) pairs: one for a single frame, red, visual and blue for a colour
     composite. The first id leads so that stored objects group by frame (and S3 lifecycle rules can use it).
@@ -23,11 +30,20 @@ def thumbnail_key(frames: tuple[tuple[int, str], ...], options: RenderOptions, p
     identity = {
         "frames": [list(frame) for frame in frames],
         "renderer": RENDERER_VERSION,
-        "options": asdict(options),
+        "options": _keyed_options(options),
         "preview_size": preview_size,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     return f"{frames[0][0]}/{digest}.{EXTENSIONS[options.format]}"
+
+
+def _keyed_options(options: RenderOptions) -> dict[str, Any]:
+    """The options a thumbnail's key names: those in ALWAYS_KEYED_OPTIONS, and any other not at its default."""
+    return {
+        option.name: getattr(options, option.name)
+        for option in fields(options)
+        if option.name in ALWAYS_KEYED_OPTIONS or getattr(options, option.name) != option.default
+    }
 
 
 def preview_key(frame: tuple[int, str], preview_size: int) -> str:

@@ -22,8 +22,11 @@ class RenderOptions:
     progressive: bool = False
     # Spectra carry only a prototype WCS: rotating them "north up" turns them on their side.
     spectrum: bool = False
-    # Colour composites only: "zscale" scales each channel like a single frame (fits2image's
-    # look); "lupton" is an asinh composite that keeps star colours.
+    # Colour composites only: "zscale" draws the channels with fits2image's curve, on one scale in
+    # units of each channel's sky noise; "lupton" is an asinh composite that keeps star colours.
     stretch: str = "zscale"
+    # Colour composites only: multipliers of the red, visual and blue channels' light above their black
+    # points, before the stretch.
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # One of FORMATS; quality applies to JPEG and WebP, progressive to JPEG.
     format: str = "jpeg"

@@ -57,9 +57,13 @@ def tone_of(samples: PixelSamples, limit_samples: np.ndarray, limits: Limits, op
     """measure_tone with the limit samples already chosen (limit_samples_of) and their display limits."""
     stretch = pixel_stretch(limits)
     if options.median:
-        median_samples = samples.median_samples
-        stretch = subtract_median(stretch, median_samples if median_samples.size else limit_samples, options.percentile)
+        stretch = subtract_median(stretch, median_samples_of(samples, limit_samples), options.percentile)
     return Tone(stretch, limits, samples.noise)
+
+
+def median_samples_of(samples: PixelSamples, limit_samples: np.ndarray) -> np.ndarray:
+    """The pixels median subtraction is measured on: the median samples, else the limit samples."""
+    return samples.median_samples if samples.median_samples.size else limit_samples
 
 
 def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int], pixels_per_output_pixel: float) -> np.ndarray:

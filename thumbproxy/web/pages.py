@@ -83,10 +83,17 @@ PARAMETERS = (
     ),
     (
         "stretch",
-        "Colour only: <code>zscale</code> scales each channel like a single frame; "
-        "<code>lupton</code> is an asinh composite that keeps star colours.",
+        "Colour only: <code>zscale</code> draws each channel with the single-frame curve, all on one "
+        "scale so the sky is neutral; <code>lupton</code> is an asinh composite that keeps star colours.",
         "zscale",
         "color=true&amp;stretch=lupton",
+    ),
+    (
+        "weights",
+        "Colour only: red, visual and blue multipliers of each channel&rsquo;s light above its black point, "
+        "before the stretch; <code>1,1,2</code> doubles the blue.",
+        "1,1,1",
+        "color=true&amp;weights=1,1,2",
     ),
 )
 

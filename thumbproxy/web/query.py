@@ -29,6 +29,7 @@ KNOWN_PARAMETERS = frozenset(
         "quality",
         "progressive",
         "stretch",
+        "weights",
         "format",
     }
 )
@@ -37,6 +38,9 @@ NEGOTIATED_FORMAT = "auto"
 FORMAT_ALIASES = {"jpg": "jpeg"}
 # A decimal number in ASCII digits, with an optional exponent: what str(float) writes back ("1e-05").
 DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Colour weights: beyond these a channel's white point leaves float precision, or its light float32's range.
+MIN_WEIGHT = 0.001
+MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,19 @@ def _stretch(value: str, color: bool) -> str:
     return stretch
 
 
+def _weights(value: str, color: bool) -> tuple[float, float, float]:
+    rule = f"must be three comma-separated numbers from {MIN_WEIGHT:g} to {MAX_WEIGHT:g} (red, visual, blue)"
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 3 or not all(DECIMAL_NUMBER.fullmatch(part) for part in parts):
+        raise _bad("weights", rule)
+    red, visual, blue = (float(part) for part in parts)
+    if not all(MIN_WEIGHT <= weight <= MAX_WEIGHT for weight in (red, visual, blue)):
+        raise _bad("weights", rule)
+    if not color:
+        raise _bad("weights", "applies to colour thumbnails (color=true)")
+    return red, visual, blue
+
+
 def _format(value: str) -> str:
     name = value.strip().lower()
     name = FORMAT_ALIASES.get(name, name)
@@ -137,6 +154,7 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
         ),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
         stretch=_stretch(given["stretch"], color) if "stretch" in given else defaults.stretch,
+        weights=_weights(given["weights"], color) if "weights" in given else defaults.weights,
         format=defaults.format if negotiate_format else image_format,
     )
     return ThumbnailQuery(
@@ -168,6 +186,15 @@ def accepts_webp(accept: str) -> bool:
     return False
 
 
+def _text(value: object) -> str:
+    """An option's value as its query parameter writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
     """The query string that asks for exactly this thumbnail: non-default options only, sorted."""
     defaults = RenderOptions()
@@ -175,7 +202,7 @@ def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
     for option in fields(RenderOptions):
         value = getattr(query.options, option.name)
         if option.name in KNOWN_PARAMETERS and value != getattr(defaults, option.name):
-            canonical[option.name] = str(value).lower() if isinstance(value, bool) else str(value)
+            canonical[option.name] = _text(value)
     if query.negotiate_format:
         canonical["format"] = NEGOTIATED_FORMAT
     if query.color:
