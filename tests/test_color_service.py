@@ -1,16 +1,21 @@
 """Colour composites end to end: frames of one request chosen through the archive, one per channel."""
 
 import io
+from dataclasses import field, fields, make_dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import numpy as np
 import pytest
 from PIL import Image
 
 from conftest import Service, ServiceFactory
 from fakearchive import FUTURE_DATE, FakeArchive
 from thumbproxy.demo import sampledata
+from thumbproxy.pipeline.cachekeys import thumbnail_key
+from thumbproxy.render import RenderOptions
 
 REQUEST_ID = 1766530
 START = datetime(2019, 3, 21, 8, 0, tzinfo=UTC)
@@ -153,3 +158,87 @@ async def test_channel_filters_are_a_setting(
         frames.add(name, filter_name, minutes)
     await _image(service, f"/{frames.frames['r']['id']}/?color=true&image=true")
     assert [frames.downloads(name) for name in ("i", "r", "g", "v")] == [1, 1, 1, 0]
+
+
+# Weights ---------------------------------------------------------------------------------------
+
+
+def _channel_means(image: Image.Image) -> np.ndarray:
+    return np.asarray(image).reshape(-1, 3).mean(axis=0)
+
+
+async def test_weights_change_the_balance_and_the_etag(service: Service, request_frames: Request) -> None:
+    # Half the frames' size: the sky's grain is averaged into a steady grey.
+    path = f"/{request_frames.frames['red']['id']}/?color=true&image=true&width=96"
+    plain = await service.get(path)
+    bluer = await service.get(path + "&weights=1,1,2")
+    assert plain.status == bluer.status == 200
+    assert bluer.headers["ETag"] != plain.headers["ETag"]
+    plain_means = _channel_means(Image.open(io.BytesIO(await plain.read())))
+    bluer_means = _channel_means(Image.open(io.BytesIO(await bluer.read())))
+    # Twice the blue light: through the gamma curve about 2 ** (1 / 2.5) = 1.32 times the blue grey levels;
+    # the other channels stay as they were.
+    assert bluer_means[2] > 1.2 * plain_means[2]
+    assert np.abs(bluer_means[:2] - plain_means[:2]).max() < 1.0
+    assert service.metric("thumbproxy_renders_total", kind="color", result="ok") == 2
+    # Written another way, or left at their default, weights name the same thumbnail: no render.
+    for same, as_plain in (("weights=1.0,%201,1e0", True), ("weights=1,1.0,2.00", False)):
+        again = await service.get(f"{path}&{same}")
+        assert again.headers["ETag"] == (plain if as_plain else bluer).headers["ETag"], same
+    assert service.metric("thumbproxy_renders_total", kind="color", result="ok") == 2
+
+
+async def test_json_url_carries_the_weights(service: Service, request_frames: Request) -> None:
+    frame_id = request_frames.frames["red"]["id"]
+    body = await (await service.get(f"/{frame_id}/?color=true&weights=0.5,1,1")).json()
+    assert f"weights={quote('0.5,1.0,1.0', safe='')}" in body["url"]
+    followed = await service.get(body["url"].split(str(service.client.make_url("")), 1)[1])
+    direct = await service.get(f"/{frame_id}/?color=true&image=true&weights=0.5,1,1")
+    assert followed.status == 200 and followed.headers["ETag"] == direct.headers["ETag"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        # Not three numbers.
+        *("", "1,1", "1,1,1,1", "a,1,1", "1,,1", "1;1;1", "0x1,1,1"),
+        # Not positive, not finite, or out of range.
+        *("1,-1,1", "0,1,1", "nan,1,1", "1,inf,1", "1,1,1e999", "1,1,2000", "1,1,0.0001"),
+    ],
+)
+async def test_bad_weights_are_a_400_naming_them(service: Service, request_frames: Request, value: str) -> None:
+    response = await service.get(f"/{request_frames.frames['red']['id']}/?color=true&image=true&weights={quote(value)}")
+    assert response.status == 400
+    message = (await response.json())["message"]
+    assert message == (
+        "Invalid parameter weights: must be three comma-separated numbers from 0.001 to 1000 (red, visual, blue)"
+    )
+    assert [request_frames.downloads(name) for name in ("red", "visual", "blue")] == [0, 0, 0]
+
+
+@pytest.mark.parametrize("value", ["1,1,2", "1,1,1"])
+async def test_weights_without_color_are_a_400(service: Service, request_frames: Request, value: str) -> None:
+    response = await service.get(f"/{request_frames.frames['red']['id']}/?image=true&weights={value}")
+    assert response.status == 400
+    assert await response.json() == {"message": "Invalid parameter weights: applies to colour thumbnails (color=true)"}
+
+
+def test_options_left_at_their_default_leave_the_cache_key_as_it_was() -> None:
+    frames = ((1, "a"), (2, "b"), (3, "c"))
+    key = thumbnail_key(frames, RenderOptions(), 1024)
+    # RenderOptions as it was before it had weights: the key of a request without them is unchanged.
+    before = make_dataclass(
+        "RenderOptions",
+        [
+            (option.name, option.type, field(default=option.default))
+            for option in fields(RenderOptions)
+            if option.name != "weights"
+        ],
+        frozen=True,
+    )
+    assert thumbnail_key(frames, before(), 1024) == key
+    assert thumbnail_key(frames, RenderOptions(weights=(1.0, 1.0, 2.0)), 1024) != key
+    # And so for any option added later.
+    later = make_dataclass("Later", [("shade", str, field(default="none"))], bases=(RenderOptions,), frozen=True)
+    assert thumbnail_key(frames, later(), 1024) == key
+    assert thumbnail_key(frames, later(shade="some"), 1024) != key

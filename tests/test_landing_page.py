@@ -81,8 +81,8 @@ async def test_local_archive_gallery_shows_working_thumbnails(
     assert "<b>odd" not in html and "&lt;b&gt;odd&amp;name" in html
     assert sorted(caption.split()[0] for caption in page.captions) == sorted(["<b>odd&name", *rvb])
     colour = [image["alt"] for image in page.images if "color=true" in (image["src"] or "")]
-    # The gallery's colour composite, and the colour parameter's example picture.
-    assert colour == [f"{rvb[0]}, colour", f"{rvb[0]}, color"]
+    # The gallery's colour composite, and the colour parameters' example pictures.
+    assert colour == [f"{rvb[0]}, colour", f"{rvb[0]}, color", f"{rvb[0]}, weights"]
     examples = [image["alt"] for image in page.images if image["width"] == str(EXAMPLE_SIZE)]
     assert [alt.split(", ")[1] for alt in examples] == [parameter.name for parameter in PARAMETERS]
     assert len(page.images) == 4 * 3 + 1 + len(PARAMETERS)

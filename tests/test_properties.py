@@ -39,6 +39,7 @@ KNOWN_PARAMETERS = (
     "quality",
     "progressive",
     "stretch",
+    "weights",
     "format",
 )
 NUMBER_PARAMETERS = ("width", "height", "percentile", "quality")
@@ -289,6 +290,7 @@ VALUES_BY_PARAMETER = {
     **{name: st.sampled_from(FLAG_WORDS) for name in FLAG_PARAMETERS},
     **{name: st.sampled_from(WORDS) for name in WORD_PARAMETERS},
     "label": labels,
+    "weights": st.lists(numbers, min_size=1, max_size=4).map(",".join),
 }
 any_value = st.one_of(numbers, st.sampled_from(FLAG_WORDS + WORDS), labels)
 
@@ -339,6 +341,8 @@ def given_names(query: str) -> list[str]:
 @example(query="percentile=1e309", route=BASENAME_SLOT, slash=b"")
 @example(query="percentile=-inf&image=1", route=FRAME_ID_SLOT, slash=b"")
 @example(query="quality=1e2", route=FRAME_ID_SLOT, slash=b"/")
+@example(query="color=1&weights=nan,1,1e309", route=FRAME_ID_SLOT, slash=b"/")
+@example(query="weights=1,1,2", route=BASENAME_SLOT, slash=b"/")
 @example(query="width=100&width=100", route=FRAME_ID_SLOT, slash=b"/")
 @example(query="image&image=false", route=BASENAME_SLOT, slash=b"/")
 @example(query="label=" + "x" * 10_000, route=FRAME_ID_SLOT, slash=b"/")

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.io import fits
+from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS
 from PIL import Image
 
 import thumbproxy.render.align as align_module
-from thumbproxy.demo.sampledata import star_field
+from thumbproxy.demo.sampledata import rvb_set, star_field
 from thumbproxy.render import (
     ColorThumbnail,
     RenderError,
@@ -91,7 +92,7 @@ def render(paths: list[Path], **options) -> tuple[np.ndarray, str]:
     thumbnail = color_thumbnail_from_files(paths, RenderOptions(**options))
     assert isinstance(thumbnail, ColorThumbnail)
     image = Image.open(io.BytesIO(thumbnail.image))
-    assert image.format == "JPEG" and image.mode == "RGB"
+    assert image.format == options.get("format", "jpeg").upper() and image.mode == "RGB"
     return np.asarray(image).astype(float), thumbnail.alignment
 
 
@@ -265,7 +266,8 @@ def test_label_is_drawn_in_the_lower_left_corner(tmp_path):
 
 
 @pytest.mark.parametrize("median", [False, True])
-def test_zscale_channels_are_scaled_like_single_frames(tmp_path, median):
+def test_three_identical_frames_make_the_single_frame_picture(tmp_path, median):
+    # The composite's one scale over all channels is the single frame's own when they are one frame.
     path = rvb_frames(tmp_path)[0]
     rgb, _ = render([path, path, path], width=BOX, height=BOX, quality=95, median=median)
     grey = np.asarray(
@@ -284,17 +286,112 @@ def blueness(rgb: np.ndarray, x: float, y: float) -> float:
     return float(patch[..., 2].mean() - patch[..., 0].mean())
 
 
+# Two stars at these red-frame pixels with these red, visual, blue fluxes (times a scale): one bright in
+# blue, one in red.
+BLUE_STAR, RED_STAR = (150.0, 400.0), (400.0, 150.0)
+STAR_FLUXES = {BLUE_STAR: (1.0, 2.0, 4.0), RED_STAR: (4.0, 2.0, 1.0)}
+
+
+def add_coloured_stars(paths: list[Path], scale: float) -> None:
+    """Add BLUE_STAR and RED_STAR, their fluxes times scale, to rvb_frames' red, visual and blue frames."""
+    for channel, (path, (dx, dy)) in enumerate(zip(paths, OFFSETS.values())):
+        with fits.open(path, mode="update") as hdul:
+            for (x, y), fluxes in STAR_FLUXES.items():
+                add_star(hdul["SCI"].data, x + dx, y + dy, scale * fluxes[channel])
+
+
 def test_lupton_keeps_star_colours(tmp_path):
     paths = rvb_frames(tmp_path)
-    # Two stars well above the zscale white point, one brightest in blue, one in red.
-    blue_star, red_star = (150.0, 400.0), (400.0, 150.0)
-    for path, (dx, dy), (blue_flux, red_flux) in zip(paths, OFFSETS.values(), [(1.0, 4.0), (2.0, 2.0), (4.0, 1.0)]):
-        with fits.open(path, mode="update") as hdul:
-            add_star(hdul["SCI"].data, blue_star[0] + dx, blue_star[1] + dy, 20000.0 * blue_flux)
-            add_star(hdul["SCI"].data, red_star[0] + dx, red_star[1] + dy, 20000.0 * red_flux)
+    # Well above the zscale white point.
+    add_coloured_stars(paths, 20000.0)
     rgb, _ = render(paths, width=BOX, height=BOX, quality=95, stretch="lupton")
-    assert blueness(rgb, *blue_star) > 40.0
-    assert blueness(rgb, *red_star) < -40.0
+    assert blueness(rgb, *BLUE_STAR) > 40.0
+    assert blueness(rgb, *RED_STAR) < -40.0
+
+
+# --- colour balance --------------------------------------------------------------------------
+
+# Each filter's gain (sky and stars alike), sky offset and added read noise (counts): skies of about 1000,
+# 2500 and 500 counts, with noise of about 32, 62 and 97.
+UNEVEN_SKIES = {"rp": (1.0, 0.0, 0.0), "V": (0.5, 2000.0, 60.0), "B": (3.0, -2500.0, 10.0)}
+# Below the zscale white point: a star drawn white in every channel has no colour left to show.
+ZSCALE_STAR_SCALE = 2000.0
+
+
+@pytest.fixture(scope="module")
+def demo_rvb(tmp_path_factory) -> list[Path]:
+    """The demo's R, V and B frames, as `thumbproxy demo` serves them."""
+    return rvb_set(tmp_path_factory.mktemp("demo"))
+
+
+def uneven_frames(directory: Path, star_scale: float = 0.0) -> list[Path]:
+    """rvb_frames with add_coloured_stars (when star_scale), then each filter's gain, sky and noise as UNEVEN_SKIES."""
+    paths = rvb_frames(directory)
+    if star_scale:
+        add_coloured_stars(paths, star_scale)
+    for channel, (path, (gain, offset, noise)) in enumerate(zip(paths, UNEVEN_SKIES.values())):
+        with fits.open(path, mode="update") as hdul:
+            data = hdul["SCI"].data
+            read_noise = np.random.default_rng(channel).normal(0.0, noise, data.shape)
+            hdul["SCI"].data = (data * gain + offset + read_noise).astype(np.float32)
+    return paths
+
+
+def sky_levels(rgb: np.ndarray) -> np.ndarray:
+    """Each channel's median over the pixels where no channel shows a star (3 clipped deviations above its sky)."""
+    stats = [sigma_clipped_stats(rgb[..., channel]) for channel in range(3)]
+    sky = np.all([rgb[..., channel] < median + 3.0 * std for channel, (_, median, std) in enumerate(stats)], axis=0)
+    return np.array([np.median(rgb[..., channel][sky]) for channel in range(3)])
+
+
+@pytest.mark.parametrize("options", [{}, {"width": 500, "height": 500}, {"median": True}])
+def test_demo_frames_have_a_neutral_sky(demo_rvb, options):
+    rgb, _ = render(demo_rvb, **options)
+    sky = sky_levels(rgb)
+    assert np.ptp(sky) <= 3.0, sky
+    # A dark grey with its grain, not clipped to black.
+    assert sky.min() >= 10.0, sky
+
+
+@pytest.mark.parametrize("box", [BOX, 128])
+def test_frames_of_uneven_sky_and_noise_have_a_neutral_sky(tmp_path, box):
+    rgb, _ = render(uneven_frames(tmp_path), width=box, height=box)
+    sky = sky_levels(rgb)
+    assert np.ptp(sky) <= 3.0, sky
+    assert sky.min() >= 10.0, sky
+
+
+@pytest.mark.parametrize("uneven", [False, True])
+def test_zscale_keeps_star_colours(tmp_path, uneven):
+    if uneven:
+        paths = uneven_frames(tmp_path, ZSCALE_STAR_SCALE)
+    else:
+        paths = rvb_frames(tmp_path)
+        add_coloured_stars(paths, ZSCALE_STAR_SCALE)
+    rgb, _ = render(paths, width=BOX, height=BOX, quality=95)
+    assert blueness(rgb, *BLUE_STAR) > 20.0
+    assert blueness(rgb, *RED_STAR) < -20.0
+
+
+@pytest.mark.parametrize("stretch", ["zscale", "lupton"])
+def test_weights_make_sky_and_stars_bluer(tmp_path, stretch):
+    paths = rvb_frames(tmp_path)
+    add_coloured_stars(paths, ZSCALE_STAR_SCALE if stretch == "zscale" else 20000.0)
+    plain, _ = render(paths, width=BOX, height=BOX, quality=95, stretch=stretch)
+    bluer, _ = render(paths, width=BOX, height=BOX, quality=95, stretch=stretch, weights=(1.0, 1.0, 2.0))
+    plain_sky, bluer_sky = sky_levels(plain), sky_levels(bluer)
+    assert bluer_sky[2] - bluer_sky[0] >= plain_sky[2] - plain_sky[0] + 4.0, (plain_sky, bluer_sky)
+    for star in STAR_FLUXES:
+        assert blueness(bluer, *star) >= blueness(plain, *star) + 8.0, star
+
+
+def test_zscale_weights_scale_each_channel_alone(tmp_path):
+    paths = rvb_frames(tmp_path)
+    plain, _ = render(paths, width=BOX, height=BOX, format="png")
+    dimmer, _ = render(paths, width=BOX, height=BOX, format="png", weights=(0.5, 1.0, 1.0))
+    # Red's white point moved: its light is half as bright; green and blue are drawn as they were.
+    assert np.array_equal(dimmer[..., 1:], plain[..., 1:])
+    assert plain[..., 0].mean() - dimmer[..., 0].mean() > 4.0
 
 
 # --- files that cannot be rendered -----------------------------------------------------------

@@ -172,6 +172,7 @@ async def test_unknown_parameters_are_ignored_and_share_the_cache(service: Servi
         ("invert=sometimes", "invert"),
         ("cmap=rainbowish", "cmap"),
         ("cmap=viridis&color=true", "cmap"),
+        ("stretch=histeq&median=true", "median"),
         ("label=" + "x" * 201, "label"),
         ("width=100&width=200", "width"),
     ],

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from thumbproxy.render.align import align
+from thumbproxy.render.balance import balanced_tones
 from thumbproxy.render.errors import RenderError
 from thumbproxy.render.fitsread import FitsImage
 from thumbproxy.render.lupton import lupton_rgb
@@ -17,7 +18,8 @@ from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, display_orientation, wcs_orientation
 from thumbproxy.render.preview import read_reductions, thumbnail_factor
 from thumbproxy.render.reduce import output_size
-from thumbproxy.render.thumbnail import Tone, finish, grey_levels, measure_tone
+from thumbproxy.render.samples import PixelSamples
+from thumbproxy.render.thumbnail import finish, grey_levels, measure_tone
 from thumbproxy.render.warp import warp
 
 # Reduced frames narrower than this may not overlap at all once lined up centre on centre.
@@ -37,17 +39,15 @@ class _Channel:
     """What the composite needs of one frame once its full-resolution pixels are gone."""
 
     reduced: np.ndarray
-    tone: Tone
+    samples: PixelSamples
     header: Mapping[str, Any]
 
 
-def _read_channel(
-    path: str | os.PathLike[str], factor_of: Callable[[FitsImage], int], options: RenderOptions
-) -> tuple[_Channel, int]:
-    """The frame at path block-averaged by the factor factor_of gives for its image, its tone measured; and
+def _read_channel(path: str | os.PathLike[str], factor_of: Callable[[FitsImage], int]) -> tuple[_Channel, int]:
+    """The frame at path block-averaged by the factor factor_of gives for its image, with its samples; and
     that factor. Read a chunk at a time, as a single frame's thumbnail is: never whole in memory."""
     [reduced], header = read_reductions(path, lambda image: [factor_of(image)])
-    return _Channel(reduced.image, measure_tone(reduced.samples, reduced.image, options), header), reduced.factor
+    return _Channel(reduced.image, reduced.samples, header), reduced.factor
 
 
 def _shared_orientation(headers: Sequence[Mapping[str, Any]], spectrum: bool) -> Orientation:
@@ -62,17 +62,19 @@ def color_thumbnail_from_files(paths: Sequence[str | os.PathLike[str]], options:
 
     The other frames are resampled onto the red frame's pixels, lined up by their WCS, else by
     registering the images, else centre on centre (logged as a warning), and cropped to the
-    part all three cover. options.stretch "zscale" scales each channel as thumbnail_from_file
-    scales a frame (options.median and percentile included); "lupton" makes an asinh
-    composite that keeps star colours. Size, orientation, label and encoding are as for a
+    part all three cover. options.stretch "zscale" draws each channel with thumbnail_from_file's
+    curve (options.median and percentile included), on one scale measured from each channel's
+    sky in units of its noise (balanced_tones), so the sky is neutral; "lupton" makes an asinh
+    composite that keeps star colours. options.weights multiply each channel's light above its
+    black point before either stretch. Size, orientation, label and encoding are as for a
     single frame, with one orientation for all three. Raises RenderError when a file holds no
     readable image, OSError when one cannot be opened.
     """
     if len(paths) != 3:
         raise ValueError(f"a colour thumbnail takes 3 frames (red, visual, blue), not {len(paths)}")
-    red, factor = _read_channel(paths[0], partial(thumbnail_factor, options=options), options)
+    red, factor = _read_channel(paths[0], partial(thumbnail_factor, options=options))
     # One block size for all three keeps their reduced pixels the same size on the sky.
-    channels = [red] + [_read_channel(path, lambda image: factor, options)[0] for path in paths[1:]]
+    channels = [red] + [_read_channel(path, lambda image: factor)[0] for path in paths[1:]]
     for path, channel in zip(paths, channels):
         rows, columns = channel.reduced.shape
         if min(rows, columns) < MIN_COMPOSITE_SIDE:
@@ -82,14 +84,19 @@ def color_thumbnail_from_files(paths: Sequence[str | os.PathLike[str]], options:
                 f"once reduced; at least {MIN_COMPOSITE_SIDE} x {MIN_COMPOSITE_SIDE})",
             )
 
+    if options.stretch == "lupton":
+        tones = [measure_tone(channel.samples, channel.reduced, options) for channel in channels]
+    else:
+        tones = balanced_tones(
+            [channel.samples for channel in channels], [channel.reduced for channel in channels], options
+        )
     alignment = align([channel.reduced for channel in channels], [channel.header for channel in channels], factor)
     box = alignment.box
     aligned = [warp(channel.reduced, image_map, box) for channel, image_map in zip(channels, alignment.maps)]
     orientation = _shared_orientation([channel.header for channel in channels], options.spectrum)
     size = output_size((box.rows * factor, box.columns * factor), orientation, options)
-    tones = [channel.tone for channel in channels]
     if options.stretch == "lupton":
-        rgb = lupton_rgb(aligned, tones, factor, size)
+        rgb = lupton_rgb(aligned, tones, factor, size, options.weights)
     else:
         pixels_per_output_pixel = box.rows * box.columns * factor**2 / (size[0] * size[1])
         rgb = np.dstack(

@@ -25,26 +25,33 @@ Q = 10.0
 BLACK_BELOW_SKY = 1.0
 
 
-def _above_black(image: np.ndarray, tone: Tone, factor: int) -> np.ndarray:
-    """The channel in deviations of its sky noise above the black point; image is a block
-    mean over factor x factor pixels."""
+def _above_black(image: np.ndarray, tone: Tone, factor: int, weight: float) -> np.ndarray:
+    """The channel in deviations of its sky noise above the black point, times weight; image is a
+    block mean over factor x factor pixels."""
     sky = tone.limits.lower
     # Averaging factor x factor pixels divides the noise by factor. A flat frame has no
     # noise; its zscale range is as good a unit as any.
     unit = tone.pixel_noise / factor or tone.limits.upper - sky
     # Non-finite blocks are drawn as sky.
     scaled = (np.where(np.isfinite(image), image, np.float32(sky)) - sky) / np.float32(unit)
-    return scaled + np.float32(BLACK_BELOW_SKY)
+    return (scaled + np.float32(BLACK_BELOW_SKY)) * np.float32(weight)
 
 
-def lupton_rgb(channels: Sequence[np.ndarray], tones: Sequence[Tone], factor: int, size: tuple[int, int]) -> np.ndarray:
+def lupton_rgb(
+    channels: Sequence[np.ndarray],
+    tones: Sequence[Tone],
+    factor: int,
+    size: tuple[int, int],
+    weights: Sequence[float],
+) -> np.ndarray:
     """uint8 RGB (rows, columns, 3) at size (width, height) of the red, green and blue block
-    means over factor x factor pixels, each with the tone measured on its full-resolution frame.
+    means over factor x factor pixels, each with the tone measured on its full-resolution frame
+    and its light above the black point multiplied by its weight.
 
     The mapping comes before the resampling: Lanczos then works on values bounded to the
     drawn range and cannot ring around saturated stars.
     """
-    rgb = np.stack([_above_black(image, tone, factor) for image, tone in zip(channels, tones)])
+    rgb = np.stack([_above_black(image, tone, factor, weight) for image, tone, weight in zip(channels, tones, weights)])
     intensity = rgb.mean(axis=0)
     stretched = LuptonAsinhStretch(stretch=LINEAR_RANGE, Q=Q)(intensity)
     # Every channel is scaled by the same factor, which keeps its share of the intensity.

@@ -40,5 +40,8 @@ class RenderOptions:
     invert: bool = False
     # A colour map of palette.COLORMAPS, which makes a grey frame RGB; "" for grey.
     cmap: str = ""
+    # Colour composites only: multipliers of the red, visual and blue channels' light above their black
+    # points, before the stretch.
+    weights: tuple[float, float, float] = (1.0, 1.0, 1.0)
     # One of FORMATS; quality applies to JPEG and WebP, progressive to JPEG.
     format: str = "jpeg"

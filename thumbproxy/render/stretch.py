@@ -65,11 +65,17 @@ def subtract_median(stretch: BaseTransform, samples: np.ndarray, percentile: flo
     the median of the stretched samples and white at their percentile."""
     if samples.size == 0:
         return stretch
-    median, top = AsymmetricPercentileInterval(50.0, percentile).get_limits(stretch(samples))
+    # (astropy composes right to left: a + b applies b first.)
+    return median_interval(stretch(samples), percentile) + stretch
+
+
+def median_interval(stretched: np.ndarray, percentile: float) -> ManualInterval:
+    """fits2image's recalculate_median as a map of grey levels in [0, 1]: black at the median of these
+    stretched samples and white at their percentile."""
+    median, top = AsymmetricPercentileInterval(50.0, percentile).get_limits(stretched)
     # fits2image divides by zero when the percentile is the median, which draws every
     # pixel above the median white: a one-grey-level range does the same, safely.
-    # (astropy composes right to left: a + b applies b first.)
-    return ManualInterval(median, max(top, median + 1.0 / 255.0)) + stretch
+    return ManualInterval(median, max(top, median + 1.0 / 255.0))
 
 
 def black_value(limits: Limits, noise: float = 0.0) -> float:

@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.visualization import BaseTransform
 from PIL import Image
 
 from thumbproxy.render.display import display_limits_for, display_stretch, equalizes, uses_default_cuts
@@ -41,18 +42,18 @@ class Tone:
     limits: Limits
     # Standard deviation of one full-resolution pixel's noise.
     pixel_noise: float
-    # The stretch, gamma and median subtraction asked for, and the pixels median subtraction measures.
+    # The per-pixel map to grey levels in [0, 1] (display_stretch, then any median subtraction); None for
+    # histeq, whose curve equalises the pixels drawn.
+    stretch: BaseTransform | None
+    # The display parameters asked for.
     options: RenderOptions
-    median_samples: np.ndarray
 
     def grey(self, pixels: np.ndarray, noise: float) -> np.ndarray:
         """uint8 grey levels of pixels, block means whose averaging removed noise of this deviation."""
-        equalized = equalizes(self.options)
-        stretch = display_stretch(self.options, self.limits, pixels if equalized else None)
-        if self.options.median:
-            stretch = subtract_median(stretch, self.median_samples, self.options.percentile)
-        # Equalisation measures the pixels drawn, averaged already: its curve needs no allowance for noise.
-        return to_grey(pixels, stretch, self.limits, 0.0 if equalized else noise)
+        if self.stretch is None:
+            # Equalisation measures the pixels drawn, averaged already: its curve needs no allowance for noise.
+            return to_grey(pixels, display_stretch(self.options, self.limits, pixels), self.limits)
+        return to_grey(pixels, self.stretch, self.limits, noise)
 
 
 def measure_tone(samples: PixelSamples, reduced: np.ndarray, options: RenderOptions) -> Tone:
@@ -67,17 +68,26 @@ def limit_samples_of(samples: PixelSamples, reduced: np.ndarray) -> np.ndarray:
     return samples.limit_samples if samples.limit_samples.size else reduced[np.isfinite(reduced)]
 
 
+def median_samples_of(samples: PixelSamples, limit_samples: np.ndarray) -> np.ndarray:
+    """The pixels median subtraction and percentile cuts are measured on: the median samples, else the limit
+    samples."""
+    return samples.median_samples if samples.median_samples.size else limit_samples
+
+
 def limits_of(samples: PixelSamples, limit_samples: np.ndarray, options: RenderOptions) -> Limits:
     """The display limits options ask for, measured on limit_samples (limit_samples_of) and, for percentile
     cuts, the larger sample of the frame when it has one."""
-    median_samples = samples.median_samples
-    return display_limits_for(options, limit_samples, median_samples if median_samples.size else limit_samples)
+    return display_limits_for(options, limit_samples, median_samples_of(samples, limit_samples))
 
 
 def tone_of(samples: PixelSamples, limit_samples: np.ndarray, limits: Limits, options: RenderOptions) -> Tone:
     """measure_tone with the limit samples already chosen (limit_samples_of) and their display limits."""
-    median_samples = samples.median_samples
-    return Tone(limits, samples.noise, options, median_samples if median_samples.size else limit_samples)
+    if equalizes(options):
+        return Tone(limits, samples.noise, None, options)
+    stretch = display_stretch(options, limits)
+    if options.median:
+        stretch = subtract_median(stretch, median_samples_of(samples, limit_samples), options.percentile)
+    return Tone(limits, samples.noise, stretch, options)
 
 
 def grey_levels(reduced: np.ndarray, tone: Tone, size: tuple[int, int], pixels_per_output_pixel: float) -> np.ndarray:

@@ -152,6 +152,14 @@ PARAMETERS = (
         {"color": "true"},
         colour=True,
     ),
+    Parameter(
+        "weights",
+        "Colour only: red, visual and blue multipliers of each channel&rsquo;s light above its black point, "
+        "before the stretch; <code>1,1,2</code> doubles the blue.",
+        "1,1,1",
+        {"color": "true", "weights": "1,1,2"},
+        colour=True,
+    ),
 )
 
 STYLE = """

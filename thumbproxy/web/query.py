@@ -15,6 +15,7 @@ from thumbproxy.render.display import (
     DEFAULT_MAX_PERCENT,
     DEFAULT_MIN_PERCENT,
     ZSCALE_STRETCHES,
+    equalizes,
     gamma_of,
 )
 from thumbproxy.render.label import single_line
@@ -37,6 +38,7 @@ KNOWN_PARAMETERS = frozenset(
         "quality",
         "progressive",
         "stretch",
+        "weights",
         "format",
         "zmin",
         "zmax",
@@ -57,6 +59,9 @@ NEGOTIATED_FORMAT = "auto"
 FORMAT_ALIASES = {"jpg": "jpeg"}
 # A decimal number in ASCII digits, with an optional exponent: what str(float) writes back ("1e-05").
 DECIMAL_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+# Colour weights: beyond these a channel's white point leaves float precision, or its light float32's range.
+MIN_WEIGHT = 0.001
+MAX_WEIGHT = 1000.0
 
 
 @dataclass(frozen=True)
@@ -199,6 +204,19 @@ def _display(given: Mapping[str, str], color: bool) -> RenderOptions:
     )
 
 
+def _weights(value: str, color: bool) -> tuple[float, float, float]:
+    rule = f"must be three comma-separated numbers from {MIN_WEIGHT:g} to {MAX_WEIGHT:g} (red, visual, blue)"
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 3 or not all(DECIMAL_NUMBER.fullmatch(part) for part in parts):
+        raise _bad("weights", rule)
+    red, visual, blue = (float(part) for part in parts)
+    if not all(MIN_WEIGHT <= weight <= MAX_WEIGHT for weight in (red, visual, blue)):
+        raise _bad("weights", rule)
+    if not color:
+        raise _bad("weights", "applies to colour thumbnails (color=true)")
+    return red, visual, blue
+
+
 def _format(value: str) -> str:
     name = value.strip().lower()
     name = FORMAT_ALIASES.get(name, name)
@@ -235,8 +253,11 @@ def parse_query(query: MultiMapping[str], max_size: int) -> ThumbnailQuery:
             _whole_number("quality", given["quality"], 1, MAX_QUALITY) if "quality" in given else defaults.quality
         ),
         progressive=_flag("progressive", given["progressive"]) if "progressive" in given else False,
+        weights=_weights(given["weights"], color) if "weights" in given else defaults.weights,
         format=defaults.format if negotiate_format else image_format,
     )
+    if options.median and equalizes(options):
+        raise _bad("median", "does not apply to stretch=histeq, which spreads the grey levels itself")
     return ThumbnailQuery(
         options=options,
         color=color,
@@ -266,6 +287,15 @@ def accepts_webp(accept: str) -> bool:
     return False
 
 
+def _text(value: object) -> str:
+    """An option's value as its query parameter writes it."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
     """The query string that asks for exactly this thumbnail: non-default options only, sorted."""
     defaults = RenderOptions()
@@ -273,7 +303,7 @@ def canonical_query(query: ThumbnailQuery) -> dict[str, str]:
     for option in fields(RenderOptions):
         value = getattr(query.options, option.name)
         if option.name in KNOWN_PARAMETERS and value != getattr(defaults, option.name):
-            canonical[option.name] = str(value).lower() if isinstance(value, bool) else str(value)
+            canonical[option.name] = _text(value)
     if query.negotiate_format:
         canonical["format"] = NEGOTIATED_FORMAT
     if query.color:
