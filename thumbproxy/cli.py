@@ -27,7 +27,7 @@ RENDER_OPTIONS = {
     "label": "white text in the lower-left corner",
     "percentile": "upper percentile of the --median stretch (default 99.5)",
     "quality": "JPEG and WebP quality, 1 to 95 (default 80)",
-    "format": "jpeg (jpg), png or webp; auto or none: the extension of -o's, else jpeg",
+    "format": "jpeg (jpg), png or webp; auto or not given: as -o's extension says, else jpeg",
 }
 RENDER_FLAGS = {
     "median": "subtract the median and stretch to --percentile",
