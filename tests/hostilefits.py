@@ -101,6 +101,33 @@ def web_page(path: Path) -> Path:
     return path
 
 
+def _plain(path: Path) -> Path:
+    """A plain 64 x 64 image in the primary HDU, scaled (BSCALE, BZERO) as raw frames are."""
+    hdu = fits.PrimaryHDU(_counts(7, np.int16))
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 1.0, 32768.0
+    hdu.writeto(path, overwrite=True)
+    return path
+
+
+def header_of_text(path: Path) -> Path:
+    """A FITS signature card, then text that is no header (no END card)."""
+    path.write_bytes(b"SIMPLE  =                    T".ljust(80) + b"x" * (2 * 2880 - 80))
+    return path
+
+
+# Files astropy itself fails on, each with an exception of its own (OSError, TypeError, KeyError,
+# AttributeError, numpy's UFuncTypeError), opening them or reading their pixels.
+ASTROPY_FAILURES: dict[str, Callable[[Path], Path]] = {
+    "header of text": header_of_text,
+    "text BITPIX": lambda path: with_card(_plain(path), "BITPIX", "'abc'"),
+    "NAXIS past its axes": lambda path: with_card(_plain(path), "NAXIS", "3"),
+    "compression parameter named by a number": lambda path: with_card(
+        _compressed(path, _counts(8, np.int16), "RICE_1"), "ZNAME1", "7"
+    ),
+    "text BSCALE": lambda path: with_card(_plain(path), "BSCALE", "'abc'"),
+}
+
+
 # One of each kind, by a name for reports: every one must answer 422.
 HOSTILE_FILES: dict[str, Callable[[Path], Path]] = {
     "gzip-bomb": gzip_bomb,

@@ -12,9 +12,11 @@ from PIL import Image
 
 from conftest import Service, read_pixels, write_fits_file
 from fakearchive import FakeArchive
+from hostilefits import ASTROPY_FAILURES
 from thumbproxy.app import RENDER_POOL
 from thumbproxy.demo import sampledata
 from thumbproxy.render.errors import UnreadableFrame
+from thumbproxy.render.fitsread import NOT_READABLE_FITS
 
 SHAPE = (48, 48)
 HTML_PAGE = b"<!DOCTYPE html>\n<html><body><h1>502 Bad Gateway</h1></body></html>\n"
@@ -112,6 +114,8 @@ BAD_FILES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "zeroed tiles": (zeroed_tiles, "the compressed image data are corrupt ("),
     "flipped tile bit": (flipped_tile_bit, "the compressed image data are corrupt: their checksum"),
     "oversized": (oversized, "the image is too large to render (20000 x 20000 pixels)"),
+    # astropy's own exception says nothing a user can act on.
+    **{kind: (make, NOT_READABLE_FITS) for kind, make in ASTROPY_FAILURES.items()},
 }
 
 
@@ -125,6 +129,15 @@ def test_bad_files_are_unreadable_with_a_short_reason(tmp_path: Path, kind: str)
         read_pixels(make(tmp_path / "frame.fits.fz"))
     assert str(raised.value).startswith(reason)
     assert str(tmp_path) not in str(raised.value)
+
+
+@pytest.mark.parametrize("kind", ASTROPY_FAILURES)
+def test_a_file_astropy_fails_on_is_not_a_readable_fits_file(tmp_path: Path, kind: str) -> None:
+    with pytest.raises(UnreadableFrame) as raised:
+        read_pixels(ASTROPY_FAILURES[kind](tmp_path / "frame.fits"))
+    assert str(raised.value) == NOT_READABLE_FITS
+    # What astropy raised, which the message does not repeat.
+    assert raised.value.__cause__ is not None and not isinstance(raised.value.__cause__, UnreadableFrame)
 
 
 def test_a_flipped_bit_decompresses_silently_so_only_the_checksum_catches_it(tmp_path: Path) -> None:
@@ -180,6 +193,8 @@ async def test_unrenderable_frames_answer_422_and_leave_no_trace(
             body = await response.json()
             assert set(body) == {"message"}
             assert_cannot_render(body["message"], bad["filename"], reason, service.tmp_dir)
+            if reason == NOT_READABLE_FITS:
+                assert body["message"] == f"cannot render {bad['filename']}: {NOT_READABLE_FITS}"
         assert fake_archive.downloads[bad["id"]] == 1, kind
         assert service.temp_files() == [], kind
         # A new width is a new thumbnail, so this renders in the same worker rather than hitting the cache.

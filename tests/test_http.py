@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -217,6 +218,17 @@ async def test_format_sets_the_encoding_and_content_type(
     assert response.status == 200 and response.content_type == media_type
     image = Image.open(io.BytesIO(await response.read()))
     assert image.format == decoded and image.size == (200, 150)
+
+
+async def test_a_grey_frame_as_webp_decodes_grey(service: Service, frame: dict) -> None:
+    # The first renders from the file, the next ones from its preview; a label is drawn in white.
+    for query in ("format=webp", "format=webp&width=120", "format=webp&label=M42"):
+        response = await service.get(f"/{frame['id']}/?image=true&{query}")
+        assert response.status == 200 and response.content_type == "image/webp"
+        decoded = Image.open(io.BytesIO(await response.read())).convert("RGB")
+        red, green, blue = np.moveaxis(np.asarray(decoded, dtype=np.int16), -1, 0)
+        # Neutral chroma, as libwebp's decoder gives it back: red = blue, green the same or one less.
+        assert np.array_equal(red, blue) and set(np.unique(red - green)) <= {0, 1}, query
 
 
 async def test_format_auto_follows_accept_and_says_so(service: Service, frame: dict) -> None:

@@ -505,3 +505,25 @@ def test_pixels_near_the_float32_limit_render_even_when_warnings_are_errors(tmp_
                 io.BytesIO(thumbnail_from_file(tmp_path / "huge.fits", RenderOptions(width=size, height=size)))
             )
             assert thumbnail.size == (size, size)
+
+
+def test_a_grey_frame_as_webp_is_as_grey_and_as_small_as_a_lossy_webp_can_be(tmp_path: Path) -> None:
+    frame = star_field(tmp_path / "field.fits.fz", size=512)
+    encoded = thumbnail_from_file(frame, RenderOptions(width=300, height=300, format="webp"))
+    webp = Image.open(io.BytesIO(encoded))
+    assert webp.format == "WEBP"
+    red, green, blue = np.moveaxis(np.asarray(webp.convert("RGB"), dtype=np.int16), -1, 0)
+    # Lossy WebP stores Y'CbCr and every decoder answers RGB; for a grey picture the chroma is neutral,
+    # which libwebp's decoder turns into red = blue and green the same or, for one luma value in 64, one less.
+    assert np.array_equal(red, blue)
+    assert set(np.unique(red - green)) <= {0, 1}
+    # The same grey levels as the PNG, within lossy WebP's error.
+    png = thumbnail_from_file(frame, RenderOptions(width=300, height=300, format="png"))
+    grey = Image.open(io.BytesIO(png))
+    assert grey.mode == "L" and np.abs(red - np.asarray(grey, dtype=np.int16)).mean() < 3
+    # Not larger than the grey levels handed to the encoder in colour, and far smaller than the lossless
+    # WebP, whose decoded channels are exactly equal.
+    in_colour, lossless = io.BytesIO(), io.BytesIO()
+    grey.convert("RGB").save(in_colour, format="WEBP", quality=RenderOptions.quality)
+    grey.save(lossless, format="WEBP", lossless=True)
+    assert len(encoded) <= len(in_colour.getvalue()) and 2 * len(encoded) < len(lossless.getvalue())

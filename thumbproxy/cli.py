@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import gc
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -18,6 +19,26 @@ from thumbproxy.ops.logs import configure_logging
 from thumbproxy.web.signing import signed_url
 
 DEMO_HOST = "127.0.0.1"
+# `thumbproxy render`'s options, each the query parameter of its name, so parse_query validates them as the
+# service does: RENDER_OPTIONS take a value, RENDER_FLAGS given set theirs to true.
+RENDER_OPTIONS = {
+    "width": "fit inside this many pixels across (default 200)",
+    "height": "fit inside this many pixels down (default 200)",
+    "label": "white text in the lower-left corner",
+    "percentile": "upper percentile of the --median stretch (default 99.5)",
+    "quality": "JPEG and WebP quality, 1 to 95 (default 80)",
+    "format": "jpeg (jpg), png or webp; auto or not given: as -o's extension says, else jpeg",
+}
+RENDER_FLAGS = {
+    "median": "subtract the median and stretch to --percentile",
+    "progressive": "progressive JPEG",
+}
+# What a FITS file's name ends with, compressed or not: the rest of the name is the frame's.
+FITS_EXTENSION = re.compile(r"\.(?:fits|fit|fts)(?:\.(?:fz|gz|bz2))?$", re.IGNORECASE)
+
+
+class CommandError(Exception):
+    """A command that cannot do what it was asked: the message, one line for the user; exit status 2."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,11 +56,13 @@ def _parser() -> argparse.ArgumentParser:
 
     render = commands.add_parser("render", help="render a local FITS file with the server's code")
     render.add_argument("file", type=Path, help="FITS file (.fits or .fits.fz)")
-    render.add_argument("-o", "--output", type=Path, help="JPEG to write (default: <basename>.jpg here)")
-    for option in ("width", "height", "label", "percentile", "quality"):
-        render.add_argument(f"--{option}")
-    for flag in ("median", "progressive"):
-        render.add_argument(f"--{flag}", action="store_const", const="true")
+    render.add_argument(
+        "-o", "--output", type=Path, help="image to write, .jpg, .png or .webp (default: the file's name, here)"
+    )
+    for option, meaning in RENDER_OPTIONS.items():
+        render.add_argument(f"--{option}", help=meaning)
+    for flag, meaning in RENDER_FLAGS.items():
+        render.add_argument(f"--{flag}", action="store_const", const="true", help=meaning)
     render.add_argument("--config", help="config file")
 
     sign = commands.add_parser("sign", help="print a thumbnail URL signed with the signing key")
@@ -52,21 +75,24 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(settings: Settings, announce: Callable[[str], None] = print) -> None:
     from thumbproxy.app import create_app
     from thumbproxy.web.connections import CONNECTIONS
-    from thumbproxy.web.serving import serve
+    from thumbproxy.web.serving import CannotListen, serve
 
     app = create_app(settings)
     app.on_startup.append(_freeze_started)
-    asyncio.run(
-        serve(
-            app,
-            app[CONNECTIONS],
-            settings.host,
-            settings.port,
-            settings.drain_seconds,
-            settings.shutdown_timeout,
-            announce,
+    try:
+        asyncio.run(
+            serve(
+                app,
+                app[CONNECTIONS],
+                settings.host,
+                settings.port,
+                settings.drain_seconds,
+                settings.shutdown_timeout,
+                announce,
+            )
         )
-    )
+    except CannotListen as error:
+        raise CommandError(f"{error}; choose another port with --port" if error.in_use else str(error)) from None
 
 
 async def _freeze_started(app: web.Application) -> None:
@@ -105,17 +131,52 @@ def _render(arguments: argparse.Namespace, settings: Settings) -> None:
     from thumbproxy.render import RenderError, thumbnail_from_file
     from thumbproxy.web.query import parse_query
 
-    given = {
-        name: getattr(arguments, name)
-        for name in ("width", "height", "label", "percentile", "quality", "median", "progressive")
-    }
-    query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
-    output = arguments.output or Path(arguments.file.name.split(".")[0] + ".jpg")
+    given = {name: getattr(arguments, name) for name in (*RENDER_OPTIONS, *RENDER_FLAGS)}
     try:
-        output.write_bytes(thumbnail_from_file(arguments.file, query.options, settings.preview_size))
+        query = parse_query(MultiDict({k: v for k, v in given.items() if v is not None}), settings.max_size)
+    except ThumbproxyError as error:
+        raise CommandError(error.message) from None
+    # --format auto, like no --format: the output's extension decides.
+    asked = None if arguments.format is None or query.negotiate_format else query.options.format
+    output, image_format = _output(arguments.file, arguments.output, asked)
+    try:
+        image = thumbnail_from_file(arguments.file, replace(query.options, format=image_format), settings.preview_size)
     except RenderError as error:
-        raise ThumbproxyError(422, str(error)) from None
+        raise CommandError(str(error)) from None
+    except OSError as error:
+        raise CommandError(f"cannot read {arguments.file}: {error.strerror or error}") from None
+    try:
+        output.write_bytes(image)
+    except FileNotFoundError:
+        raise CommandError(f"cannot write {output}: there is no directory {output.parent}") from None
+    except OSError as error:
+        raise CommandError(f"cannot write {output}: {error.strerror or error}") from None
     print(output)
+
+
+def _output(file: Path, output: Path | None, asked: str | None) -> tuple[Path, str]:
+    """Where the thumbnail of file goes and its format, from -o and --format (asked, None if not given).
+
+    Without -o: the file's name without its FITS extensions, in the current directory, with the
+    extension of the format. With -o: its extension gives the format, and must agree with --format.
+    """
+    from thumbproxy.render.formats import EXTENSIONS
+    from thumbproxy.render.options import FORMATS, RenderOptions
+    from thumbproxy.web.query import FORMAT_ALIASES
+
+    if output is None:
+        default = asked or RenderOptions.format
+        return Path(FITS_EXTENSION.sub("", file.name) + "." + EXTENSIONS[default]), default
+    # The format each image extension names: .jpg, .jpeg, .png, .webp.
+    formats_named = {f".{name}": FORMAT_ALIASES.get(name, name) for name in (*FORMAT_ALIASES, *FORMATS)}
+    named = formats_named.get(output.suffix.lower())
+    image_format = asked or named
+    if image_format is None:
+        known = ", ".join(formats_named)
+        raise CommandError(f"-o {output}: its extension names no image format ({known}); or give --format")
+    if named is not None and named != image_format:
+        raise CommandError(f"-o {output}: its extension names {named}, but --format is {asked}")
+    return output, image_format
 
 
 def _sign(url: str, key: str | None) -> int:
@@ -156,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _demo(settings)
         else:
             _render(arguments, settings)
-    except ThumbproxyError as error:
-        print(f"thumbproxy: {error.message}", file=sys.stderr)
-        return 1
+    except CommandError as error:
+        print(f"thumbproxy: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -13,6 +13,8 @@ def encode(image: Image.Image, options: RenderOptions) -> bytes:
     if options.format == "png":
         image.save(buffer, format="PNG")
     elif options.format == "webp":
+        # Lossy WebP has no grey mode: a grey image goes to libwebp with equal channels, whose chroma it codes as
+        # exactly neutral and nearly free; lossless, the only WebP that decodes exactly grey, is 2-4x larger.
         image.save(buffer, format="WEBP", quality=options.quality)
     else:
         image.save(buffer, format="JPEG", quality=options.quality, progressive=options.progressive)

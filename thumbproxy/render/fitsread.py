@@ -28,6 +28,9 @@ SIGNATURE_BYTES = 80
 # The starts of astropy's warnings that a file ends early or a header in it is unreadable.
 TRUNCATION_WARNING = "File may have been truncated"
 BAD_HEADER_WARNING = "Error validating header"
+# The reason given for a file astropy fails on in a way of its own (AttributeError, KeyError, TypeError, ...):
+# its message speaks of astropy's insides, not of the file.
+NOT_READABLE_FITS = "not a readable FITS file"
 # The largest image plane read: 2**27 pixels, 512 MiB as float32, eight 4096 x 4096 frames.
 # Tiles of a blank image compress a thousandfold, so the file's size does not bound it.
 MAX_PIXELS = 2**27
@@ -242,7 +245,7 @@ def _failure_reason(start: bytes, error: Exception, caught: Sequence[warnings.Wa
         # Proxies and object stores answer errors with a web page.
         page = start.lstrip().startswith(b"<")
         return "not a FITS file but an HTML or XML page" if page else "not a FITS file"
-    return f"{type(error).__name__}: {error}"
+    return NOT_READABLE_FITS
 
 
 def _raise_if_out_of_memory(error: Exception) -> None:

@@ -9,7 +9,9 @@ SIGINT (Ctrl-C) skips the drain.
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import resource
 import signal
 from collections.abc import Callable
@@ -29,6 +31,17 @@ RESERVED_DESCRIPTORS = 256
 LAST_ARRIVALS_SECONDS = 0.5
 # asyncio logs each failed accept() (out of descriptors, say): once a minute per kind of message is enough.
 LOOP_ERROR_INTERVAL = 60.0
+
+
+class CannotListen(Exception):
+    """The listener could not be opened on host:port (taken, refused, or no such address)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        # asyncio's bind errors repeat the address in their text: the reason alone is the system's.
+        code = error.errno or 0
+        reason = os.strerror(code) if code > 0 else error.strerror or str(error)
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.in_use = code == errno.EADDRINUSE
 
 
 class GuardedSite(web.BaseSite):
@@ -99,7 +112,10 @@ async def serve(
     shutdown_timeout: float,
     announce: Callable[[str], None],
 ) -> None:
-    """Serve `app` on host:port until SIGINT, or SIGTERM and its drain; then shut it down."""
+    """Serve `app` on host:port until SIGINT, or SIGTERM and its drain; then shut it down.
+
+    Raises CannotListen when host:port cannot be listened on.
+    """
     loop = asyncio.get_running_loop()
     _throttled_loop_errors(loop)
     _make_room_for(connections.max_connections)
@@ -116,7 +132,10 @@ async def serve(
     try:
         await runner.setup()
         site = GuardedSite(runner, connections, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as error:
+            raise CannotListen(host, port, error) from error
         announce(f"======== Running on {site.name} ========\n(Press CTRL+C to quit)")
         await stop.wait()
         if terminated.is_set() and drain_seconds > 0:
