@@ -52,6 +52,26 @@ def test_render_writes_the_same_jpeg_the_server_makes(tmp_path: Path) -> None:
     assert Image.open(tmp_path / "out.jpg").size == (120, 120)
 
 
+def test_render_takes_every_display_parameter_as_the_server_does(tmp_path: Path) -> None:
+    frame = sampledata.star_field(tmp_path / "field.fits.fz", size=256)
+    given = [
+        ["--stretch", "log", "--min-percent", "20", "--max-percent", "99.9", "--gamma", "1.5", "--invert"],
+        ["--zmin", "990", "--zmax", "1400", "--stretch", "asinh", "--cmap", "viridis"],
+        ["--contrast", "0.3"],
+    ]
+    asked = [
+        RenderOptions(stretch="log", min_percent=20.0, max_percent=99.9, gamma=1.5, invert=True, format="png"),
+        RenderOptions(stretch="asinh", zmin=990.0, zmax=1400.0, cmap="viridis", format="png"),
+        RenderOptions(contrast=0.3, format="png"),
+    ]
+    for flags, options in zip(given, asked):
+        result = _thumbproxy("render", str(frame), "-o", "out.png", *flags, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "out.png").read_bytes() == thumbnail_from_file(frame, options), flags
+    refused = _thumbproxy("render", str(frame), "--zmin", "5", "--zmax", "1", cwd=tmp_path)
+    assert _refused(refused, "Invalid parameter zmax: must be greater than zmin")
+
+
 def test_render_defaults_to_basename_jpg_here(tmp_path: Path) -> None:
     frame = sampledata.star_field(tmp_path / "ogg-e91.fits.fz", size=256)
     result = _thumbproxy("render", str(frame), cwd=tmp_path)

@@ -28,10 +28,19 @@ RENDER_OPTIONS = {
     "percentile": "upper percentile of the --median stretch (default 99.5)",
     "quality": "JPEG and WebP quality, 1 to 95 (default 80)",
     "format": "jpeg (jpg), png or webp; auto or not given: as -o's extension says, else jpeg",
+    "stretch": "zscale (default), linear, sqrt, log, asinh or histeq",
+    "zmin": "pixel value drawn black, in data units",
+    "zmax": "pixel value drawn white, in data units",
+    "min_percent": "black at this percentile of the pixels, 0 to 100",
+    "max_percent": "white at this percentile of the pixels, 0 to 100",
+    "contrast": "zscale's contrast, 0 < c < 1 (default 0.1)",
+    "gamma": "grey levels raised to 1/gamma last (default: 2.5 for zscale, 1 otherwise)",
+    "cmap": "colour map: gray (default), viridis, magma, inferno, plasma, cividis, heat, hot, cubehelix",
 }
 RENDER_FLAGS = {
     "median": "subtract the median and stretch to --percentile",
     "progressive": "progressive JPEG",
+    "invert": "white sky and black stars",
 }
 # What a FITS file's name ends with, compressed or not: the rest of the name is the frame's.
 FITS_EXTENSION = re.compile(r"\.(?:fits|fit|fts)(?:\.(?:fz|gz|bz2))?$", re.IGNORECASE)
@@ -59,8 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "-o", "--output", type=Path, help="image to write, .jpg, .png or .webp (default: the file's name, here)"
     )
+    # Spelled on the command line with hyphens (--min-percent), in the query with underscores (min_percent).
     for option, meaning in RENDER_OPTIONS.items():
-        render.add_argument(f"--{option}", help=meaning)
+        render.add_argument(f"--{option.replace('_', '-')}", dest=option, help=meaning)
     for flag, meaning in RENDER_FLAGS.items():
         render.add_argument(f"--{flag}", action="store_const", const="true", help=meaning)
     render.add_argument("--config", help="config file")
