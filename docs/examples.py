@@ -17,24 +17,12 @@ from multidict import MultiDict
 from thumbproxy.demo.sampledata import demo_archive
 from thumbproxy.render import color_thumbnail_from_files, thumbnail_from_file
 from thumbproxy.web.pages import EXAMPLE_BASENAME, PARAMETERS
-from thumbproxy.web.query import parse_query
+from thumbproxy.web.query import DISPLAY_PARAMETERS, parse_query
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_SIZE = 160
 # The parameters whose pictures README shows: those that change how a frame is drawn, and the plain default.
-SHOWN = (
-    "stretch",
-    "zmin",
-    "zmax",
-    "min_percent",
-    "max_percent",
-    "contrast",
-    "gamma",
-    "invert",
-    "cmap",
-    "color",
-    "weights",
-)
+SHOWN = (*DISPLAY_PARAMETERS, "color", "weights")
 DEFAULT = "default"
 # The demo's R, V, B frames, red first, and the red one's basename, which a colour request names.
 RVB_FRAMES = ("0280", "0281", "0282")

@@ -4,7 +4,7 @@ by several workers join into exactly the preview read whole, and bytes never dep
 import asyncio
 import io
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -219,22 +219,31 @@ async def image_bytes(service: Service, path: str) -> bytes:
     return await response.read()
 
 
-async def test_later_thumbnails_need_no_download_and_match_a_fresh_service(
-    start_service: ServiceFactory, frame: dict, tmp_path: Path
-) -> None:
+async def later_thumbnails_from_the_preview(
+    start_service: ServiceFactory, frame: dict, queries: Sequence[str], fresh_cache: Path
+) -> list[bytes]:
+    """The thumbnails of queries asked after the frame's first one, which no request may read the FITS file
+    for again; each checked against what a service that never saw the frame draws for it."""
     service = await start_service()
     await image_bytes(service, f"/{frame['id']}/?image=true")
     # Anything reading the FITS file now fails the request.
     previews = service.app[THUMBNAILER].previews
     previews.read_file = refused
     previews.read_band = refused
-    later = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in NEXT_QUERIES]
+    later = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in queries]
     assert service.archive.downloads[frame["id"]] == 1
-    assert Image.open(io.BytesIO(later[3])).format == "PNG"
 
-    fresh = await start_service(THUMBPROXY_CACHE_DIR=str(tmp_path / "fresh-cache"))
-    for query, seen in zip(NEXT_QUERIES, later):
+    fresh = await start_service(THUMBPROXY_CACHE_DIR=str(fresh_cache))
+    for query, seen in zip(queries, later):
         assert await image_bytes(fresh, f"/{frame['id']}/?image=true&{query}") == seen, query
+    return later
+
+
+async def test_later_thumbnails_need_no_download_and_match_a_fresh_service(
+    start_service: ServiceFactory, frame: dict, tmp_path: Path
+) -> None:
+    later = await later_thumbnails_from_the_preview(start_service, frame, NEXT_QUERIES, tmp_path / "fresh-cache")
+    assert Image.open(io.BytesIO(later[3])).format == "PNG"
 
 
 async def test_a_thumbnail_larger_than_the_preview_is_made_from_the_whole_frame(
@@ -408,18 +417,8 @@ async def test_display_parameters_draw_from_the_stored_preview_as_a_fresh_servic
     start_service: ServiceFactory, fake_archive: FakeArchive, tmp_path: Path
 ) -> None:
     frame = fake_archive.add_frame(star_field(tmp_path / "ogg0m404-kb82-20190321-0274-e91.fits.fz", 1536))
-    service = await start_service()
-    # The default look first: the worker keeps the preview resampled to this size, clipped to its limits.
-    await image_bytes(service, f"/{frame['id']}/?image=true")
-    previews = service.app[THUMBNAILER].previews
-    previews.read_file = refused
-    previews.read_band = refused
-    drawn = [await image_bytes(service, f"/{frame['id']}/?image=true&{query}") for query in DISPLAY_QUERIES]
-    assert service.archive.downloads[frame["id"]] == 1
+    # The default look first: the worker keeps the preview resampled to its size, clipped to its limits.
+    drawn = await later_thumbnails_from_the_preview(start_service, frame, DISPLAY_QUERIES, tmp_path / "fresh-cache")
     # White far above the default look's: star cores keep their shape instead of a flat white top.
     linear = np.asarray(Image.open(io.BytesIO(drawn[0])))
     assert 64 < linear.max() < 255
-
-    fresh = await start_service(THUMBPROXY_CACHE_DIR=str(tmp_path / "fresh-cache"))
-    for query, seen in zip(DISPLAY_QUERIES, drawn):
-        assert await image_bytes(fresh, f"/{frame['id']}/?image=true&{query}") == seen, query

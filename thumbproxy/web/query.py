@@ -26,6 +26,8 @@ MAX_LABEL_LENGTH = 200
 MAX_QUALITY = 95
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+# How a frame is drawn: the same on every image route and as `thumbproxy render` flags.
+DISPLAY_PARAMETERS = ("stretch", "zmin", "zmax", "min_percent", "max_percent", "contrast", "gamma", "invert", "cmap")
 KNOWN_PARAMETERS = frozenset(
     {
         "image",
@@ -37,17 +39,9 @@ KNOWN_PARAMETERS = frozenset(
         "percentile",
         "quality",
         "progressive",
-        "stretch",
         "weights",
         "format",
-        "zmin",
-        "zmax",
-        "min_percent",
-        "max_percent",
-        "contrast",
-        "gamma",
-        "invert",
-        "cmap",
+        *DISPLAY_PARAMETERS,
     }
 )
 # The largest gamma taken: past it every pixel above black is drawn nearly white.
