@@ -16,7 +16,7 @@ from fakearchive import FakeArchive
 from specks import count_specks
 from test_preview import assert_same_preview, whole_preview
 from test_render import decode, render
-from thumbproxy.demo.sampledata import cosmic_ray_field
+from thumbproxy.demo.sampledata import cosmic_ray_field, raw_frame, spectrum
 from thumbproxy.render import RenderOptions, thumbnail_from_file
 from thumbproxy.render.preview import join_bands, read_band, read_reductions
 from thumbproxy.render.reduce import block_mean
@@ -31,13 +31,16 @@ STAR_TOLERANCE = 5
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A 2048 x 2048 field of stars on a dark sky struck by 4000 hits, the same field without them, and a
-    1000 x 1000 one (its preview is the frame itself) with 1000 hits; named as the archive names frames."""
+    """A 2048 x 2048 field of stars on a dark sky struck by 4000 hits, the same field without them, a 1000 x 1000
+    one (its preview is the frame itself) with 1000 hits, a 2-D spectrum and a raw frame of 16-bit counts; named as
+    the archive names frames."""
     directory = tmp_path_factory.mktemp("hits")
     return {
         "hits": cosmic_ray_field(directory / "ogg0m404-kb82-20190321-0300-e91.fits.fz"),
         "clean": cosmic_ray_field(directory / "ogg0m404-kb82-20190321-0301-e91.fits.fz", hits=0),
         "small": cosmic_ray_field(directory / "ogg0m404-kb82-20190321-0302-e91.fits.fz", 1000, hits=1000),
+        "spectrum": spectrum(directory / "ogg2m001-en06-20190321-0303-e00.fits.fz", 1024, 256),
+        "raw": raw_frame(directory / "ogg0m404-kb82-20190321-0304-e00.fits", 1024, compression=None),
     }
 
 
@@ -97,12 +100,14 @@ def decode_png(image: bytes) -> np.ndarray:
     return np.asarray(decoded.convert("L"))
 
 
-def test_a_frame_without_hits_keeps_every_block_mean(frames: dict[str, Path]) -> None:
-    # Every block of the stars, the saturated ones too, averages all its pixels.
-    with fits.open(frames["clean"]) as hdul:
-        pixels = hdul["SCI"].data.astype(np.float32)
-    for factor in (2, 4, 10):
-        [reduced], _ = read_reductions(frames["clean"], lambda image, factor=factor: [factor])
+@pytest.mark.parametrize("frame", ["clean", "spectrum", "raw"])
+def test_a_frame_without_hits_keeps_every_block_mean(frames: dict[str, Path], frame: str) -> None:
+    # Every block of the stars, the saturated ones too, of a raw frame's 16-bit counts, and of a spectrum's trace
+    # and sky lines averages all its pixels; unreduced, every pixel is kept.
+    with fits.open(frames[frame]) as hdul:
+        pixels = (hdul["SCI"] if "SCI" in hdul else hdul[0]).data.astype(np.float32)
+    for factor in (1, 2, 4, 10):
+        [reduced], _ = read_reductions(frames[frame], lambda image, factor=factor: [factor])
         np.testing.assert_allclose(reduced.image, block_mean(pixels, factor), rtol=1e-5, atol=0.01)
 
 

@@ -40,8 +40,9 @@ class PixelRows(Protocol):
     def take(self, indices: np.ndarray) -> np.ndarray:
         """float32 pixels at these flat indices of the rows; indices beyond them stand for the first or last pixel."""
 
-    def row(self, index: int) -> np.ndarray:
-        """A new array: the float32 pixels of one of the rows, as take gives them."""
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        """A new array: the float32 pixels of some of the rows (a slice, or their indices), (rows, columns), as take
+        gives them."""
 
     def block_mean(self, factor: int) -> np.ndarray:
         """A new array: the rows' mean over factor x factor blocks, as reduce.block_mean defines it."""
@@ -76,8 +77,8 @@ class FloatRows:
     def take(self, indices: np.ndarray) -> np.ndarray:
         return self.data.take(indices, mode="clip")
 
-    def row(self, index: int) -> np.ndarray:
-        values: np.ndarray = self.data[index].copy()
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        values: np.ndarray = self.data[rows].copy()
         return values
 
     def block_mean(self, factor: int) -> np.ndarray:
@@ -117,9 +118,10 @@ class ScaledRows:
         )
         return values
 
-    def row(self, index: int) -> np.ndarray:
-        values = np.empty(self.quantized.shape[1], np.float32)
-        dequantize(self.quantized[index], self.scale[index], self.zero[index], self.blank, values)
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        quantized = self.quantized[rows]
+        values = np.empty(quantized.shape, np.float32)
+        dequantize(quantized, self.scale[rows], self.zero[rows], self.blank, values)
         return values
 
     def block_mean(self, factor: int) -> np.ndarray:

@@ -12,11 +12,9 @@ from astropy.visualization import BaseTransform
 from PIL import Image
 
 from thumbproxy.render.encode import encode
-from thumbproxy.render.hits import leave_out_hits
 from thumbproxy.render.label import add_label
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, orient
-from thumbproxy.render.pixelrows import FloatRows
 from thumbproxy.render.preview import DEFAULT_PREVIEW_SIZE, Preview, read_reduced
 from thumbproxy.render.reduce import block_mean, reduction_factor, resample
 from thumbproxy.render.samples import PixelSamples
@@ -112,11 +110,7 @@ class ResampledPreview:
 def preview_at_size(preview: Preview, options: RenderOptions) -> ResampledPreview:
     """The preview, which covers the thumbnail options ask for (Preview.covers), ready for its tone curve."""
     size = preview.outline.thumbnail_size(options)
-    factor = reduction_factor(preview.shape, size) // preview.factor
-    reduced = block_mean(preview.image, factor)
-    if preview.factor == 1:
-        # The preview is the frame itself, its hits still in it: left out here, as a larger frame's are when read.
-        leave_out_hits(FloatRows(preview.image), reduced, factor, preview.samples.noise)
+    reduced = block_mean(preview.image, reduction_factor(preview.shape, size) // preview.factor)
     limit_samples = limit_samples_of(preview.samples, reduced)
     noise = noise_averaged_away(preview.samples.noise, math.prod(preview.shape) / (size[0] * size[1]))
     limits = preview.sample_limits
