@@ -30,8 +30,8 @@ from thumbproxy.render.samples import pixel_noise
 # Rows the pixel noise is measured on, spread evenly over the frame, before any block is reduced.
 PROBE_ROWS = 2
 # A block is looked into when its mean is this many of its noise deviations above the lower of its
-# left and right neighbours': about one sky block in 2500 by chance.
-CANDIDATE_SIGMAS = 5.0
+# left and right neighbours': a few sky blocks in 100,000 by chance.
+CANDIDATE_SIGMAS = 6.0
 # A hit pixel stands this many pixel-noise deviations above the median of its eight neighbours, and above
 # its sides (its height)...
 HIT_SIGMAS = 8.0
