@@ -2,13 +2,16 @@
 
 Times, interleaved round by round: astropy only decompressing the frame (the floor),
 thumbnail_from_file to a 500x500 JPEG, and fits2image 1.1's fits_to_jpg to the same size.
-Peak memory of one render is measured in a fresh subprocess. Prints a table, writes a
-JSON file under bench/results/ and exits 1 if a target is missed.
+Peak memory of one render is measured in a fresh subprocess. Counts the isolated bright
+specks (tests/specks.py) in both renderers' thumbnails of a 2048x2048 frame struck by 4000
+particle hits and of a real frame. Prints a table, writes a JSON file under bench/results/
+and exits 1 if a target is missed.
 
     python -m bench.render [--rounds 7]      (or: python bench/render.py)
 """
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -23,6 +26,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+import numpy as np
+
 RESULTS = Path(__file__).resolve().parent / "results"
 FRAME_SIZE = 4096
 BOX = 500
@@ -30,6 +35,10 @@ BOX = 500
 MAX_RENDER_OVER_DECOMPRESS = 1.5
 MIN_FITS2IMAGE_OVER_RENDER = 2.0
 MAX_PEAK_OVER_FRAME = 3.0
+# Issue 18: on a frame full of particle hits, at most this many times fits2image's specks, plus a couple of dozen.
+MAX_SPECKS_OVER_FITS2IMAGE = 1.2
+SPECK_ALLOWANCE = 24
+HITS_FRAME_SIZE = 2048
 FRAME_BYTES = FRAME_SIZE * FRAME_SIZE * 4
 MIB = 2**20
 
@@ -58,19 +67,55 @@ def decompress(path: Path) -> None:
         _ = pixels.data
 
 
-def render(path: Path) -> bytes:
-    """thumbproxy's renderer, as a render worker calls it, to a 500x500 JPEG."""
+def render(path: Path, box: int = BOX) -> bytes:
+    """thumbproxy's renderer, as a render worker calls it, to a box x box (500x500) JPEG."""
     from thumbproxy.render import RenderOptions, thumbnail_from_file
 
-    return thumbnail_from_file(path, RenderOptions(width=BOX, height=BOX))
+    return thumbnail_from_file(path, RenderOptions(width=box, height=box))
 
 
-def fits2image(path: Path, output: Path) -> None:
+def fits2image(path: Path, output: Path, box: int = BOX) -> None:
     """fits2image 1.1, the renderer thumbproxy replaces, to the same size."""
     from fits2image.conversions import fits_to_jpg
 
-    if not fits_to_jpg(str(path), str(output), width=BOX, height=BOX):
+    if not fits_to_jpg(str(path), str(output), width=box, height=box):
         raise RuntimeError("fits2image failed")
+
+
+def speck_frames() -> dict[str, tuple[Path, int]]:
+    """The frames whose specks are counted, and the box each is drawn into: the 2048x2048 field of a few stars
+    struck by 4000 particle hits (made once), at the service's default box and at BOX; and astropy's own test
+    image of NGC 1316 (a real 440x300 frame, installed with astropy) at a box small enough to block-average it."""
+    import astropy
+
+    path = RESULTS / f"cosmic_rays_{HITS_FRAME_SIZE}.fits.fz"
+    if not path.exists():
+        from thumbproxy.demo.sampledata import cosmic_ray_field
+
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        cosmic_ray_field(path, HITS_FRAME_SIZE)
+    real = Path(astropy.__file__).parent / "io" / "fits" / "tests" / "data" / "comp.fits"
+    frames = {f"hits {HITS_FRAME_SIZE} -> 200": (path, 200), f"hits {HITS_FRAME_SIZE} -> {BOX}": (path, BOX)}
+    return frames | ({"NGC 1316 (astropy comp.fits) -> 100": (real, 100)} if real.exists() else {})
+
+
+def speck_counts() -> dict[str, dict[str, int]]:
+    """Isolated bright specks in thumbproxy's and fits2image's thumbnails of each of speck_frames."""
+    from PIL import Image
+
+    # The speck counter lives with the tests, which import it as a top-level module.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from specks import count_specks
+
+    counts = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        output = Path(scratch) / "fits2image.jpg"
+        for name, (path, box) in speck_frames().items():
+            fits2image(path, output, box)
+            theirs = np.asarray(Image.open(output).convert("L"))
+            ours = np.asarray(Image.open(io.BytesIO(render(path, box))).convert("L"))
+            counts[name] = {"thumbproxy": count_specks(ours), "fits2image": count_specks(theirs)}
+    return counts
 
 
 def _seconds(call: Callable[[], object]) -> float:
@@ -170,6 +215,25 @@ def _check(measured: float, relation: str, limit: float) -> dict:
     return {"measured": measured, "limit": f"{relation} {limit:g}", "passed": passed}
 
 
+def speck_checks(specks: dict[str, dict[str, int]]) -> dict[str, dict]:
+    """The speck target on each view of the frame full of hits: thumbproxy's specks at most
+    MAX_SPECKS_OVER_FITS2IMAGE times fits2image's plus SPECK_ALLOWANCE."""
+    return {
+        f"specks, {name}": _check(
+            counts["thumbproxy"], "<=", MAX_SPECKS_OVER_FITS2IMAGE * counts["fits2image"] + SPECK_ALLOWANCE
+        )
+        for name, counts in specks.items()
+        if name.startswith("hits")
+    }
+
+
+def print_specks(specks: dict[str, dict[str, int]]) -> None:
+    """The table of speck counts."""
+    print(f"\n{'isolated bright specks (tests/specks.py)':<40}{'thumbproxy':>11}{'fits2image':>11}")
+    for name, counts in specks.items():
+        print(f"{name:<40}{counts['thumbproxy']:>11}{counts['fits2image']:>11}")
+
+
 def _summary(seconds: list[float]) -> dict[str, float]:
     return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds)}
 
@@ -206,6 +270,7 @@ def run(rounds: int) -> bool:
     path = benchmark_frame()
     times = time_interleaved(path, rounds)
     memory = {what: measure_memory(what, path) for what in ("decompress", "render")}
+    specks = speck_counts()
     summary = {name: _summary(seconds) for name, seconds in times.items()}
     render_median = summary["render"]["median"]
     checks = {
@@ -216,6 +281,7 @@ def run(rounds: int) -> bool:
             summary["fits2image"]["median"] / render_median, ">=", MIN_FITS2IMAGE_OVER_RENDER
         ),
         "render peak RSS growth / frame": _check(memory["render"]["rss"] / FRAME_BYTES, "<=", MAX_PEAK_OVER_FRAME),
+        **speck_checks(specks),
     }
 
     print(f"{FRAME_SIZE}x{FRAME_SIZE} float32 RICE_1 frame {path.name}, {BOX}x{BOX} JPEG, {rounds} interleaved rounds")
@@ -236,6 +302,7 @@ def run(rounds: int) -> bool:
         "process after imports and a tiny warm-up call;\n RSS growth = peak RSS (VmHWM) minus "
         "RSS before the call)"
     )
+    print_specks(specks)
     print(f"\n{'target':<34}{'measured':>9}{'limit':>9}  result")
     for name, check in checks.items():
         print(f"{name:<34}{check['measured']:>9.2f}{check['limit']:>9}  {'PASS' if check['passed'] else 'FAIL'}")
@@ -251,6 +318,7 @@ def run(rounds: int) -> bool:
         "seconds": times,
         "summary": summary,
         "memory_bytes": memory,
+        "specks": specks,
         "frame_bytes": FRAME_BYTES,
         "checks": checks,
     }

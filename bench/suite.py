@@ -1,6 +1,7 @@
 """The benchmark suite: every measurement of the service side by side in one run.
 
 1. render 4096x4096 -> 500x500 in one process: thumbproxy, fits2image 1.1, astropy decompression alone;
+   and the isolated bright specks each draws of a frame full of particle hits and of a real frame;
 2. the next thumbnails of a frame already rendered once, through the service, against the first;
 3. a colour composite against a single frame, in one process;
 4. the full stack cold: a request through the service to the fake OCS archive on loopback (first byte,
@@ -318,6 +319,9 @@ def measure(plan: Plan, work: Path) -> dict:
             for name, values in render.time_interleaved(path, plan.rounds).items()
         }
 
+    progress("1. isolated bright specks: a frame full of particle hits and a real frame, thumbproxy and fits2image")
+    specks = render.speck_counts()
+
     progress(f"3. colour against single, {plan.rounds} interleaved rounds")
     color_seconds, alignment = color.time_interleaved(color.benchmark_frames(), plan.rounds)
     seconds |= {f"color/{name}": values for name, values in color_seconds.items()}
@@ -355,6 +359,7 @@ def measure(plan: Plan, work: Path) -> dict:
 
     return {
         "seconds": seconds,
+        "specks": specks,
         "color_alignment": alignment,
         "coalescing": service["coalescing"],
         "hit_path": hit_path,
@@ -443,6 +448,7 @@ def checks(figures: dict) -> dict[str, dict]:
         "idle service's archive API calls per hour": _check(
             figures["idle_archive_calls"]["per_hour"], "<=", MAX_IDLE_API_CALLS_PER_HOUR
         ),
+        **render.speck_checks(figures["specks"]),
     }
 
 
@@ -500,6 +506,7 @@ def print_report(figures: dict, plan: Plan) -> None:
         "raw/floor",
         "floor",
     )
+    render.print_specks(figures["specks"])
     print_times(
         f"2. thumbnails of a {frame} frame through the service (fake archive on loopback, "
         f"{POOL_WORKERS} workers), {plan.cold_frames} frames",

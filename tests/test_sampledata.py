@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from thumbproxy.demo.sampledata import SATURATE, demo_archive, raw_frame, rvb_set, spectrum, star_field
+from thumbproxy.demo.sampledata import (
+    SATURATE,
+    cosmic_ray_field,
+    demo_archive,
+    raw_frame,
+    rvb_set,
+    spectrum,
+    star_field,
+)
 
 
 def test_star_field_layout_and_keywords(tmp_path):
@@ -107,3 +115,15 @@ def test_demo_archive_writes_only_what_is_missing(tmp_path):
 
 def test_tiny_frames_can_be_made(tmp_path):
     assert fits.getdata(star_field(tmp_path / "tiny.fits.fz", 16), "SCI").shape == (16, 16)
+
+
+def test_cosmic_ray_field_is_the_same_stars_struck_by_short_hits(tmp_path):
+    struck = cosmic_ray_field(tmp_path / "hits.fits", 512, hits=300, compression=None)
+    clean = cosmic_ray_field(tmp_path / "clean.fits", 512, hits=0, compression=None)
+    with fits.open(struck) as hits, fits.open(clean) as plain:
+        difference = hits["SCI"].data - plain["SCI"].data
+        assert hits["SCI"].header["RLEVEL"] == 91 and np.median(plain["SCI"].data) < 150
+    struck_pixels = difference > 0
+    # 300 hits of 1 to 3 pixels: about 600 pixels, each at least 300 counts (1000 spread over 3 at most).
+    assert 300 < np.count_nonzero(struck_pixels) <= 900
+    assert difference[struck_pixels].min() >= 300 and np.count_nonzero(difference < 0) == 0

@@ -22,6 +22,8 @@ SATURATE = 60000.0
 # Stars per pixel, and the total flux (counts) of the brightest.
 STAR_DENSITY = 1.0 / 8000.0
 BRIGHTEST_FLUX = 2e7
+# A field far from the Milky Way: a tenth as many stars.
+SPARSE_STAR_DENSITY = STAR_DENSITY / 10.0
 RAW_SATURATE = 65535
 DEMO_DAY = "20190321"
 
@@ -39,11 +41,11 @@ class _Stars:
     colour: np.ndarray
 
 
-def _field_stars(shape: tuple[int, int], seed: int) -> _Stars:
-    """Stars of a field: drawn from the seed alone, so frames of one field share them."""
+def _field_stars(shape: tuple[int, int], seed: int, density: float = STAR_DENSITY) -> _Stars:
+    """Stars of a field, `density` per pixel: drawn from the seed alone, so frames of one field share them."""
     rng = np.random.default_rng(seed)
     ny, nx = shape
-    count = max(1, int(nx * ny * STAR_DENSITY))
+    count = max(1, int(nx * ny * density))
     # A Pareto tail gives many faint stars; one in a hundred (at least two) is bright
     # enough to saturate its core over a few pixels.
     flux = np.minimum(400.0 * (1.0 + rng.pareto(1.2, count)), BRIGHTEST_FLUX)
@@ -82,6 +84,25 @@ def _add_cosmic_rays(image: np.ndarray, rng: np.random.Generator, count: int) ->
     energy = rng.uniform(3000.0, 20000.0, count).astype(image.dtype)
     for step in range(3):
         image[rows, columns + step] += energy / (step + 1)
+
+
+def _add_hits(image: np.ndarray, rng: np.random.Generator, count: int) -> None:
+    """Add particle hits of 1 to 3 pixels in a line along a row, a column or a diagonal, the first pixel
+    taking most of the charge: cosmic rays and, one pixel long, hot pixels."""
+    ny, nx = image.shape
+    rows = rng.integers(2, ny - 2, count)
+    columns = rng.integers(2, nx - 2, count)
+    lengths = rng.integers(1, 4, count)
+    steps = np.array([(0, 1), (1, 0), (1, 1), (1, -1)])[rng.integers(0, 4, count)]
+    energy = rng.uniform(1000.0, 20000.0, count)
+    for pixel in range(3):
+        on = lengths > pixel
+        # add.at: hits may cross.
+        np.add.at(
+            image,
+            (rows[on] + pixel * steps[on, 0], columns[on] + pixel * steps[on, 1]),
+            (energy[on] / (pixel + 1)).astype(image.dtype),
+        )
 
 
 def _sky(shape: tuple[int, int], rng: np.random.Generator, level: float) -> np.ndarray:
@@ -195,6 +216,28 @@ def star_field(
     wcs["CRPIX1"] += dx  # type: ignore[operator]  # CRPIXn are floats
     wcs["CRPIX2"] += dy  # type: ignore[operator]
     header.update(wcs)
+    header["SATURATE"] = SATURATE
+    return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
+
+
+def cosmic_ray_field(
+    path: PathLike, size: int = 2048, hits: int = 4000, seed: int = 7, *, compression: str | None = "RICE_1"
+) -> Path:
+    """Write a reduced float32 field of a few stars on a dark sky, as star_field lays it out, struck by `hits`
+    particle hits of 1 to 3 pixels, as a long exposure collects them.
+
+    The stars depend only on seed and size, so frames differing only in hits line up pixel for pixel.
+    """
+    shape = (size, size)
+    stars = _field_stars(shape, seed, SPARSE_STAR_DENSITY)
+    image = _sky(shape, np.random.default_rng([seed, 1]), level=100.0)
+    _add_stars(image, stars.x, stars.y, stars.flux)
+    np.minimum(image, np.float32(SATURATE), out=image)
+    _add_hits(image, np.random.default_rng([seed, 2]), hits)
+
+    header = fits.Header()
+    header.update(_observation_cards("EXPOSE", "rp", 1766540, 91, 300))
+    header.update(_celestial_wcs(shape, 150.0, 2.2, north_angle=0.0, mirrored=False))
     header["SATURATE"] = SATURATE
     return _write(path, fits.PrimaryHDU(), _image_hdu(image, header, compression, "SCI"))
 

@@ -33,8 +33,16 @@ class PixelRows(Protocol):
     @property
     def size(self) -> int: ...
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns)."""
+
     def take(self, indices: np.ndarray) -> np.ndarray:
-        """float32 pixels at these flat indices of the rows."""
+        """float32 pixels at these flat indices of the rows; indices beyond them stand for the first or last pixel."""
+
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        """A new array: the float32 pixels of some of the rows (a slice, or their indices), (rows, columns), as take
+        gives them."""
 
     def block_mean(self, factor: int) -> np.ndarray:
         """A new array: the rows' mean over factor x factor blocks, as reduce.block_mean defines it."""
@@ -61,8 +69,17 @@ class FloatRows:
     def size(self) -> int:
         return self.data.size
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows, columns = self.data.shape
+        return rows, columns
+
     def take(self, indices: np.ndarray) -> np.ndarray:
-        return self.data.take(indices)
+        return self.data.take(indices, mode="clip")
+
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        values: np.ndarray = self.data[rows].copy()
+        return values
 
     def block_mean(self, factor: int) -> np.ndarray:
         return block_mean(self.data, factor)
@@ -84,10 +101,27 @@ class ScaledRows:
     def size(self) -> int:
         return self.quantized.size
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        rows, columns = self.quantized.shape
+        return rows, columns
+
     def take(self, indices: np.ndarray) -> np.ndarray:
         rows = indices // self.quantized.shape[1]
         values = np.empty(indices.shape, np.float32)
-        dequantize(self.quantized.take(indices), self.scale.take(rows), self.zero.take(rows), self.blank, values)
+        dequantize(
+            self.quantized.take(indices, mode="clip"),
+            self.scale.take(rows, mode="clip"),
+            self.zero.take(rows, mode="clip"),
+            self.blank,
+            values,
+        )
+        return values
+
+    def row_values(self, rows: slice | np.ndarray) -> np.ndarray:
+        quantized = self.quantized[rows]
+        values = np.empty(quantized.shape, np.float32)
+        dequantize(quantized, self.scale[rows], self.zero[rows], self.blank, values)
         return values
 
     def block_mean(self, factor: int) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 
 from thumbproxy.render.errors import refused_as_render_error
 from thumbproxy.render.fitsread import FitsImage, open_frame, open_image
+from thumbproxy.render.hits import HitFilter
 from thumbproxy.render.options import RenderOptions
 from thumbproxy.render.orient import Orientation, as_drawn, header_orientation, orientation_cards
 from thumbproxy.render.reduce import REDUCING_GAP, output_size, reduction_factor
@@ -80,7 +81,8 @@ class Preview:
     # (rows, columns) of the full-resolution image.
     shape: tuple[int, int]
     factor: int
-    # The full-resolution image's block mean by factor (see pixelrows.PixelRows.block_mean).
+    # The full-resolution image's block mean by factor (see pixelrows.PixelRows.block_mean), particle hits left out
+    # (see hits).
     image: np.ndarray
     samples: PixelSamples
     # The header cards the orientation is read from.
@@ -215,14 +217,18 @@ def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[P
     unit = math.lcm(image.tile_rows, *factors)
     step = unit * max(1, CHUNK_PIXELS // (unit * image.shape[1])) if image.reads_rows_cheaply else image.shape[0]
     chunks = [slice(start, min(rows.stop, start + step)) for start in range(rows.start, rows.stop, step)] or [rows]
-    # Float chunks are read into the same memory: each is reduced and sampled before the next is read.
+    # Float chunks are read into the same memory: each is reduced, sampled and searched for hits before the next
+    # is read.
     buffer = np.empty((min(step, image.shape[0]), image.shape[1]), np.float32)
     reduced: list[list[np.ndarray]] = [[] for _ in factors]
     samples = []
+    hits = HitFilter(image, rows, factors)
     for chunk in chunks:
         pixels = image.read_rows(chunk, buffer)
-        for images, factor in zip(reduced, factors):
-            images.append(pixels.block_mean(factor))
+        reductions = [pixels.block_mean(factor) for factor in factors]
+        hits.add(pixels, reductions)
+        for images, reduction in zip(reduced, reductions):
+            images.append(reduction)
         samples.append(
             band_samples(
                 pixels,
@@ -233,10 +239,13 @@ def _read_bands(image: FitsImage, rows: slice, factors: Sequence[int]) -> list[P
         )
     # Taken from the header once, not once per chunk.
     cards = orientation_cards(image.header)
-    return [
+    bands = [
         PreviewBand(image.shape, factor, _joined(images), concatenated(samples), cards)
         for images, factor in zip(reduced, factors)
     ]
+    for band, (block_rows, block_columns, means) in zip(bands, hits.finish([band.image for band in bands])):
+        band.image[block_rows, block_columns] = means
+    return bands
 
 
 def _pixel_after(image: FitsImage, stop: int) -> Any:

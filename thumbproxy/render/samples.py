@@ -99,9 +99,15 @@ def concatenated(bands: Sequence[BandSamples]) -> BandSamples:
 def joined(bands: Sequence[BandSamples]) -> PixelSamples:
     """The frame's samples from its bands' samples, in band order."""
     whole = concatenated(bands)
-    # Differences of neighbours ignore sky gradients and extended light; each holds two pixels' noise.
-    noise = float(mad_std(whole.differences)) / math.sqrt(2.0) if whole.differences.size else 0.0
-    return PixelSamples(whole.limit_samples, whole.median_samples, noise)
+    return PixelSamples(whole.limit_samples, whole.median_samples, pixel_noise(whole.differences))
+
+
+def pixel_noise(differences: np.ndarray) -> float:
+    """The robust standard deviation of one pixel's noise, from differences of neighbouring pixels (0 without any).
+
+    Differences of neighbours ignore sky gradients and extended light; each holds two pixels' noise.
+    """
+    return float(mad_std(differences)) / math.sqrt(2.0) if differences.size else 0.0
 
 
 def pixel_samples(data: np.ndarray) -> PixelSamples:
